@@ -1,0 +1,222 @@
+package v1alpha1
+
+import (
+	"encoding/json"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+)
+
+// GroupName is the API group of the configuration file.
+const GroupName = "config.portcullis.dev"
+
+// SchemeGroupVersion is the group and version of this package's types.
+var SchemeGroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1alpha1"}
+
+// PortcullisConfiguration is the whole configuration of portcullis-server.
+type PortcullisConfiguration struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// IssuerURL is the https URL at which clients and kube-apiservers reach
+	// Portcullis. It is the "iss" of every cluster token, and the base of the
+	// OpenID discovery document (IssuerURL + "/.well-known/openid-configuration").
+	IssuerURL string `json:"issuerURL"`
+
+	// Store is where signing keys, sessions, revocations and grants are kept.
+	Store StoreConfig `json:"store"`
+
+	// Tokens configures cluster tokens and signing keys.
+	Tokens TokensConfig `json:"tokens"`
+
+	// IdentityProviders are the upstream OpenID Connect issuers users log in with.
+	IdentityProviders []IdentityProvider `json:"identityProviders,omitempty"`
+
+	// GroupMappings add groups to users, for IdPs that send none (or not the
+	// ones RBAC needs). Every mapping that matches adds its groups.
+	GroupMappings []GroupMapping `json:"groupMappings,omitempty"`
+
+	// Clusters are the Kubernetes clusters Portcullis authenticates for.
+	Clusters []Cluster `json:"clusters"`
+
+	// Webhook configures the TokenReview webhook that kube-apiserver calls.
+	Webhook WebhookConfig `json:"webhook"`
+
+	// Portal configures the browser login portal and sessions.
+	Portal PortalConfig `json:"portal"`
+}
+
+// StoreConfig selects the state store backend.
+type StoreConfig struct {
+	// Type is the backend: "bolt" (an embedded file, the default).
+	Type string `json:"type,omitempty"`
+	// Path is the file of the bolt backend. Default /var/lib/portcullis/state.db.
+	Path string `json:"path,omitempty"`
+}
+
+// TokensConfig configures Portcullis's own cluster tokens.
+type TokensConfig struct {
+	// Lifetime is the default lifetime of a cluster token. Default 15m.
+	Lifetime metav1.Duration `json:"lifetime,omitempty"`
+	// MaxLifetime bounds every token Portcullis mints, including offline
+	// mints and per-cluster overrides. Default 24h.
+	MaxLifetime metav1.Duration `json:"maxLifetime,omitempty"`
+	// KeyRotationPeriod is how often a new signing key becomes active.
+	// Retired keys keep verifying for MaxLifetime. Default 24h.
+	KeyRotationPeriod metav1.Duration `json:"keyRotationPeriod,omitempty"`
+	// CacheSize bounds the number of verified tokens remembered. Default 10000.
+	CacheSize int `json:"cacheSize,omitempty"`
+}
+
+// IdentityProvider is one upstream OpenID Connect issuer.
+type IdentityProvider struct {
+	// Name identifies the IdP in URLs, sessions, tokens ("idp" claim) and logs.
+	Name string `json:"name"`
+	// DisplayName is shown on the login page. Default: Name.
+	DisplayName string `json:"displayName,omitempty"`
+
+	// Issuer, ClaimValidationRules, ClaimMappings and UserValidationRules have
+	// the meaning (and are evaluated by the same code) as in kube-apiserver's
+	// AuthenticationConfiguration (apiserver.config.k8s.io/v1) jwt entries.
+	// issuer.audiences defaults to [clientID].
+	Issuer               apiserverv1.Issuer                `json:"issuer"`
+	ClaimValidationRules []apiserverv1.ClaimValidationRule `json:"claimValidationRules,omitempty"`
+	ClaimMappings        apiserverv1.ClaimMappings         `json:"claimMappings"`
+	UserValidationRules  []apiserverv1.UserValidationRule  `json:"userValidationRules,omitempty"`
+
+	// CertificateAuthorityFile is a PEM file of CAs to trust for the issuer,
+	// as an alternative to issuer.certificateAuthority. Default: system roots.
+	CertificateAuthorityFile string `json:"certificateAuthorityFile,omitempty"`
+
+	// ClientID and ClientSecretFile are Portcullis's OAuth2 client at the IdP,
+	// used by the login portal. The secret file is re-read on each use.
+	ClientID         string `json:"clientID,omitempty"`
+	ClientSecretFile string `json:"clientSecretFile,omitempty"`
+	// Scopes requested at login. Default [openid, email, profile, offline_access].
+	Scopes []string `json:"scopes,omitempty"`
+
+	// AcceptIDTokens lets the IdP's own ID tokens be used directly as bearer
+	// tokens (webhook, proxy, credential exchange). Default false.
+	AcceptIDTokens bool `json:"acceptIDTokens,omitempty"`
+
+	// UserInfo, when set, makes Portcullis ask the IdP's userinfo endpoint at
+	// login and refresh, and take groups from its GroupsClaim.
+	UserInfo *UserInfoConfig `json:"userInfo,omitempty"`
+}
+
+// UserInfoConfig configures the userinfo lookup.
+type UserInfoConfig struct {
+	// GroupsClaim is the userinfo claim holding groups. Default "groups".
+	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// GroupsPrefix is prepended to each group from userinfo.
+	GroupsPrefix string `json:"groupsPrefix,omitempty"`
+}
+
+// GroupMapping adds Groups to every user that Match matches.
+type GroupMapping struct {
+	Match GroupMatch `json:"match"`
+	// Groups are added to the matching users (after any IdP prefix).
+	Groups []string `json:"groups"`
+}
+
+// GroupMatch matches a user by any of its lists (an OR). Comparisons of
+// emails and domains are case-insensitive; usernames and groups are exact.
+type GroupMatch struct {
+	Users        []string `json:"users,omitempty"`
+	Emails       []string `json:"emails,omitempty"`
+	EmailDomains []string `json:"emailDomains,omitempty"`
+	// Groups matches users who already have one of these (mapped) groups.
+	Groups []string `json:"groups,omitempty"`
+	// IdentityProviders limits the mapping to users of these IdPs.
+	IdentityProviders []string `json:"identityProviders,omitempty"`
+}
+
+// Cluster is one Kubernetes cluster Portcullis authenticates for.
+type Cluster struct {
+	// Name identifies the cluster in URLs (/clusters/<name>, the webhook path)
+	// and is the "aud" of its cluster tokens.
+	Name string `json:"name"`
+	// TokenLifetime overrides tokens.lifetime for this cluster.
+	TokenLifetime *metav1.Duration `json:"tokenLifetime,omitempty"`
+	// APIAudiences are the kube-apiserver's own API audiences (its
+	// --api-audiences, by default its --service-account-issuer) that a
+	// TokenReview may ask for in spec.audiences. Default
+	// [https://kubernetes.default.svc].
+	APIAudiences []string `json:"apiAudiences,omitempty"`
+	// Access says who may reach this cluster. Nobody may when it is empty.
+	Access AccessPolicy `json:"access"`
+	// Upstream is the cluster's API server, for the impersonating proxy.
+	Upstream *Upstream `json:"upstream,omitempty"`
+}
+
+// AccessPolicy admits a user who matches any of its lists.
+type AccessPolicy struct {
+	// AllUsers admits every authenticated user.
+	AllUsers     bool     `json:"allUsers,omitempty"`
+	Users        []string `json:"users,omitempty"`
+	Groups       []string `json:"groups,omitempty"`
+	EmailDomains []string `json:"emailDomains,omitempty"`
+}
+
+// Upstream is how the impersonating proxy reaches a cluster's API server.
+type Upstream struct {
+	// Server is the https URL of the API server.
+	Server string `json:"server"`
+	// CertificateAuthorityFile is the PEM CA of the API server. Default: system roots.
+	CertificateAuthorityFile string `json:"certificateAuthorityFile,omitempty"`
+	// TokenFile holds the bearer token Portcullis uses upstream (e.g. a
+	// projected service-account token); re-read when it changes.
+	TokenFile string `json:"tokenFile,omitempty"`
+}
+
+// WebhookConfig configures the TokenReview endpoint.
+type WebhookConfig struct {
+	// ClientCAFile is the PEM CA that signed the client certificates
+	// kube-apiservers present. Required when clusters use webhook mode.
+	ClientCAFile string `json:"clientCAFile,omitempty"`
+	// AllowedClientNames, when set, restricts callers to certificates with
+	// one of these common names.
+	AllowedClientNames []string `json:"allowedClientNames,omitempty"`
+}
+
+// PortalConfig configures the login portal and its sessions.
+type PortalConfig struct {
+	// SessionIdleTimeout ends a session not refreshed for this long. Default 12h.
+	SessionIdleTimeout metav1.Duration `json:"sessionIdleTimeout,omitempty"`
+	// SessionMaxLifetime ends a session this long after login. Default 168h.
+	SessionMaxLifetime metav1.Duration `json:"sessionMaxLifetime,omitempty"`
+	// RefreshReuseGrace lets the previous refresh token be used again for
+	// this long after rotation, so concurrent clients don't lock each other
+	// out. Default 30s.
+	RefreshReuseGrace metav1.Duration `json:"refreshReuseGrace,omitempty"`
+}
+
+// DeepCopyObject implements runtime.Object. The configuration is read once
+// per (re)load, so a JSON round trip is cheap enough and cannot drift from
+// the type the way a hand-written copy could.
+func (c *PortcullisConfiguration) DeepCopyObject() runtime.Object {
+	if c == nil {
+		return nil
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		panic("config: marshalling a PortcullisConfiguration cannot fail: " + err.Error())
+	}
+	out := &PortcullisConfiguration{}
+	if err := json.Unmarshal(data, out); err != nil {
+		panic("config: unmarshalling a marshalled PortcullisConfiguration cannot fail: " + err.Error())
+	}
+	return out
+}
+
+var (
+	schemeBuilder = runtime.NewSchemeBuilder(addKnownTypes, addDefaultingFuncs)
+	// AddToScheme adds this package's types and defaults to a scheme.
+	AddToScheme = schemeBuilder.AddToScheme
+)
+
+func addKnownTypes(scheme *runtime.Scheme) error {
+	scheme.AddKnownTypes(SchemeGroupVersion, &PortcullisConfiguration{})
+	return nil
+}

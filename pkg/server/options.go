@@ -1,0 +1,141 @@
+package server
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	cliflag "k8s.io/component-base/cli/flag"
+	logsapi "k8s.io/component-base/logs/api/v1"
+
+	"portcullis.dev/portcullis/pkg/apis/config"
+	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+)
+
+// certPairName is the base name of the self-signed serving certificate
+// written into --cert-dir when no certificate is given.
+const certPairName = "portcullis"
+
+// Options are portcullis-server's flags. The shape (one options type per
+// concern, each with AddFlags/Validate/ApplyTo) is k8s.io/apiserver's, and
+// most of the types are its own, so the flags read as kube-apiserver's do.
+type Options struct {
+	ConfigFile string
+
+	SecureServing  *genericoptions.SecureServingOptionsWithLoopback
+	Authentication *genericoptions.DelegatingAuthenticationOptions
+	Authorization  *genericoptions.DelegatingAuthorizationOptions
+	Audit          *genericoptions.AuditOptions
+	Features       *genericoptions.FeatureOptions
+	Logs           *logsapi.LoggingConfiguration
+
+	// Set by Complete.
+	Config *v1alpha1.PortcullisConfiguration
+}
+
+// NewOptions returns options with Portcullis's defaults.
+func NewOptions() *Options {
+	o := &Options{
+		SecureServing:  genericoptions.NewSecureServingOptions().WithLoopback(),
+		Authentication: genericoptions.NewDelegatingAuthenticationOptions(),
+		Authorization:  genericoptions.NewDelegatingAuthorizationOptions(),
+		Audit:          genericoptions.NewAuditOptions(),
+		Features:       genericoptions.NewFeatureOptions(),
+		Logs:           logsapi.NewLoggingConfiguration(),
+	}
+	o.SecureServing.BindPort = 8443
+	o.SecureServing.ServerCert.CertDirectory = "/var/lib/portcullis/certs"
+	o.SecureServing.ServerCert.PairName = certPairName
+	// Portcullis runs standalone (webhook and proxy modes) as often as
+	// aggregated: a kubeconfig for delegated authn/authz is optional.
+	o.Authentication.RemoteKubeConfigFileOptional = true
+	o.Authorization.RemoteKubeConfigFileOptional = true
+	// Anonymous requests are added back by Portcullis's own authenticator
+	// chain, after its token authenticator had its say (see authn.go).
+	o.Authentication.Anonymous.Enabled = false
+	o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, "/metrics")
+	return o
+}
+
+// Flags returns the flags grouped by concern, so --help reads well.
+func (o *Options) Flags() cliflag.NamedFlagSets {
+	var fss cliflag.NamedFlagSets
+	fs := fss.FlagSet("portcullis")
+	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Path of the configuration file (config.portcullis.dev/v1alpha1 PortcullisConfiguration). Required; see docs/configuration.md.")
+	o.SecureServing.AddFlags(fss.FlagSet("secure serving"))
+	o.Authentication.AddFlags(fss.FlagSet("delegated authentication (aggregated API mode)"))
+	o.Authorization.AddFlags(fss.FlagSet("delegated authorization (aggregated API mode)"))
+	o.Audit.AddFlags(fss.FlagSet("auditing"))
+	o.Features.AddFlags(fss.FlagSet("features"))
+	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
+	return fss
+}
+
+// AddFlags adds every flag group to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	for _, f := range o.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+}
+
+// Complete loads the configuration file and fills defaults that depend on it.
+func (o *Options) Complete() error {
+	if o.ConfigFile == "" {
+		return fmt.Errorf("--config is required: give the path of a PortcullisConfiguration file (example: artifacts/config/minimal.yaml)")
+	}
+	cfg, err := config.Load(o.ConfigFile)
+	if err != nil {
+		return err
+	}
+	o.Config = cfg
+	return nil
+}
+
+// Validate aggregates every flag error.
+func (o *Options) Validate() error {
+	var errs []error
+	errs = append(errs, o.SecureServing.Validate()...)
+	errs = append(errs, o.Authentication.Validate()...)
+	errs = append(errs, o.Authorization.Validate()...)
+	errs = append(errs, o.Audit.Validate()...)
+	errs = append(errs, o.Features.Validate()...)
+	if err := logsapi.ValidateAndApply(o.Logs, nil); err != nil {
+		errs = append(errs, err)
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// genericConfig builds the k8s.io/apiserver configuration: serving, audit,
+// delegated authn/authz. Portcullis's own authenticator and authorizer are
+// put in front of the delegated ones by New.
+func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserver.RecommendedConfig, error) {
+	if err := o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}); err != nil {
+		return nil, fmt.Errorf("creating a self-signed serving certificate in %s: %w (set --cert-dir to a writable folder, or give --tls-cert-file and --tls-private-key-file)", o.SecureServing.ServerCert.CertDirectory, err)
+	}
+	c := genericapiserver.NewRecommendedConfig(codecs)
+	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
+		return nil, fmt.Errorf("secure serving: %w", err)
+	}
+	if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, nil); err != nil {
+		return nil, fmt.Errorf("delegated authentication: %w", err)
+	}
+	if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
+		return nil, fmt.Errorf("delegated authorization: %w", err)
+	}
+	if err := o.Audit.ApplyTo(&c.Config); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return c, nil
+}
+
+// NewCodecs returns a codec factory over a fresh scheme with the types the
+// server serves.
+func NewCodecs() (*runtime.Scheme, serializer.CodecFactory) {
+	scheme := runtime.NewScheme()
+	return scheme, serializer.NewCodecFactory(scheme)
+}

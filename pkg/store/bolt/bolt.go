@@ -1,0 +1,375 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"portcullis.dev/portcullis/pkg/store"
+)
+
+// Store is a store.Store kept in a bbolt file. Create one with Open.
+type Store struct {
+	path string
+	db   *bbolt.DB
+
+	// revMu serialises the writes that change the revoked set (Revoke and
+	// GarbageCollect), so that the set changes in the order the
+	// transactions commit.
+	revMu sync.Mutex
+
+	// mu guards revoked and closed. revoked mirrors the keys of the
+	// revocations bucket; see the package documentation for why.
+	mu      sync.RWMutex
+	revoked map[string]struct{}
+	closed  bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Path returns the file the store is kept in.
+func (s *Store) Path() string { return s.path }
+
+// view runs fn in a read transaction, after checking ctx.
+func (s *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.txErr(s.db.View(fn))
+}
+
+// update runs fn in a write transaction, after checking ctx.
+func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.txErr(s.db.Update(fn))
+}
+
+func (s *Store) txErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("store %s is closed; this is a bug in the caller, which must not use a store after closing it: %w", s.path, err)
+	}
+	return err
+}
+
+func checkID(kind, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s ID is empty: every %s needs a non-empty ID", kind, kind)
+	}
+	return nil
+}
+
+// decode unmarshals a stored value. Its errors never quote the value, which
+// may hold secrets.
+func decode[T any](path, kind string, id, v []byte, obj *T) error {
+	if err := json.Unmarshal(v, obj); err != nil {
+		return fmt.Errorf("decoding %s %q in %s (the file may be corrupt; restore it from a backup): %w", kind, id, path, err)
+	}
+	return nil
+}
+
+func list[T any](s *Store, ctx context.Context, bucket []byte, kind string) ([]T, error) {
+	var out []T
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		out = []T{}
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var obj T
+			if err := decode(s.path, kind, k, v, &obj); err != nil {
+				return err
+			}
+			out = append(out, obj)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %ss: %w", kind, err)
+	}
+	return out, nil
+}
+
+func create(s *Store, ctx context.Context, bucket []byte, kind, id string, obj any) error {
+	if err := checkID(kind, id); err != nil {
+		return fmt.Errorf("creating %s: %w", kind, err)
+	}
+	v, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("creating %s %s: encoding it: %w", kind, id, err)
+	}
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b.Get([]byte(id)) != nil {
+			return store.ErrAlreadyExists
+		}
+		return b.Put([]byte(id), v)
+	})
+	if err != nil {
+		return fmt.Errorf("creating %s %s: %w", kind, id, err)
+	}
+	return nil
+}
+
+func remove(s *Store, ctx context.Context, bucket []byte, kind, id string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if id == "" || b.Get([]byte(id)) == nil {
+			return store.ErrNotFound
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return fmt.Errorf("deleting %s %s: %w", kind, id, err)
+	}
+	return nil
+}
+
+// ListSigningKeys returns all signing keys, sorted by ID.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	return list[store.SigningKey](s, ctx, bucketSigningKeys, "signing key")
+}
+
+// CreateSigningKey stores k; it fails with store.ErrAlreadyExists if a key
+// with the same ID exists.
+func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) error {
+	return create(s, ctx, bucketSigningKeys, "signing key", k.ID, k)
+}
+
+// DeleteSigningKey deletes the key with the given ID, or fails with
+// store.ErrNotFound.
+func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
+	return remove(s, ctx, bucketSigningKeys, "signing key", id)
+}
+
+// CreateSession stores sess; it fails with store.ErrAlreadyExists if a
+// session with the same ID exists.
+func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
+	return create(s, ctx, bucketSessions, "session", sess.ID, sess)
+}
+
+// GetSession returns the session with the given ID, or fails with
+// store.ErrNotFound.
+func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
+	var sess store.Session
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketSessions).Get([]byte(id))
+		if v == nil || id == "" {
+			return store.ErrNotFound
+		}
+		return decode(s.path, "session", []byte(id), v, &sess)
+	})
+	if err != nil {
+		return store.Session{}, fmt.Errorf("getting session %s: %w", id, err)
+	}
+	return sess, nil
+}
+
+// UpdateSession reads the session, calls update on it and writes the result,
+// all in one bbolt write transaction, so concurrent updates never interleave.
+// update is called exactly once and must not call back into the store (it
+// would deadlock). If update returns an error, nothing is written and that
+// error is returned (wrapped). update must not change the session's ID.
+func (s *Store) UpdateSession(ctx context.Context, id string, update func(*store.Session) error) (store.Session, error) {
+	var sess store.Session
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		v := b.Get([]byte(id))
+		if v == nil || id == "" {
+			return store.ErrNotFound
+		}
+		if err := decode(s.path, "session", []byte(id), v, &sess); err != nil {
+			return err
+		}
+		if err := update(&sess); err != nil {
+			return err
+		}
+		if sess.ID != id {
+			return fmt.Errorf("the update function changed the session ID to %q; IDs are immutable, create a new session instead", sess.ID)
+		}
+		nv, err := json.Marshal(sess)
+		if err != nil {
+			return fmt.Errorf("encoding the updated session: %w", err)
+		}
+		return b.Put([]byte(id), nv)
+	})
+	if err != nil {
+		return store.Session{}, fmt.Errorf("updating session %s: %w", id, err)
+	}
+	return sess, nil
+}
+
+// DeleteSession deletes the session with the given ID, or fails with
+// store.ErrNotFound.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	return remove(s, ctx, bucketSessions, "session", id)
+}
+
+// ListSessions returns all sessions, sorted by ID.
+func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
+	return list[store.Session](s, ctx, bucketSessions, "session")
+}
+
+// Revoke records r. Revoking an ID that is already revoked succeeds and never
+// shortens the revocation: the record with the later ExpiresAt is kept.
+func (s *Store) Revoke(ctx context.Context, r store.Revocation) error {
+	if err := checkID("revocation", r.ID); err != nil {
+		return fmt.Errorf("revoking: %w", err)
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("revoking %s: encoding the revocation: %w", r.ID, err)
+	}
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRevocations)
+		if old := b.Get([]byte(r.ID)); old != nil {
+			var prev store.Revocation
+			if err := decode(s.path, "revocation", []byte(r.ID), old, &prev); err != nil {
+				return err
+			}
+			if !r.ExpiresAt.After(prev.ExpiresAt) {
+				return nil
+			}
+		}
+		return b.Put([]byte(r.ID), v)
+	})
+	if err != nil {
+		return fmt.Errorf("revoking %s: %w", r.ID, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revoked != nil {
+		s.revoked[r.ID] = struct{}{}
+	}
+	return nil
+}
+
+// IsRevoked reports whether any of ids is revoked. It looks the IDs up in
+// the in-memory set of revoked IDs (see the package documentation), so it
+// neither starts a transaction nor allocates. A revocation counts until
+// GarbageCollect removes it.
+func (s *Store) IsRevoked(ctx context.Context, ids ...string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("checking revocations: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false, fmt.Errorf("checking revocations: store %s is closed; this is a bug in the caller, which must not use a store after closing it", s.path)
+	}
+	for _, id := range ids {
+		if _, ok := s.revoked[id]; ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// ListRevocations returns all revocations, sorted by ID.
+func (s *Store) ListRevocations(ctx context.Context) ([]store.Revocation, error) {
+	return list[store.Revocation](s, ctx, bucketRevocations, "revocation")
+}
+
+// CreateGrant stores g; it fails with store.ErrAlreadyExists if a grant with
+// the same ID exists.
+func (s *Store) CreateGrant(ctx context.Context, g store.Grant) error {
+	return create(s, ctx, bucketGrants, "grant", g.ID, g)
+}
+
+// ListGrants returns all grants, sorted by ID.
+func (s *Store) ListGrants(ctx context.Context) ([]store.Grant, error) {
+	return list[store.Grant](s, ctx, bucketGrants, "grant")
+}
+
+// DeleteGrant deletes the grant with the given ID, or fails with
+// store.ErrNotFound.
+func (s *Store) DeleteGrant(ctx context.Context, id string) error {
+	return remove(s, ctx, bucketGrants, "grant", id)
+}
+
+// collect deletes, from bucket, every record for which expired returns true
+// and returns the deleted IDs.
+func collect[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired func(*T) bool) ([]string, error) {
+	b := tx.Bucket(bucket)
+	var ids []string
+	err := b.ForEach(func(k, v []byte) error {
+		var obj T
+		if err := decode(s.path, kind, k, v, &obj); err != nil {
+			return err
+		}
+		if expired(&obj) {
+			ids = append(ids, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if err := b.Delete([]byte(id)); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// GarbageCollect deletes sessions that have Expired at now, revocations and
+// grants whose ExpiresAt is not after now, and signing keys whose ExpireAt is
+// not after now, in one transaction. It returns how many it deleted.
+func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) {
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	var n int
+	var revs []string
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		n, revs = 0, nil
+		keys, err := collect(s, tx, bucketSigningKeys, "signing key", func(k *store.SigningKey) bool { return !now.Before(k.ExpireAt) })
+		if err != nil {
+			return err
+		}
+		sessions, err := collect(s, tx, bucketSessions, "session", func(sess *store.Session) bool { return sess.Expired(now) })
+		if err != nil {
+			return err
+		}
+		revs, err = collect(s, tx, bucketRevocations, "revocation", func(r *store.Revocation) bool { return !now.Before(r.ExpiresAt) })
+		if err != nil {
+			return err
+		}
+		grants, err := collect(s, tx, bucketGrants, "grant", func(g *store.Grant) bool { return !now.Before(g.ExpiresAt) })
+		if err != nil {
+			return err
+		}
+		n = len(keys) + len(sessions) + len(revs) + len(grants)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if len(revs) > 0 {
+		s.mu.Lock()
+		for _, id := range revs {
+			delete(s.revoked, id)
+		}
+		s.mu.Unlock()
+	}
+	return n, nil
+}
+
+// Close closes the file, releasing its lock. Every later call fails; Close
+// itself may be called more than once.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.revoked = nil
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("closing store %s: %w", s.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+// Package store keeps Portcullis's durable state: signing keys, sessions (with
+// their hashed refresh tokens), revocations and time-bound grants.
+//
+// Every backend implements Store and must pass the conformance suite in
+// pkg/store/storetest. The embedded backend (pkg/store/bolt) is the default; a
+// backend on the Kubernetes API (so that several replicas share state through
+// etcd) is meant to slot in behind the same interface.
+//
+// A store must never silently reset: a file it cannot read is an error that
+// names the file and says what to do, not an empty store.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every backend returns (wrapped or not) so callers can use errors.Is.
+var (
+	// ErrNotFound is returned when the object asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists is returned by Create* when the ID is taken.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict is returned by an update function to abort an update, or by
+	// a backend when an optimistic-concurrency check fails after retries.
+	ErrConflict = errors.New("conflict")
+)
+
+// SigningKey is a private key Portcullis signs cluster tokens with.
+// A key is used for signing from ActiveAt until RetireAt, and published in the
+// JWKS (so tokens it signed keep verifying) until ExpireAt.
+type SigningKey struct {
+	ID string `json:"id"`
+	// Algorithm is the JOSE algorithm name, e.g. "ES256".
+	Algorithm string `json:"algorithm"`
+	// PrivateKeyPEM is the PKCS#8 PEM encoding of the private key.
+	PrivateKeyPEM []byte    `json:"privateKeyPEM"`
+	CreatedAt     time.Time `json:"createdAt"`
+	ActiveAt      time.Time `json:"activeAt"`
+	RetireAt      time.Time `json:"retireAt"`
+	ExpireAt      time.Time `json:"expireAt"`
+}
+
+// Session is a logged-in user's refresh session. Cluster tokens carry the
+// session's ID in their "sid" claim; deleting or revoking the session makes
+// them fail verification.
+type Session struct {
+	ID string `json:"id"`
+	// Identity as resolved at login (and re-resolved at each refresh).
+	Username string              `json:"username"`
+	UID      string              `json:"uid,omitempty"`
+	Groups   []string            `json:"groups,omitempty"`
+	Extra    map[string][]string `json:"extra,omitempty"`
+	Email    string              `json:"email,omitempty"`
+	// IdentityProvider is the name of the upstream IdP the user logged in with.
+	IdentityProvider string `json:"identityProvider,omitempty"`
+	// UpstreamRefreshToken is the IdP's refresh token, if it issued one, used
+	// to ask the IdP again at each refresh. Backends must treat it as a secret.
+	UpstreamRefreshToken string `json:"upstreamRefreshToken,omitempty"`
+	// RefreshTokenHash is the SHA-256 of the current refresh secret. The
+	// secret itself is never stored.
+	RefreshTokenHash []byte `json:"refreshTokenHash"`
+	// PreviousRefreshTokenHash stays valid until PreviousValidUntil: the reuse
+	// grace that lets two concurrent clients refresh with the same secret.
+	PreviousRefreshTokenHash []byte    `json:"previousRefreshTokenHash,omitempty"`
+	PreviousValidUntil       time.Time `json:"previousValidUntil,omitempty"`
+	ClientAddress            string    `json:"clientAddress,omitempty"`
+	CreatedAt                time.Time `json:"createdAt"`
+	LastUsedAt               time.Time `json:"lastUsedAt"`
+	// IdleTimeout ends the session when LastUsedAt+IdleTimeout has passed.
+	IdleTimeout time.Duration `json:"idleTimeout"`
+	// ExpiresAt is the absolute end of the session.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// Expired reports whether the session has ended by idleness or age at now.
+func (s *Session) Expired(now time.Time) bool {
+	if !now.Before(s.ExpiresAt) {
+		return true
+	}
+	return s.IdleTimeout > 0 && !now.Before(s.LastUsedAt.Add(s.IdleTimeout))
+}
+
+// Revocation marks a session ID or a token ID (jti) as revoked. It is kept
+// until ExpiresAt, after which nothing it revokes could verify anyway.
+type Revocation struct {
+	ID        string    `json:"id"`
+	Reason    string    `json:"reason,omitempty"`
+	RevokedBy string    `json:"revokedBy,omitempty"`
+	RevokedAt time.Time `json:"revokedAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// Grant is a time-bound privilege grant: extra groups for a user on a cluster
+// between NotBefore and ExpiresAt (e.g. during an incident).
+type Grant struct {
+	ID        string    `json:"id"`
+	Username  string    `json:"username"`
+	Cluster   string    `json:"cluster"`
+	Groups    []string  `json:"groups"`
+	Reason    string    `json:"reason"`
+	GrantedBy string    `json:"grantedBy"`
+	CreatedAt time.Time `json:"createdAt"`
+	NotBefore time.Time `json:"notBefore"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// Store is the state Portcullis keeps. All methods are safe for concurrent use.
+// Returned values are copies: changing them does not change the store.
+type Store interface {
+	// Signing keys.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	CreateSigningKey(ctx context.Context, k SigningKey) error
+	DeleteSigningKey(ctx context.Context, id string) error
+
+	// Sessions.
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	// UpdateSession reads the session, calls update on a copy and writes the
+	// result atomically. If update returns an error nothing is written and
+	// that error is returned.
+	UpdateSession(ctx context.Context, id string, update func(*Session) error) (Session, error)
+	DeleteSession(ctx context.Context, id string) error
+	ListSessions(ctx context.Context) ([]Session, error)
+
+	// Revocations. IsRevoked reports whether any of ids is revoked; it is on
+	// the hot path of every token verification and must be cheap.
+	Revoke(ctx context.Context, r Revocation) error
+	IsRevoked(ctx context.Context, ids ...string) (bool, error)
+	ListRevocations(ctx context.Context) ([]Revocation, error)
+
+	// Grants.
+	CreateGrant(ctx context.Context, g Grant) error
+	ListGrants(ctx context.Context) ([]Grant, error)
+	DeleteGrant(ctx context.Context, id string) error
+
+	// GarbageCollect deletes expired sessions, revocations, grants and
+	// signing keys (ExpireAt passed) and returns how many it deleted.
+	GarbageCollect(ctx context.Context, now time.Time) (int, error)
+
+	Close() error
+}

@@ -1,0 +1,164 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/store/memory"
+)
+
+const testIssuer = "https://portcullis.example.com"
+
+var testAudience = []string{"cluster-a"}
+
+// fakeClock is a settable clock safe for concurrent use.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// countingStore counts ListSigningKeys calls.
+type countingStore struct {
+	store.Store
+	lists atomic.Int64
+}
+
+func (s *countingStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	s.lists.Add(1)
+	return s.Store.ListSigningKeys(ctx)
+}
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// fixture is one Portcullis replica.
+type fixture struct {
+	t      testing.TB
+	clock  *fakeClock
+	store  store.Store
+	km     *KeyManager
+	minter *Minter
+	ver    *Verifier
+	hits   atomic.Int64
+	misses atomic.Int64
+}
+
+func newFixture(t testing.TB) *fixture {
+	return newReplica(t, memory.New(), newFakeClock())
+}
+
+// newReplica returns a replica on st whose clock is clock.
+func newReplica(t testing.TB, st store.Store, clock *fakeClock) *fixture {
+	t.Helper()
+	f := &fixture{t: t, clock: clock, store: st}
+	var err error
+	f.km, err = NewKeyManager(st, KeyOptions{Clock: clock.Now, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.km.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.minter, err = NewMinter(f.km, testIssuer, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ver, err = NewVerifier(f.km, testIssuer, st, VerifierOptions{
+		Clock:       clock.Now,
+		OnCacheHit:  func() { f.hits.Add(1) },
+		OnCacheMiss: func() { f.misses.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) claims() Claims {
+	return Claims{
+		Subject:          "CgR1c2VyEgRsZGFw",
+		Username:         "alice@example.com",
+		UID:              "1234",
+		Groups:           []string{"dev", "oncall"},
+		Extra:            map[string][]string{"portcullis.dev/login": {"oidc"}},
+		Audience:         testAudience,
+		SessionID:        "session-1",
+		IdentityProvider: "corp",
+		Email:            "alice@example.com",
+		Expiry:           f.clock.Now().Add(time.Hour),
+	}
+}
+
+func (f *fixture) mint() (string, Claims) {
+	f.t.Helper()
+	raw, c, err := f.minter.Mint(context.Background(), f.claims())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return raw, c
+}
+
+// signRaw signs an arbitrary payload with the replica's active key, bypassing
+// Minter's checks, to build tokens Minter would never make.
+func (f *fixture) signRaw(payload any) string {
+	f.t.Helper()
+	mk := f.km.set.Load().signingKey(f.clock.Now())
+	if mk == nil {
+		f.t.Fatal("no signing key")
+	}
+	b, err := json.Marshal(payload)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	raw, err := signCompact(mk.priv, mk.encHeader, b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return raw
+}
+
+// wirePayload returns a payload that would verify, as a map to be altered.
+func (f *fixture) wirePayload() map[string]any {
+	now := f.clock.Now().Unix()
+	return map[string]any{
+		"iss":      testIssuer,
+		"sub":      "subject",
+		"aud":      testAudience,
+		"iat":      now,
+		"nbf":      now,
+		"exp":      now + 3600,
+		"jti":      "token-id",
+		"username": "alice",
+	}
+}
+
+func reasonOf(err error) string {
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	return ""
+}

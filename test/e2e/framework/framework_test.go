@@ -1,0 +1,133 @@
+package framework
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPKI_IssuedCertificatesVerify(t *testing.T) {
+	p := NewPKI(t)
+	serving := p.IssueServing("127.0.0.1", "svc.ns.svc")
+	for _, name := range []string{"127.0.0.1", "svc.ns.svc"} {
+		if _, err := serving.Cert.Verify(x509.VerifyOptions{DNSName: name, Roots: CertPool(p.CA)}); err != nil {
+			t.Errorf("serving cert for %s: %v", name, err)
+		}
+	}
+	if _, err := serving.Cert.Verify(x509.VerifyOptions{DNSName: "other", Roots: CertPool(p.CA)}); err == nil {
+		t.Errorf("serving cert verified for a name it does not carry")
+	}
+	if _, err := p.APIServer.Cert.Verify(x509.VerifyOptions{DNSName: "kubernetes.default.svc", Roots: CertPool(p.CA)}); err != nil {
+		t.Errorf("apiserver cert: %v", err)
+	}
+	client := p.IssueClient("alice", "devs", "ops")
+	opts := x509.VerifyOptions{Roots: CertPool(p.ClientCA), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if _, err := client.Cert.Verify(opts); err != nil {
+		t.Errorf("client cert: %v", err)
+	}
+	if got := slices.Sorted(slices.Values(client.Cert.Subject.Organization)); strings.Join(got, ",") != "devs,ops" {
+		t.Errorf("client cert orgs = %v", got)
+	}
+	if _, err := client.Cert.Verify(x509.VerifyOptions{Roots: CertPool(p.CA), KeyUsages: opts.KeyUsages}); err == nil {
+		t.Errorf("client cert verified against the cluster CA; want only the client CA")
+	}
+	if _, err := p.FrontProxyClient.Cert.Verify(x509.VerifyOptions{Roots: CertPool(p.FrontProxyCA), KeyUsages: opts.KeyUsages}); err != nil || p.FrontProxyClient.Cert.Subject.CommonName != "front-proxy-client" {
+		t.Errorf("front-proxy-client: %v, CN %q", err, p.FrontProxyClient.Cert.Subject.CommonName)
+	}
+	if _, err := serving.TLSCertificate(); err != nil {
+		t.Errorf("key pair does not load: %v", err)
+	}
+	if again := p.IssueServing("127.0.0.1"); again.CertFile == serving.CertFile {
+		t.Errorf("second certificate overwrote %s", serving.CertFile)
+	}
+}
+
+func TestLoginForm_FindsDexStyleForm(t *testing.T) {
+	page := `<html><body><form method="post" action="/dex/auth/local/login?back=&amp;state=abc">
+	<input tabindex="1" required id="login" name="login" type="text" value=""/>
+	<input name="password" type="password"/><input type="hidden" name="csrf" value="x1">
+	<button type="submit">Login</button></form></body></html>`
+	f, ok := findLoginForm([]byte(page))
+	if !ok {
+		t.Fatal("form not found")
+	}
+	if f.action != "/dex/auth/local/login?back=&state=abc" || f.method != "POST" || f.loginField != "login" || f.passwordField != "password" || f.hidden["csrf"] != "x1" {
+		t.Errorf("form = %+v", f)
+	}
+	if _, ok := findLoginForm([]byte(`<form action="/x"><input name="q"></form>`)); ok {
+		t.Errorf("a form without a password input was taken for a login form")
+	}
+	chooser := `<a href="/dex/auth/mock?req=1">Mock</a><a href="/dex/auth/local?req=1"><button>Email</button></a>`
+	if l, ok := findLink([]byte(chooser), "/auth/local"); !ok || l != "/dex/auth/local?req=1" {
+		t.Errorf("findLink = %q, %v", l, ok)
+	}
+}
+
+func signJWT(t *testing.T, alg, kid string, claims map[string]any, sign func(digest []byte) []byte) string {
+	t.Helper()
+	hdr, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid})
+	body, _ := json.Marshal(claims)
+	input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
+	d := sha256.Sum256([]byte(input))
+	return input + "." + base64.RawURLEncoding.EncodeToString(sign(d[:]))
+}
+
+func TestVerifyJWT(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPKI(t)
+	ecKey := p.SAKey
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	keys := []JWK{
+		{Kid: "r", Kty: "RSA", N: b64(rsaKey.N.Bytes()), E: b64(big.NewInt(int64(rsaKey.E)).Bytes())},
+		{Kid: "e", Kty: "EC", Crv: "P-256", X: b64(ecKey.X.FillBytes(make([]byte, 32))), Y: b64(ecKey.Y.FillBytes(make([]byte, 32)))},
+	}
+	now := time.Now()
+	claims := map[string]any{"iss": "https://iss", "aud": "c1", "exp": now.Add(time.Minute).Unix(), "email": "a@b"}
+	rsaSign := func(d []byte) []byte {
+		s, err := rsa.SignPKCS1v15(rand.Reader, rsaKey, crypto.SHA256, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ecSign := func(d []byte) []byte {
+		r, s, err := ecdsa.Sign(rand.Reader, ecKey, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	}
+	for _, tok := range []string{signJWT(t, "RS256", "r", claims, rsaSign), signJWT(t, "ES256", "e", claims, ecSign)} {
+		got, err := VerifyJWT(tok, keys, "https://iss", "c1", now)
+		if err != nil || got["email"] != "a@b" {
+			t.Errorf("VerifyJWT = %v, %v", got, err)
+		}
+		if _, err := VerifyJWT(tok, keys, "https://other", "c1", now); err == nil {
+			t.Errorf("wrong issuer accepted")
+		}
+		if _, err := VerifyJWT(tok, keys, "https://iss", "c2", now); err == nil {
+			t.Errorf("wrong audience accepted")
+		}
+		if _, err := VerifyJWT(tok, keys, "https://iss", "c1", now.Add(time.Hour)); err == nil {
+			t.Errorf("expired token accepted")
+		}
+		parts := strings.Split(tok, ".")
+		forged, _ := json.Marshal(map[string]any{"iss": "https://iss", "aud": "c1", "exp": now.Add(time.Minute).Unix(), "email": "evil@b"})
+		if _, err := VerifyJWT(parts[0]+"."+b64(forged)+"."+parts[2], keys, "", "", now); err == nil {
+			t.Errorf("tampered claims accepted")
+		}
+	}
+}
