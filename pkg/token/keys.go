@@ -433,9 +433,11 @@ func thumbprint(pub *ecdsa.PublicKey) (string, error) {
 }
 
 // Ensure makes sure there is a key to sign with, creating one if there is
-// none (or the active one is past its RetireAt). Two processes racing through
-// Ensure on one store at most create one extra key, which is harmless: every
-// replica picks the same active key (latest ActiveAt, then highest ID).
+// none (or the active one is past its RetireAt). It first re-lists the store,
+// so a key another replica has made meanwhile is used rather than replaced.
+// Replicas racing through Ensure may still each create a key; that is
+// harmless, because every replica picks the same active key from the same
+// list (latest ActiveAt, then highest ID) and the others retire at once.
 func (km *KeyManager) Ensure(ctx context.Context) error {
 	_, err := km.ensureSigningKey(ctx)
 	return err

@@ -60,7 +60,8 @@ func (e *Error) Error() string {
 		if l := d.line(fe.Field); l > 0 {
 			fmt.Fprintf(&b, "line %d: ", l)
 		}
-		b.WriteString(fe.Error())
+		// Indent continuation lines (CEL errors point at the column).
+		b.WriteString(strings.ReplaceAll(fe.Error(), "\n", "\n    "))
 	}
 	return b.String()
 }

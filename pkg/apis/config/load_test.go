@@ -577,3 +577,22 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// TestTheDocumentedErrorOutputIsCurrent runs the loader on the broken file
+// of docs/configuration.md and compares with the output shown there.
+func TestTheDocumentedErrorOutputIsCurrent(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)one mistake\\s+of each kind:\\s+```yaml\\n(.*?)```\\s+```\\n(.*?)\\n```").FindSubmatch(doc)
+	if blocks == nil {
+		t.Fatal("docs/configuration.md has no broken example followed by its output")
+	}
+	if _, err := os.Stat("/etc/portcullis/dex/client-secret"); err == nil {
+		t.Skip("the example's missing file exists on this machine")
+	}
+	_, err = Decode("portcullis.yaml", blocks[1])
+	if err == nil || err.Error() != string(blocks[2]) {
+		t.Errorf("docs/configuration.md shows\n%s\nbut the loader now says\n%v", blocks[2], err)
+	}
+}

@@ -1,0 +1,41 @@
+# Portcullis. `make demo` runs a local control plane + Dex + Portcullis;
+# `make test` is what CI runs (.ci/run).
+SHELL := /usr/bin/env bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(VERSION)
+BIN := _output/bin
+# e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
+E2E_PARALLEL ?= 2
+
+.PHONY: all build test unit e2e demo lint tools bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/portcullis-server ./cmd/portcullis
+
+tools: ## kube-apiserver, etcd and Dex for the tests, built from Go modules (cached)
+	hack/build-tools.sh
+
+unit:
+	$(GO) test -race -count=1 ./pkg/... ./cmd/...
+
+e2e: tools
+	$(GO) test -count=1 -timeout 40m -parallel $(E2E_PARALLEL) ./test/e2e/...
+
+test: lint unit e2e
+
+demo: tools
+	PORTCULLIS_DEMO=1 $(GO) test -count=1 -timeout 0 -run '^TestDemo$$' -v ./test/e2e/
+
+bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ | tee _output/bench.txt
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; fi
+
+clean:
+	rm -rf _output

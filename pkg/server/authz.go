@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/webhook"
+)
+
+// publicPaths answer anyone, including anonymous clients: discovery and keys
+// (kube-apiserver fetches them to trust Portcullis natively) and the portal.
+var publicPaths = []string{
+	"/.well-known/openid-configuration",
+	"/openid/v1/jwks",
+}
+
+// publicPrefixes are public path prefixes (the login portal).
+var publicPrefixes = []string{"/login", "/callback", "/device", "/portal/"}
+
+// portcullisAuthorizer decides Portcullis's own paths and leaves the rest
+// (the aggregated API's resources) to the delegated authorizer.
+type portcullisAuthorizer struct {
+	policy    *policy.Holder
+	delegated authorizer.Authorizer
+}
+
+func newAuthorizer(p *policy.Holder, delegated authorizer.Authorizer) authorizer.Authorizer {
+	return &portcullisAuthorizer{policy: p, delegated: delegated}
+}
+
+func (a *portcullisAuthorizer) Authorize(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
+	if !attrs.IsResourceRequest() {
+		path := attrs.GetPath()
+		switch {
+		case slices.Contains(publicPaths, path) || hasAnyPrefix(path, publicPrefixes):
+			return authorizer.DecisionAllow, "", nil
+		case path == webhook.PathPrefix || strings.HasPrefix(path, webhook.PathPrefix+"/"):
+			if u := attrs.GetUser(); u != nil && slices.Contains(u.GetGroups(), WebhookCallerGroup) {
+				return authorizer.DecisionAllow, "", nil
+			}
+			return authorizer.DecisionDeny, "only kube-apiservers presenting a client certificate signed by webhook.clientCAFile may call the TokenReview endpoint", nil
+		case strings.HasPrefix(path, ClusterPathPrefix):
+			return authorizeCluster(attrs)
+		}
+	}
+	if a.delegated == nil {
+		return authorizer.DecisionNoOpinion, "", nil
+	}
+	return a.delegated.Authorize(ctx, attrs)
+}
+
+// authorizeCluster admits a proxied request when authentication resolved the
+// user for this very cluster and the central policy admitted them.
+func authorizeCluster(attrs authorizer.Attributes) (authorizer.Decision, string, error) {
+	cluster, _ := clusterFromPath(attrs.GetPath())
+	u := attrs.GetUser()
+	if u == nil {
+		return authorizer.DecisionDeny, "not authenticated", nil
+	}
+	extra := u.GetExtra()
+	if reason := extra[extraPolicyDenied]; len(reason) > 0 {
+		return authorizer.DecisionDeny, reason[0], nil
+	}
+	if !slices.Contains(extra[authn.ExtraCluster], cluster) {
+		return authorizer.DecisionDeny, fmt.Sprintf("log in to cluster %q with a Portcullis or identity-provider token to use it", cluster), nil
+	}
+	return authorizer.DecisionAllow, "", nil
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

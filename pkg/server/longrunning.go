@@ -1,0 +1,46 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
+)
+
+// Same verbs and subresources kube-apiserver itself treats as long-running.
+var (
+	upstreamRequestInfo = &apirequest.RequestInfoFactory{
+		APIPrefixes:          sets.NewString("api", "apis"),
+		GrouplessAPIPrefixes: sets.NewString("api"),
+	}
+	upstreamLongRunning = genericfilters.BasicLongRunningRequestCheck(
+		sets.NewString("watch", "proxy"),
+		sets.NewString("attach", "exec", "proxy", "log", "portforward"),
+	)
+)
+
+// longRunning extends the generic check: a proxied request is long-running
+// (exempt from request timeouts) when the same request sent to the cluster
+// itself would be: watches, logs, exec, attach, port-forward, proxy.
+func longRunning(base apirequest.LongRunningRequestCheck) apirequest.LongRunningRequestCheck {
+	return func(r *http.Request, info *apirequest.RequestInfo) bool {
+		if base != nil && base(r, info) {
+			return true
+		}
+		cluster, ok := clusterFromPath(r.URL.Path)
+		if !ok {
+			return false
+		}
+		// Only method, path and query matter to the classification.
+		inner := &http.Request{Method: r.Method, Header: r.Header, URL: &url.URL{
+			Path: r.URL.Path[len(ClusterPathPrefix)+len(cluster):], RawQuery: r.URL.RawQuery,
+		}}
+		upInfo, err := upstreamRequestInfo.NewRequestInfo(inner)
+		if err != nil {
+			return false
+		}
+		return upstreamLongRunning(inner, upInfo)
+	}
+}
