@@ -102,6 +102,7 @@ func safeReason(err error, raw string) string {
 	}
 	// The apiserver's errors stack "oidc: " prefixes; they add nothing here.
 	s = strings.ReplaceAll(s, "oidc: ", "")
+	s = strings.TrimPrefix(s, "verify token: ")
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '

@@ -46,14 +46,17 @@ func clusterFromPath(path string) (string, bool) {
 // delegated authenticators (front proxy, client CA), and anonymous last, only
 // for requests that carried no credential at all.
 func newRequestAuthenticator(a *authn.Authenticator, state *configState, webhookClients, delegated authenticator.Request) authenticator.Request {
-	auths := []authenticator.Request{&bearerAuthenticator{authn: a, state: state}}
+	// A bearer token that fails must fail the request: the delegated
+	// authenticator ends in anonymous, so it may only be consulted when
+	// Portcullis had no opinion (no bearer token at all).
+	var others []authenticator.Request
 	if webhookClients != nil {
-		auths = append(auths, webhookClients)
+		others = append(others, webhookClients)
 	}
 	if delegated != nil {
-		auths = append(auths, delegated)
+		others = append(others, delegated)
 	}
-	return union.NewFailOnError(union.New(auths...), anonymous.NewAuthenticator(nil))
+	return union.NewFailOnError(&bearerAuthenticator{authn: a, state: state}, union.New(others...), anonymous.NewAuthenticator(nil))
 }
 
 type bearerAuthenticator struct {

@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/authorization/union"
 
 	"portcullis.dev/portcullis/pkg/authn"
-	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
@@ -23,18 +23,17 @@ var publicPaths = []string{
 // publicPrefixes are public path prefixes (the login portal).
 var publicPrefixes = []string{"/login", "/callback", "/device", "/portal/"}
 
-// portcullisAuthorizer decides Portcullis's own paths and leaves the rest
-// (the aggregated API's resources) to the delegated authorizer.
-type portcullisAuthorizer struct {
-	policy    *policy.Holder
-	delegated authorizer.Authorizer
+// newAuthorizer decides Portcullis's own paths and leaves the rest (the
+// aggregated API's resources) to the delegated authorizer.
+func newAuthorizer(delegated authorizer.Authorizer) (authorizer.Authorizer, error) {
+	auths := []union.NamedAuthorizer{{AuthorizerName: "portcullis", Authorizer: authorizer.AuthorizerFunc(authorizePortcullis)}}
+	if delegated != nil {
+		auths = append(auths, union.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: delegated})
+	}
+	return union.New(auths...)
 }
 
-func newAuthorizer(p *policy.Holder, delegated authorizer.Authorizer) authorizer.Authorizer {
-	return &portcullisAuthorizer{policy: p, delegated: delegated}
-}
-
-func (a *portcullisAuthorizer) Authorize(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
+func authorizePortcullis(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
 	if !attrs.IsResourceRequest() {
 		path := attrs.GetPath()
 		switch {
@@ -49,10 +48,7 @@ func (a *portcullisAuthorizer) Authorize(ctx context.Context, attrs authorizer.A
 			return authorizeCluster(attrs)
 		}
 	}
-	if a.delegated == nil {
-		return authorizer.DecisionNoOpinion, "", nil
-	}
-	return a.delegated.Authorize(ctx, attrs)
+	return authorizer.DecisionNoOpinion, "", nil
 }
 
 // authorizeCluster admits a proxied request when authentication resolved the

@@ -5,12 +5,15 @@ import (
 	"net"
 
 	"github.com/spf13/pflag"
-	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/compatibility"
 	logsapi "k8s.io/component-base/logs/api/v1"
 
 	"portcullis.dev/portcullis/pkg/apis/config"
@@ -118,6 +121,9 @@ func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserv
 		return nil, fmt.Errorf("creating a self-signed serving certificate in %s: %w (set --cert-dir to a writable folder, or give --tls-cert-file and --tls-private-key-file)", o.SecureServing.ServerCert.CertDirectory, err)
 	}
 	c := genericapiserver.NewRecommendedConfig(codecs)
+	// Portcullis serves no Kubernetes built-in APIs: the compatibility
+	// version only matters to the generic server's own bookkeeping.
+	c.EffectiveVersion = compatibility.NewEffectiveVersionFromString("", "", "")
 	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
 		return nil, fmt.Errorf("secure serving: %w", err)
 	}
@@ -137,5 +143,9 @@ func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserv
 // server serves.
 func NewCodecs() (*runtime.Scheme, serializer.CodecFactory) {
 	scheme := runtime.NewScheme()
+	// The generic chain answers errors (401, 403, 429...) with a Status.
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+	scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
+		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
 	return scheme, serializer.NewCodecFactory(scheme)
 }

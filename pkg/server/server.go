@@ -113,7 +113,9 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		return nil, err
 	}
 	gc.Authentication.Authenticator = newRequestAuthenticator(s.Authn, s.state, webhookAuthn, gc.Authentication.Authenticator)
-	gc.Authorization.Authorizer = newAuthorizer(s.Policy, gc.Authorization.Authorizer)
+	if gc.Authorization.Authorizer, err = newAuthorizer(gc.Authorization.Authorizer); err != nil {
+		return nil, err
+	}
 	gc.Config.LongRunningFunc = longRunning(gc.Config.LongRunningFunc)
 
 	s.Generic, err = gc.Complete().New("portcullis-server", genericapiserver.NewEmptyDelegate())

@@ -387,9 +387,8 @@ func TestRunRotatesReloadsAndCollects(t *testing.T) {
 	})
 }
 
-// TestConcurrentRotationLosesNoVerification rotates keys as fast as it can
-// while 8 goroutines mint and verify fresh tokens; every valid token must
-// verify.
+// TestConcurrentRotationLosesNoVerification rotates keys 20 times while 8
+// goroutines mint and verify fresh tokens; every valid token must verify.
 func TestConcurrentRotationLosesNoVerification(t *testing.T) {
 	ctx := context.Background()
 	st := memory.New()
@@ -409,14 +408,16 @@ func TestConcurrentRotationLosesNoVerification(t *testing.T) {
 		wg        sync.WaitGroup
 		failures  = make(chan error, 16)
 	)
-	wg.Go(func() {
-		for !stop.Load() {
+	const wantRotations = 20
+	var rotator sync.WaitGroup
+	rotator.Go(func() {
+		for range wantRotations {
+			time.Sleep(20 * time.Millisecond)
 			if err := km.Rotate(ctx); err != nil {
 				failures <- err
 				return
 			}
 			rotations.Add(1)
-			time.Sleep(time.Millisecond)
 		}
 	})
 	for g := range 8 {
@@ -441,14 +442,14 @@ func TestConcurrentRotationLosesNoVerification(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(time.Second)
+	rotator.Wait()
 	stop.Store(true)
 	wg.Wait()
 	close(failures)
 	for err := range failures {
 		t.Error(err)
 	}
-	if rotations.Load() < 5 || verified.Load() < 50 {
+	if rotations.Load() != wantRotations || verified.Load() < 50 {
 		t.Fatalf("only %d rotations and %d verifications: the test did not exercise anything", rotations.Load(), verified.Load())
 	}
 	t.Logf("%d rotations, %d verifications", rotations.Load(), verified.Load())

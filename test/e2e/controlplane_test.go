@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"portcullis.dev/portcullis/test/e2e/framework"
 )
@@ -43,9 +49,18 @@ func TestControlPlane_KubectlTalksToAPIServerWithAdminToken(t *testing.T) {
 		t.Errorf("kubectl auth whoami: groups = %q, want system:masters among them", got)
 	}
 
-	// A token kube-apiserver does not know must be refused.
+	// A token kube-apiserver does not know must be refused (401).
 	_, stderr, err = framework.Kubectl(t, api.KubeconfigFor("not-a-known-token"), "get", "namespaces")
-	if err == nil || !strings.Contains(stderr, "Unauthorized") {
-		t.Errorf("kubectl with an unknown token: err = %v, stderr = %q; want failure with Unauthorized", err, stderr)
+	if err == nil || !strings.Contains(stderr, "You must be logged in to the server") {
+		t.Errorf("kubectl with an unknown token: err = %v, stderr = %q; want failure with 'You must be logged in to the server'", err, stderr)
+	}
+	cs, err := kubernetes.NewForConfig(api.RESTConfig("not-a-known-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("listing namespaces with an unknown token: err = %v, want 401 Unauthorized", err)
 	}
 }

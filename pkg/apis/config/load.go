@@ -131,7 +131,7 @@ func Decode(source string, data []byte) (*v1alpha1.PortcullisConfiguration, erro
 	decoder := codecs.UniversalDecoder(v1alpha1.SchemeGroupVersion)
 	obj, gvk, err := decoder.Decode(data, nil, nil)
 	var errs field.ErrorList
-	var removed []string
+	removed := map[string]bool{}
 	if _, strict := runtime.AsStrictDecodingError(err); err != nil && !strict {
 		// A value of the wrong type stops the decoder, and its message
 		// lacks the field path (or is only the message of, say,
@@ -152,7 +152,7 @@ func Decode(source string, data []byte) (*v1alpha1.PortcullisConfiguration, erro
 		errs = append(errs, doc.duplicates...)
 		errs = append(errs, typeErrs...)
 		for _, e := range typeErrs {
-			removed = append(removed, e.Field)
+			removed[e.Field] = true
 		}
 	}
 	if strict, ok := runtime.AsStrictDecodingError(err); ok {
@@ -173,7 +173,11 @@ func Decode(source string, data []byte) (*v1alpha1.PortcullisConfiguration, erro
 	if len(errs) > 0 {
 		// In the order of the file (problems with fields that are not in
 		// it, such as required ones, first).
-		sort.SliceStable(errs, func(i, j int) bool { return doc.line(errs[i].Field) < doc.line(errs[j].Field) })
+		lines := make(map[*field.Error]int, len(errs))
+		for _, e := range errs {
+			lines[e] = doc.line(e.Field)
+		}
+		sort.SliceStable(errs, func(i, j int) bool { return lines[errs[i]] < lines[errs[j]] })
 		return nil, &Error{Source: source, Errs: errs, Lines: doc.lines}
 	}
 	return cfg, nil
@@ -214,12 +218,35 @@ func strictErrors(strict []error, doc *document) field.ErrorList {
 	return errs
 }
 
+// pathTokenRE finds field paths mentioned in a message ("must not exceed
+// tokens.maxLifetime").
+var pathTokenRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9]*(?:\[[0-9]+\])*(?:\.[A-Za-z][A-Za-z0-9]*(?:\[[0-9]+\])*)*`)
+
 // dependsOn reports whether a validation error is about a value that was
 // set aside for having the wrong type (and was therefore validated as
-// unset), or refers to one: it would only add noise.
-func dependsOn(e *field.Error, removed []string) bool {
-	for _, r := range removed {
-		if e.Field == r || strings.HasPrefix(e.Field, r+".") || strings.HasPrefix(e.Field, r+"[") || strings.Contains(e.Detail, r) {
+// unset), or mentions one: it would only add noise.
+func dependsOn(e *field.Error, removed map[string]bool) bool {
+	if len(removed) == 0 {
+		return false
+	}
+	under := func(path string) bool {
+		for path != "" {
+			if removed[path] {
+				return true
+			}
+			i := strings.LastIndexAny(path, ".[")
+			if i <= 0 {
+				return false
+			}
+			path = path[:i]
+		}
+		return false
+	}
+	if under(e.Field) {
+		return true
+	}
+	for _, p := range pathTokenRE.FindAllString(e.Detail, -1) {
+		if under(p) {
 			return true
 		}
 	}

@@ -233,6 +233,8 @@ func TestDecodeRefusesFilesThatAreNotAConfiguration(t *testing.T) {
 		{"a file over 1 MiB is refused", huge, "test is larger than 1048576 bytes"},
 		{"invalid YAML is refused", header + "issuerURL: [https://a\n", "test is not valid YAML: yaml: line 3: did not find expected"},
 		{"YAML indented with tabs is refused", header + "store:\n\tpath: /x\n", "test is not valid YAML"},
+		{"a YAML alias bomb is refused", aliasBomb(), "test is not valid YAML: yaml: document contains excessive aliasing"},
+		{"YAML nested too deeply is refused", header + "clusters: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n", "test is not valid YAML: yaml: line 3: exceeded max depth"},
 		{"a list is not a configuration", "- apiVersion: config.portcullis.dev/v1alpha1\n", "test must be a mapping of fields starting with apiVersion: config.portcullis.dev/v1alpha1 and kind: PortcullisConfiguration, not a list"},
 		{"a string is not a configuration", "portcullis\n", "not a string"},
 		{"a missing apiVersion is refused", strings.Replace(minimal, "apiVersion: config.portcullis.dev/v1alpha1\n", "", 1), `the file must start with apiVersion: config.portcullis.dev/v1alpha1 and kind: PortcullisConfiguration (it has apiVersion: (none), kind: "PortcullisConfiguration")`},
@@ -258,6 +260,15 @@ func TestDecodeRefusesFilesThatAreNotAConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// aliasBomb is a small YAML file that expands to a billion values.
+func aliasBomb() string {
+	s := header + "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 1; i < 10; i++ {
+		s += fmt.Sprintf("a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+	}
+	return s
 }
 
 func TestDecodeAcceptsHarmlessVariations(t *testing.T) {

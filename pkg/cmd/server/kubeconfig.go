@@ -15,7 +15,7 @@ import (
 
 type webhookKubeconfigOptions struct {
 	configFile, cluster, server, caFile, certDir, clientCert, clientKey string
-	embed                                                              bool
+	embed                                                               bool
 }
 
 func newWebhookKubeconfigCommand() *cobra.Command {

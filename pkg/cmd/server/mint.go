@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
@@ -131,7 +132,7 @@ func (o *mintOptions) run(ctx context.Context) (string, error) {
 		Stage:                    auditinternal.StageResponseComplete,
 		RequestURI:               "portcullis-server mint",
 		Verb:                     "create",
-		User:                     auditinternal.UserInfo{Username: "local:" + operator, Extra: map[string]auditinternal.ExtraValue{"host": {host}}},
+		User:                     authnv1.UserInfo{Username: "local:" + operator, Extra: map[string]authnv1.ExtraValue{"host": {host}}},
 		ObjectRef:                &auditinternal.ObjectReference{APIGroup: "portcullis.dev", Resource: "tokens", Name: claims.ID},
 		ResponseStatus:           &metav1.Status{Status: metav1.StatusSuccess, Code: 201},
 		RequestReceivedTimestamp: metav1.NewMicroTime(now),

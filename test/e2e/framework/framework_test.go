@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -9,9 +10,15 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,4 +137,65 @@ func TestVerifyJWT(t *testing.T) {
 			t.Errorf("tampered claims accepted")
 		}
 	}
+}
+
+func TestProcess_WaitUntilReportsEarlyExitWithLog(t *testing.T) {
+	p := StartProcess(t, ProcessSpec{Name: "crasher", Path: "/bin/sh", Args: []string{"-c", "echo boom-from-crasher; exit 3"}})
+	err := p.WaitUntil(t.Context(), 30*time.Second, "ready", func(context.Context) error { return errors.New("not yet") })
+	if err == nil || !strings.Contains(err.Error(), "boom-from-crasher") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("WaitUntil = %v; want the exit status and the log", err)
+	}
+}
+
+func TestProcess_StopTerminatesTheProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	// The shell forks a child and waits; SIGTERM to the group must end both.
+	p := StartProcess(t, ProcessSpec{Name: "parent", Path: "/bin/sh", Args: []string{"-c", "sleep 300 & echo $! > " + pidFile + "; wait"}})
+	var child int
+	err := p.WaitUntil(t.Context(), 10*time.Second, "child started", func(context.Context) error {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return err
+		}
+		child, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("Stop = %v, want nil (killed by our SIGTERM)", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d still alive after Stop", child)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if p.Pid() == 0 {
+		t.Fatal("no pid after restart")
+	}
+	if !strings.Contains(p.Log(), "exited: signal: terminated") {
+		t.Errorf("log lacks the exit line:\n%s", p.Log())
+	}
+}
+
+// alive reports whether pid runs (a zombie waiting for init to reap it does
+// not count).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Fields after the parenthesised command: state is the first.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || len(s) < i+3 || s[i+2] != 'Z'
 }

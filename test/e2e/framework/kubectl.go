@@ -73,12 +73,13 @@ func KubectlWith(t testing.TB, opts KubectlOptions, args ...string) (stdout, std
 	cmd.Stderr = &errb
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	err = cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("kubectl %s: timed out after %v: %w", strings.Join(args, " "), opts.Timeout, err)
-	} else if err != nil {
-		err = fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+	runErr := cmd.Run()
+	t.Logf("kubectl %s (%v): %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), exitDescription(runErr))
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		err = fmt.Errorf("kubectl %s: timed out after %v: %w", strings.Join(args, " "), opts.Timeout, runErr)
+	case runErr != nil:
+		err = fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), runErr)
 	}
-	t.Logf("kubectl %s (%v): %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), exitDescription(err))
 	return out.String(), errb.String(), err
 }

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -388,9 +387,7 @@ func knownNames(msg string, names sets.Set[string]) string {
 	if names.Len() == 0 {
 		return msg + " (there are none)"
 	}
-	list := sets.List(names)
-	sort.Strings(list)
-	return msg + ": use one of " + strings.Join(list, ", ")
+	return msg + ": use one of " + strings.Join(sets.List(names), ", ")
 }
 
 func validateGroupName(g string, fld *field.Path) field.ErrorList {

@@ -1,0 +1,220 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/klog/v2"
+
+	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/store"
+)
+
+// Decision is the outcome of an access check.
+type Decision struct {
+	Allowed bool
+	// Reason says why, for people: audit logs, TokenReview statuses, and the
+	// user's error message. It names the user and cluster, never a token.
+	Reason string
+}
+
+// GrantLister lists time-bound grants; store.Store satisfies it.
+//
+// Evaluate lists grants at each decision, so ListGrants must be cheap: it is
+// the store's job to keep them in memory (grants are few and small).
+type GrantLister interface {
+	ListGrants(ctx context.Context) ([]store.Grant, error)
+}
+
+// Policy is the access policy of one configuration. It is immutable and safe
+// for concurrent use. A nil *Policy denies everything.
+type Policy struct {
+	clusters map[string]*clusterAccess
+	names    []string // in configuration order
+}
+
+type clusterAccess struct {
+	name         string
+	allUsers     bool
+	users        sets.Set[string]
+	groups       sets.Set[string]
+	emailDomains sets.Set[string] // lower case
+}
+
+// New builds the policy of cfg (taken to be validated already).
+func New(cfg *v1alpha1.PortcullisConfiguration) *Policy {
+	p := &Policy{clusters: map[string]*clusterAccess{}}
+	if cfg == nil {
+		return p
+	}
+	for _, c := range cfg.Clusters {
+		a := &clusterAccess{
+			name:         c.Name,
+			allUsers:     c.Access.AllUsers,
+			users:        sets.New(c.Access.Users...),
+			groups:       sets.New(c.Access.Groups...),
+			emailDomains: sets.New[string](),
+		}
+		for _, d := range c.Access.EmailDomains {
+			a.emailDomains.Insert(strings.ToLower(d))
+		}
+		if _, dup := p.clusters[c.Name]; !dup {
+			p.names = append(p.names, c.Name)
+		}
+		p.clusters[c.Name] = a
+	}
+	return p
+}
+
+// HasCluster reports whether the policy knows cluster.
+func (p *Policy) HasCluster(cluster string) bool {
+	if p == nil {
+		return false
+	}
+	_, ok := p.clusters[cluster]
+	return ok
+}
+
+// Clusters returns the names of the clusters, in configuration order.
+func (p *Policy) Clusters() []string {
+	if p == nil {
+		return nil
+	}
+	return slices.Clone(p.names)
+}
+
+// Admit decides by the static policy alone whether id may reach cluster: it
+// may if the cluster admits all users, or names the user, or one of the
+// user's groups, or the domain of the user's (verified) email, compared
+// case-insensitively. Users and groups are compared exactly.
+func (p *Policy) Admit(cluster string, id *identity.Identity) Decision {
+	a, d, ok := p.lookup(cluster, id)
+	if !ok {
+		return d
+	}
+	return a.admit(id)
+}
+
+// lookup finds the cluster's access, or the denial when there is nothing to
+// decide on.
+func (p *Policy) lookup(cluster string, id *identity.Identity) (*clusterAccess, Decision, bool) {
+	switch {
+	case p == nil:
+		return nil, deny("no access policy is loaded"), false
+	case id == nil || id.Username == "":
+		return nil, deny("no authenticated user"), false
+	}
+	a, ok := p.clusters[cluster]
+	if !ok {
+		// Quoted: the name comes from a request path.
+		return nil, deny("unknown cluster " + strconv.Quote(truncate(cluster))), false
+	}
+	return a, Decision{}, true
+}
+
+func (a *clusterAccess) admit(id *identity.Identity) Decision {
+	user, cluster := show(id.Username), show(a.name)
+	if a.allUsers {
+		return allow(fmt.Sprintf("cluster %s admits all authenticated users", cluster))
+	}
+	if a.users.Has(id.Username) {
+		return allow(fmt.Sprintf("user %s is admitted to cluster %s by name", user, cluster))
+	}
+	for _, g := range id.Groups {
+		if a.groups.Has(g) {
+			return allow(fmt.Sprintf("user %s is admitted to cluster %s as a member of group %s", user, cluster, show(g)))
+		}
+	}
+	if at := strings.LastIndexByte(id.Email, '@'); at > 0 {
+		if domain := strings.ToLower(id.Email[at+1:]); a.emailDomains.Has(domain) {
+			return allow(fmt.Sprintf("user %s is admitted to cluster %s by email domain %s", user, cluster, show(domain)))
+		}
+	}
+	return deny(fmt.Sprintf("user %s is not admitted to cluster %s by policy", user, cluster))
+}
+
+// Evaluate decides whether id may reach cluster at now, by the static policy
+// and the time-bound grants of grants (which may be nil).
+//
+// A grant is active when NotBefore <= now < ExpiresAt; an active grant for
+// the user's username on cluster admits the user even if the static policy
+// does not, and its groups are returned as extraGroups (without duplicates,
+// nor groups the identity already has) for the caller to add. If the grants
+// cannot be listed, the decision is the static policy's, with no extra
+// groups: a store failure never admits anyone.
+func (p *Policy) Evaluate(ctx context.Context, cluster string, id *identity.Identity, grants GrantLister, now time.Time) (Decision, []string) {
+	a, d, ok := p.lookup(cluster, id)
+	if !ok {
+		return d, nil
+	}
+	d = a.admit(id)
+	if grants == nil {
+		return d, nil
+	}
+	list, err := grants.ListGrants(ctx)
+	if err != nil {
+		klog.ErrorS(err, "Listing time-bound grants failed; deciding by the static policy alone", "cluster", cluster, "user", id.Username)
+		if !d.Allowed {
+			d.Reason += " (time-bound grants could not be checked)"
+		}
+		return d, nil
+	}
+	var (
+		extra []string
+		seen  = sets.New(id.Groups...)
+		by    *store.Grant
+	)
+	for i := range list {
+		g := &list[i]
+		if g.Cluster != cluster || g.Username != id.Username || now.Before(g.NotBefore) || !now.Before(g.ExpiresAt) {
+			continue
+		}
+		if by == nil || g.ExpiresAt.After(by.ExpiresAt) {
+			by = g
+		}
+		for _, group := range g.Groups {
+			if group != "" && !seen.Has(group) {
+				seen.Insert(group)
+				extra = append(extra, group)
+			}
+		}
+	}
+	if by != nil && !d.Allowed {
+		d = allow(fmt.Sprintf("user %s is admitted to cluster %s by grant %s until %s",
+			show(id.Username), show(cluster), show(by.ID), by.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	return d, extra
+}
+
+func allow(reason string) Decision { return Decision{Allowed: true, Reason: reason} }
+func deny(reason string) Decision  { return Decision{Reason: reason} }
+
+// show makes a name from the configuration or an IdP fit to be put in a
+// reason: plain names as they are, odd ones quoted, long ones cut.
+func show(s string) string {
+	s = truncate(s)
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) || r == '"' }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func truncate(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

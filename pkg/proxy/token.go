@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// tokenFile is a bearer token kept in a file that is replaced when it
+// rotates (a projected service-account token, or a Secret volume). The file
+// is stat'ed at most once per recheck interval and read again only when its
+// modification time or size changed; a read failure keeps the last good
+// token, so a rotation in progress never interrupts the proxy.
+//
+// The token itself is never logged.
+type tokenFile struct {
+	path    string
+	recheck time.Duration
+	now     func() time.Time
+
+	mu        sync.Mutex
+	token     string
+	modTime   time.Time
+	size      int64
+	checkedAt time.Time
+	loaded    bool
+}
+
+func newTokenFile(path string, recheck time.Duration, now func() time.Time) *tokenFile {
+	return &tokenFile{path: path, recheck: recheck, now: now}
+}
+
+// Get returns the current token.
+func (t *tokenFile) Get() (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if t.loaded && now.Sub(t.checkedAt) < t.recheck {
+		return t.token, nil
+	}
+	t.checkedAt = now
+	fi, err := os.Stat(t.path)
+	if err != nil {
+		return t.keep(fmt.Errorf("reading the upstream token file %s: %w", t.path, err))
+	}
+	if t.loaded && fi.ModTime().Equal(t.modTime) && fi.Size() == t.size {
+		return t.token, nil
+	}
+	data, err := os.ReadFile(t.path)
+	if err != nil {
+		return t.keep(fmt.Errorf("reading the upstream token file %s: %w", t.path, err))
+	}
+	tok := string(bytes.TrimSpace(data))
+	if tok == "" {
+		return t.keep(fmt.Errorf("the upstream token file %s is empty", t.path))
+	}
+	if t.loaded && tok != t.token {
+		klog.InfoS("Upstream token file changed; using the new token", "path", t.path)
+	}
+	t.token, t.modTime, t.size, t.loaded = tok, fi.ModTime(), fi.Size(), true
+	return t.token, nil
+}
+
+// keep returns the last good token, if any, and logs err; without one it
+// returns err. Called with t.mu held.
+func (t *tokenFile) keep(err error) (string, error) {
+	if !t.loaded {
+		return "", err
+	}
+	klog.ErrorS(err, "Keeping the previous upstream token")
+	return t.token, nil
+}
+
+// Invalidate makes the next Get read the file again, e.g. after the upstream
+// refused the token.
+func (t *tokenFile) Invalidate() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.checkedAt = time.Time{}
+	t.modTime = time.Time{}
+}

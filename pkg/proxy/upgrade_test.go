@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// The upgrade tests run kubectl's two real protocols (SPDY/3.1 and
+// WebSocket), with the same libraries kubelet and kubectl use, through the
+// proxy to an upstream that echoes.
+
+func (e *testEnv) frontTLS() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(e.front.Certificate())
+	return &tls.Config{RootCAs: pool}
+}
+
+func TestProxyCarriesWebSocket(t *testing.T) {
+	env := newTestEnv(t)
+	env.up.setHandler(websocket.Handler(func(ws *websocket.Conn) {
+		_, _ = io.Copy(ws, ws)
+	}).ServeHTTP)
+
+	cfg, err := websocket.NewConfig(strings.Replace(env.front.URL, "https://", "wss://", 1)+"/clusters/c1/api/v1/namespaces/default/pods/p/exec?command=cat", "http://localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TlsConfig = env.frontTLS()
+	cfg.Protocol = []string{"v5.channel.k8s.io"}
+	cfg.Header = http.Header{"Authorization": {"Bearer alice-token"}, "X-Remote-User": {"admin"}}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	echo(t, ws)
+
+	got := env.up.last()
+	if got.Header.Get("Sec-Websocket-Protocol") != "v5.channel.k8s.io" {
+		t.Errorf("upstream got Sec-WebSocket-Protocol %q", got.Header.Get("Sec-Websocket-Protocol"))
+	}
+	if ids := identityHeaders(got.Header); !reflect.DeepEqual(ids, aliceUpstream) {
+		t.Errorf("upstream identity headers\n  %v\nwant\n  %v", ids, aliceUpstream)
+	}
+}
+
+func echo(t *testing.T, rw io.ReadWriter) {
+	t.Helper()
+	for _, msg := range []string{"hello", "through portcullis"} {
+		done := make(chan error, 1)
+		buf := make([]byte, len(msg))
+		go func() {
+			_, err := io.ReadFull(rw, buf)
+			done <- err
+		}()
+		if _, err := rw.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no echo of %q", msg)
+		}
+		if string(buf) != msg {
+			t.Fatalf("echo %q, want %q", buf, msg)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/proxy"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/audit"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+	"k8s.io/apiserver/pkg/endpoints/filters/impersonation"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/streaming/pkg/httpstream"
+
+	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+)
+
+// inClusterTokenFile is the service-account token of a pod, used when a
+// cluster's upstream names no token file (Portcullis running inside the
+// cluster it proxies to).
+const inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// upstream is one cluster's API server: where it is, how to trust it, the
+// credential Portcullis presents, and the pooled connections to it.
+type upstream struct {
+	name   string
+	server *url.URL
+	spec   v1alpha1.Upstream
+	caPEM  []byte
+	token  *tokenFile
+
+	// base speaks HTTP/2 (or HTTP/1.1 if the server offers nothing else) and
+	// carries every ordinary request; connections are pooled and reused.
+	base *http.Transport
+	// upgradeBase only dials: upgrades (SPDY, WebSocket) need HTTP/1.1, so
+	// its TLS offers only http/1.1 in ALPN.
+	upgradeBase *http.Transport
+
+	forward   http.RoundTripper
+	upgrade   proxy.UpgradeRequestRoundTripper
+	responder errorResponder
+	// dialTimeout bounds the TCP connect and, again, the TLS handshake.
+	dialTimeout time.Duration
+	// nested re-authorizes a client's own impersonation headers against the
+	// upstream cluster (kubectl --as), with SubjectAccessReviews sent as
+	// Portcullis, and hands the allowed identity to nestedAllowed.
+	nested http.Handler
+}
+
+var (
+	celCompilerOnce sync.Once
+	celCompiler     authorizationcel.Compiler
+)
+
+// sharedCELCompiler is built once: the delegating authorizer wants one, and
+// building a CEL environment per cluster is wasted work.
+func sharedCELCompiler() authorizationcel.Compiler {
+	celCompilerOnce.Do(func() { celCompiler = authorizationcel.NewDefaultCompiler() })
+	return celCompiler
+}
+
+func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
+	spec := *c.Upstream
+	server, err := url.Parse(spec.Server)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: upstream.server %q is not a URL: %w", c.Name, spec.Server, err)
+	}
+	if server.Scheme != "https" && server.Scheme != "http" || server.Host == "" {
+		return nil, fmt.Errorf("cluster %q: upstream.server %q must be an https URL such as https://10.0.0.1:6443", c.Name, spec.Server)
+	}
+	server.RawQuery, server.Fragment = "", ""
+
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	var caPEM []byte
+	if spec.CertificateAuthorityFile != "" {
+		caPEM, err = os.ReadFile(spec.CertificateAuthorityFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: reading upstream.certificateAuthorityFile: %w", c.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("cluster %q: upstream.certificateAuthorityFile %s holds no PEM certificate", c.Name, spec.CertificateAuthorityFile)
+		}
+		tlsConfig.RootCAs = pool
+	}
+	tokenPath := spec.TokenFile
+	if tokenPath == "" {
+		tokenPath = inClusterTokenFile
+	}
+
+	u := &upstream{
+		name:      c.Name,
+		server:    server,
+		spec:      spec,
+		caPEM:     caPEM,
+		token:     newTokenFile(tokenPath, opts.TokenRecheckInterval, opts.Clock),
+		responder: errorResponder{cluster: c.Name},
+
+		dialTimeout: opts.DialTimeout,
+	}
+	if _, err := u.token.Get(); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+	}
+
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	u.base = utilnet.SetTransportDefaults(&http.Transport{
+		TLSClientConfig:     tlsConfig.Clone(),
+		DialContext:         dialer.DialContext,
+		TLSHandshakeTimeout: opts.DialTimeout,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	})
+	upgradeTLS := tlsConfig.Clone()
+	upgradeTLS.NextProtos = []string{"http/1.1"}
+	u.upgradeBase = utilnet.SetOldTransportDefaults(&http.Transport{
+		TLSClientConfig:     upgradeTLS,
+		DialContext:         dialer.DialContext,
+		TLSHandshakeTimeout: opts.DialTimeout,
+	})
+
+	u.forward = &upstreamTransport{u: u, next: u.base}
+	// WrapRequest runs the request through upstreamTransport over
+	// MirrorRequest (sanitize, then set credentials); the dial itself uses
+	// upgradeBase's dialer and TLS configuration.
+	u.upgrade = proxy.NewUpgradeRequestRoundTripper(u.upgradeBase, &upstreamTransport{u: u, next: proxy.MirrorRequest, mirror: true})
+
+	sar, err := authorizationv1client.NewForConfigAndClient(&rest.Config{Host: server.String()}, &http.Client{
+		Transport: &bearerTransport{token: u.token, next: u.base},
+		Timeout:   10 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: SubjectAccessReview client: %w", c.Name, err)
+	}
+	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: sar,
+		Compiler:                  sharedCELCompiler(),
+		AllowCacheTTL:             opts.ImpersonationCacheTTL,
+		DenyCacheTTL:              opts.ImpersonationCacheTTL,
+		WebhookRetryBackoff:       &wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3},
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: impersonation authorizer: %w", c.Name, err)
+	}
+	u.nested = impersonation.WithConstrainedImpersonation(http.HandlerFunc(nestedAllowed), authz, codecs)
+	return u, nil
+}
+
+// sameAs reports whether u was built from spec and the CA file still holds
+// the same certificates, so a configuration reload can keep u (and its
+// pooled connections).
+func (u *upstream) sameAs(spec *v1alpha1.Upstream) bool {
+	if spec == nil || *spec != u.spec {
+		return false
+	}
+	if spec.CertificateAuthorityFile == "" {
+		return true
+	}
+	data, err := os.ReadFile(spec.CertificateAuthorityFile)
+	return err == nil && bytes.Equal(data, u.caPEM)
+}
+
+func (u *upstream) close() {
+	u.base.CloseIdleConnections()
+	u.upgradeBase.CloseIdleConnections()
+}
+
+// upstreamTransport is the last step before a request leaves for the
+// upstream: it drops whatever the client sent that must not get there, then
+// sets Portcullis's credential and the impersonation headers of the identity
+// the handler resolved. Doing this in the transport, after the reverse proxy
+// has done its own header handling, means no client header (not even one
+// named in Connection) can remove or replace them. Without a resolved
+// identity it refuses to send anything: a request must never reach the
+// upstream as Portcullis itself.
+type upstreamTransport struct {
+	u      *upstream
+	next   http.RoundTripper
+	mirror bool
+}
+
+func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	fw, ok := forwardFrom(req.Context())
+	if !ok || fw.id == nil || fw.id.User == "" {
+		return nil, fmt.Errorf("cluster %q: refusing to forward a request without a resolved identity", t.u.name)
+	}
+	tok, err := t.u.token.Get()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoToken, err)
+	}
+	out := req.Clone(req.Context())
+	sanitizeHeaders(out.Header, httpstream.IsUpgradeRequest(req))
+	setCredentials(out.Header, tok, fw.id)
+	if fw.clientIP != "" {
+		out.Header.Set("X-Forwarded-For", fw.clientIP)
+	}
+	if fw.auditID != "" {
+		// kube-apiserver adopts a client's Audit-ID: both audit logs then
+		// share one ID for the request.
+		out.Header.Set("Audit-Id", fw.auditID)
+	}
+	if t.mirror {
+		// The upgrade-aware handler dials (TCP and TLS) with this request's
+		// context, and uses it for nothing after: bound the dial here, as
+		// the transport's timeouts do for ordinary requests. A deadline
+		// passing after the handshake does not affect the connection.
+		ctx, cancel := context.WithTimeout(out.Context(), 2*t.u.dialTimeout)
+		context.AfterFunc(req.Context(), cancel)
+		return t.next.RoundTrip(out.WithContext(ctx))
+	}
+
+	start := time.Now()
+	resp, err := t.next.RoundTrip(out)
+	if err != nil {
+		upstreamDuration.WithLabelValues(t.u.name, "error").Observe(time.Since(start).Seconds())
+		return nil, err
+	}
+	upstreamDuration.WithLabelValues(t.u.name, "response").Observe(time.Since(start).Seconds())
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The user was authenticated by Portcullis; a 401 can only be about
+		// Portcullis's own token. Look at the file again next time.
+		t.u.token.Invalidate()
+		_ = resp.Body.Close()
+		return nil, errUpstreamRejectedCredential
+	}
+	if id := resp.Header.Get("Audit-Id"); id != "" {
+		// Portcullis's audit filter has set its own Audit-Id on the response.
+		resp.Header.Del("Audit-Id")
+		if id != fw.auditID {
+			audit.AddAuditAnnotation(req.Context(), "proxy.portcullis.dev/upstream-audit-id", id)
+		}
+	}
+	return resp, nil
+}
+
+// bearerTransport authenticates Portcullis's own calls to the upstream
+// (SubjectAccessReviews) with its token, without any impersonation.
+type bearerTransport struct {
+	token *tokenFile
+	next  http.RoundTripper
+}
+
+func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.token.Get()
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	out.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := t.next.RoundTrip(out)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		t.token.Invalidate()
+	}
+	return resp, err
+}
