@@ -84,7 +84,8 @@ func newFakeIssuer(t *testing.T) *fakeIssuer {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer "+f.accessToken {
-			http.Error(w, `{"error":"invalid_token"}`, http.StatusUnauthorized)
+			// Echoes what it got, as a careless IdP might.
+			http.Error(w, "invalid token: "+r.Header.Get("Authorization"), http.StatusUnauthorized)
 			return
 		}
 		writeJSON(w, f.userinfo)

@@ -382,9 +382,12 @@ func (p *Provider) UserInfoGroups(ctx context.Context, tokenSource oauth2.TokenS
 	if err != nil {
 		return nil, err
 	}
-	info, err := up.UserInfo(oidc.ClientContext(ctx, p.client), tokenSource)
+	ts := &recordingTokenSource{base: tokenSource}
+	info, err := up.UserInfo(oidc.ClientContext(ctx, p.client), ts)
 	if err != nil {
-		return nil, fmt.Errorf("identity provider %q: userinfo request failed: %s", p.cfg.Name, truncate(err.Error(), maxReasonLen))
+		// The IdP's response is in the error: make sure it cannot carry the
+		// access token into a log.
+		return nil, fmt.Errorf("identity provider %q: userinfo request failed: %s", p.cfg.Name, safeReason(err, ts.accessToken))
 	}
 	var claims map[string]json.RawMessage
 	if err := info.Claims(&claims); err != nil {
@@ -403,6 +406,21 @@ func (p *Provider) UserInfoGroups(ctx context.Context, tokenSource oauth2.TokenS
 		groups = append(groups, p.cfg.UserInfo.GroupsPrefix+g)
 	}
 	return groups, nil
+}
+
+// recordingTokenSource remembers the access token it handed out, so that it
+// can be scrubbed from errors.
+type recordingTokenSource struct {
+	base        oauth2.TokenSource
+	accessToken string
+}
+
+func (r *recordingTokenSource) Token() (*oauth2.Token, error) {
+	t, err := r.base.Token()
+	if t != nil {
+		r.accessToken = t.AccessToken
+	}
+	return t, err
 }
 
 // stringOrStrings decodes a claim that may be one string or a list of them

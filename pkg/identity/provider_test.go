@@ -402,7 +402,7 @@ func TestUserInfoGroups(t *testing.T) {
 			name:     "a refused access token is an error",
 			userInfo: &v1alpha1.UserInfoConfig{GroupsClaim: "groups"},
 			claims:   map[string]any{"sub": "alice-sub", "groups": []string{"dev"}},
-			ts:       oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "wrong", TokenType: "Bearer"}),
+			ts:       oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "wrong-access-token", TokenType: "Bearer"}),
 			wantErr:  "401",
 		},
 		{
@@ -420,6 +420,9 @@ func TestUserInfoGroups(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "wrong-access-token") {
+					t.Fatalf("error holds the access token: %v", err)
 				}
 				return
 			}

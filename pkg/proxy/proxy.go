@@ -224,9 +224,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Transport:        u.forward,
 		UpgradeTransport: u.upgrade,
 		UseLocationHost:  true,
-		// Flush every write: watch events and log lines reach the client
-		// as soon as the upstream sends them.
-		FlushInterval: -1,
+		// The reverse proxy flushes every write of a response of unknown
+		// length (watches, logs -f, streamed lists: what kube-apiserver
+		// streams), so events reach the client at once; a response of known
+		// length is written out when complete, saving a flush per request.
+		FlushInterval: 0,
 		Responder:     u.responder,
 	}
 	rec.onHijack = func() { upgradedConnections.WithLabelValues(rt.cluster).Inc() }

@@ -40,7 +40,7 @@ type seenRequest struct {
 // fakeUpstream plays kube-apiserver: it records proxied requests, answers
 // SubjectAccessReviews by a rule, and runs a handler per test.
 type fakeUpstream struct {
-	t      *testing.T
+	t      testing.TB
 	server *httptest.Server
 
 	mu      sync.Mutex
@@ -56,7 +56,7 @@ type seenSAR struct {
 	Spec   authorizationv1.SubjectAccessReviewSpec
 }
 
-func newFakeUpstream(t *testing.T) *fakeUpstream {
+func newFakeUpstream(t testing.TB) *fakeUpstream {
 	f := &fakeUpstream{t: t}
 	f.server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.server.EnableHTTP2 = true
@@ -117,7 +117,7 @@ func (f *fakeUpstream) setHandler(h http.HandlerFunc) {
 }
 
 // writeCA writes the (shared, fixed) certificate of httptest TLS servers.
-func writeCA(t *testing.T, srv *httptest.Server) string {
+func writeCA(t testing.TB, srv *httptest.Server) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ca.crt")
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
@@ -127,7 +127,7 @@ func writeCA(t *testing.T, srv *httptest.Server) string {
 	return path
 }
 
-func writeToken(t *testing.T, content string) string {
+func writeToken(t testing.TB, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -183,7 +183,7 @@ type testEnv struct {
 	h1Client *http.Client
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	up := newFakeUpstream(t)
 	env := &testEnv{up: up, ca: writeCA(t, up.server), token: writeToken(t, "sa-token\n"), clock: &fakeClock{now: time.Now()}}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/streaming/pkg/httpstream/spdy"
 )
 
 // The upgrade tests run kubectl's two real protocols (SPDY/3.1 and
@@ -21,6 +23,57 @@ func (e *testEnv) frontTLS() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(e.front.Certificate())
 	return &tls.Config{RootCAs: pool}
+}
+
+func TestProxyCarriesSPDY(t *testing.T) {
+	env := newTestEnv(t)
+	env.up.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		streams := make(chan httpstream.Stream, 1)
+		conn := spdy.NewResponseUpgrader().UpgradeResponse(w, r, func(s httpstream.Stream, _ <-chan struct{}) error {
+			streams <- s
+			return nil
+		})
+		if conn == nil {
+			return
+		}
+		defer conn.Close()
+		select {
+		case s := <-streams:
+			_, _ = io.Copy(s, s)
+		case <-time.After(10 * time.Second):
+		}
+	})
+
+	rt, err := spdy.NewRoundTripperWithConfig(spdy.RoundTripperConfig{TLS: env.frontTLS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", env.front.URL+"/clusters/c1/api/v1/namespaces/default/pods/p/exec?command=cat&stdin=true", nil)
+	req.Header.Set("Authorization", "Bearer alice-token")
+	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+	req.Header.Set("Impersonate_User", "admin")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := rt.NewConnection(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s, err := conn.CreateStream(http.Header{"Streamtype": {"stdin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, s)
+
+	got := env.up.last()
+	if got.Proto != "HTTP/1.1" || got.Header.Get("Upgrade") != "SPDY/3.1" || got.Header.Get("X-Stream-Protocol-Version") != "v4.channel.k8s.io" {
+		t.Errorf("upstream got %s with Upgrade %q, X-Stream-Protocol-Version %q", got.Proto, got.Header.Get("Upgrade"), got.Header.Get("X-Stream-Protocol-Version"))
+	}
+	if ids := identityHeaders(got.Header); !reflect.DeepEqual(ids, aliceUpstream) {
+		t.Errorf("upstream identity headers\n  %v\nwant\n  %v", ids, aliceUpstream)
+	}
 }
 
 func TestProxyCarriesWebSocket(t *testing.T) {

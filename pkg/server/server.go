@@ -12,6 +12,7 @@ import (
 	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
@@ -111,6 +112,17 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	webhookAuthn, err := newWebhookClientAuthenticator(cfg.Webhook)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Webhook.ClientCAFile != "" {
+		// TLS only asks for client certificates from CAs the serving info
+		// knows; without this kube-apiserver's certificate is never sent.
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.Webhook.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhook.clientCAFile: %w", err)
+		}
+		if err := gc.Authentication.ApplyClientCert(ca, gc.SecureServing); err != nil {
+			return nil, err
+		}
 	}
 	gc.Authentication.Authenticator = newRequestAuthenticator(s.Authn, s.state, webhookAuthn, gc.Authentication.Authenticator)
 	if gc.Authorization.Authorizer, err = newAuthorizer(gc.Authorization.Authorizer); err != nil {

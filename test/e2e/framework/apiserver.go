@@ -288,3 +288,25 @@ func randomHex(t testing.TB, n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// WebhookKubeconfig returns the content of a kubeconfig file for
+// kube-apiserver's webhooks (token authentication, audit): one cluster whose
+// server is url (POSTed to exactly as written, path included), trusting
+// caPEM, and optionally a client certificate the webhook can require.
+func WebhookKubeconfig(url string, caPEM []byte, client *KeyPair) string {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["webhook"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: caPEM}
+	user := &clientcmdapi.AuthInfo{}
+	if client != nil {
+		user.ClientCertificateData = client.CertPEM
+		user.ClientKeyData = client.KeyPEM
+	}
+	cfg.AuthInfos["kube-apiserver"] = user
+	cfg.Contexts["webhook"] = &clientcmdapi.Context{Cluster: "webhook", AuthInfo: "kube-apiserver"}
+	cfg.CurrentContext = "webhook"
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		panic(err) // only fails on unserialisable input, which this is not
+	}
+	return string(b)
+}

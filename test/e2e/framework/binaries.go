@@ -149,7 +149,7 @@ func ToolBinary(t testing.TB, name string) string {
 	}
 	toolsMu.Unlock()
 	b.once.Do(func() {
-		t.Logf("running hack/build-tools.sh %s (the first build of kube-apiserver takes minutes)", name)
+		t.Logf("running hack/build-tools.sh %s (a first build takes minutes; cached afterwards)", name)
 		start := time.Now()
 		b.out, b.err = buildTool(root, name)
 		t.Logf("hack/build-tools.sh %s took %v; output:\n%s", name, time.Since(start).Round(time.Millisecond), b.out)

@@ -1,0 +1,213 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TokenCredentialRequest exchanges a credential Portcullis trusts for a
+// short-lived Portcullis cluster token, without a browser: for CI systems
+// and other tools. The credential is checked exactly as the TokenReview
+// webhook checks bearer tokens for the same cluster (issuer, audience, claim
+// mappings, group mappings, central policy).
+//
+// It is create-only and stores nothing. Anyone may create one, including
+// anonymous clients (the token inside is the credential); the server limits
+// how often each client may.
+type TokenCredentialRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata. Only name and generateName are read; the
+	// object is never stored.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the credential to exchange and the cluster to exchange it for.
+	Spec TokenCredentialRequestSpec `json:"spec"`
+
+	// Status is the outcome: a token, or a reason and message.
+	// +optional
+	Status TokenCredentialRequestStatus `json:"status,omitempty"`
+}
+
+// TokenCredentialRequestSpec is what a client asks for.
+type TokenCredentialRequestSpec struct {
+	// Token is an ID token of an identity provider configured with
+	// acceptIDTokens, or a Portcullis cluster token for the same cluster
+	// (which keeps its login session: revoking the session revokes the new
+	// token too). It is never echoed back, logged or audited.
+	Token string `json:"token"`
+
+	// Cluster is the name of the cluster (clusters[].name in Portcullis's
+	// configuration) the new token is for; it becomes the token's audience.
+	// It may be left out when Portcullis knows exactly one cluster.
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+}
+
+// TokenCredentialRequestReason says why an exchange gave no token.
+type TokenCredentialRequestReason string
+
+// Reasons of a failed exchange.
+const (
+	// ReasonAuthenticationFailed: the token was rejected (unknown issuer,
+	// bad signature, expired, wrong audience, revoked, refused by a claim
+	// validation rule...).
+	ReasonAuthenticationFailed TokenCredentialRequestReason = "AuthenticationFailed"
+	// ReasonPolicyDenied: the token is good but the central policy does not
+	// admit the user to the cluster.
+	ReasonPolicyDenied TokenCredentialRequestReason = "PolicyDenied"
+	// ReasonUnknownCluster: no cluster of that name is configured.
+	ReasonUnknownCluster TokenCredentialRequestReason = "UnknownCluster"
+	// ReasonInternalError: Portcullis could not decide or mint (its store
+	// or an identity provider is unavailable); retrying later may succeed.
+	ReasonInternalError TokenCredentialRequestReason = "InternalError"
+)
+
+// TokenCredentialRequestStatus is the outcome of an exchange. Exactly one of
+// token (with expirationTimestamp) and reason (with message) is set.
+type TokenCredentialRequestStatus struct {
+	// Token is the Portcullis cluster token (a JWT whose audience is the
+	// cluster), for use as a bearer token against the cluster.
+	// +optional
+	Token string `json:"token,omitempty"`
+
+	// ExpirationTimestamp is when Token stops being valid.
+	// +optional
+	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
+
+	// Reason is a machine-readable reason for a failed exchange.
+	// +optional
+	Reason TokenCredentialRequestReason `json:"reason,omitempty"`
+
+	// Message is a human-readable explanation of a failed exchange.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// WhoAmIRequest returns the caller as Portcullis sees them: as kube-apiserver
+// authenticated them when the request came through it (aggregated API), or as
+// Portcullis authenticated their token when it came directly. It is
+// create-only and stores nothing.
+type WhoAmIRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata; ignored.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is empty.
+	// +optional
+	Spec WhoAmIRequestSpec `json:"spec,omitempty"`
+
+	// Status is filled by the server.
+	// +optional
+	Status WhoAmIRequestStatus `json:"status,omitempty"`
+}
+
+// WhoAmIRequestSpec is empty: the request itself is the question.
+type WhoAmIRequestSpec struct{}
+
+// WhoAmIRequestStatus is the answer.
+type WhoAmIRequestStatus struct {
+	// UserInfo is the caller.
+	UserInfo UserInfo `json:"userInfo"`
+}
+
+// UserInfo is a Kubernetes user, as in authentication.k8s.io/v1.
+type UserInfo struct {
+	// Username is the user's name.
+	Username string `json:"username"`
+	// UID is the user's stable identifier, if known.
+	// +optional
+	UID string `json:"uid,omitempty"`
+	// Groups are the user's groups.
+	// +optional
+	// +listType=atomic
+	Groups []string `json:"groups,omitempty"`
+	// Extra is further information the authenticator provided, e.g.
+	// portcullis.dev/idp (the identity provider) or portcullis.dev/sid (the
+	// login session).
+	// +optional
+	Extra map[string]ExtraValue `json:"extra,omitempty"`
+}
+
+// ExtraValue is the values of one extra key.
+// +listType=atomic
+type ExtraValue []string
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Session is a user's login session in Portcullis's store, for
+// administrators: list them to see who is logged in, delete one to revoke
+// it. Deleting a session revokes every cluster token minted for it (their
+// "sid" claim) and ends its refresh token; the revocation is audited.
+//
+// Sessions are created by logging in (the portal, the CLI), never through
+// this API.
+type Session struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata: the name is the session ID (the "sid" claim
+	// of its tokens), creationTimestamp is the login time.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is who logged in.
+	Spec SessionSpec `json:"spec"`
+
+	// Status is the session's use and lifetime.
+	// +optional
+	Status SessionStatus `json:"status,omitempty"`
+}
+
+// SessionSpec is the identity a session was opened for, as resolved at login
+// (and again at each refresh).
+type SessionSpec struct {
+	// Username is the Kubernetes user name.
+	Username string `json:"username"`
+	// UID is the Kubernetes user UID.
+	// +optional
+	UID string `json:"uid,omitempty"`
+	// Groups are the user's groups at the last refresh.
+	// +optional
+	// +listType=atomic
+	Groups []string `json:"groups,omitempty"`
+	// Email is the user's verified email address.
+	// +optional
+	Email string `json:"email,omitempty"`
+	// IdentityProvider is the identity provider the user logged in with.
+	// +optional
+	IdentityProvider string `json:"identityProvider,omitempty"`
+	// ClientAddress is the address the login came from.
+	// +optional
+	ClientAddress string `json:"clientAddress,omitempty"`
+}
+
+// SessionStatus is how a session has been used and when it ends.
+type SessionStatus struct {
+	// LastUsedTime is the last refresh.
+	// +optional
+	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
+	// IdleExpirationTimestamp is when the session ends unless refreshed
+	// before (unset when sessions do not expire when idle).
+	// +optional
+	IdleExpirationTimestamp *metav1.Time `json:"idleExpirationTimestamp,omitempty"`
+	// ExpirationTimestamp is when the session ends, whatever happens.
+	// +optional
+	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// SessionList is a list of sessions.
+type SessionList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// Items are the sessions.
+	// +listType=atomic
+	Items []Session `json:"items"`
+}

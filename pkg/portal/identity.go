@@ -1,0 +1,382 @@
+package portal
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/session"
+	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/token"
+)
+
+// failure is a login or API failure: an HTTP status, an outcome for metrics
+// and audit, and words for people. Messages never contain a secret.
+type failure struct {
+	status  int
+	outcome string
+	title   string
+	message string
+	// oauth is the RFC 6749 error code for API clients.
+	oauth string
+}
+
+func (f *failure) Error() string { return f.title + ": " + f.message }
+
+func fail(status int, outcome, oauthCode, title, message string) *failure {
+	return &failure{status: status, outcome: outcome, oauth: oauthCode, title: title, message: message}
+}
+
+// loginResult is an identity an IdP asserted, not yet a session.
+type loginResult struct {
+	id                   session.Identity
+	upstreamRefreshToken string
+}
+
+func (p *Portal) redirectURL() string { return p.d.IssuerURL + "/callback" }
+
+func (p *Portal) provider(name string) (*identity.Provider, bool) {
+	return p.d.IdPs.Get(name)
+}
+
+// oauth2Config returns prov's OAuth2 client, or a failure page when the IdP
+// cannot be used right now.
+func (p *Portal) oauth2Config(prov *identity.Provider) (*oauth2.Config, *failure) {
+	oc, err := prov.OAuth2Config(p.redirectURL())
+	if err != nil {
+		if errors.Is(err, identity.ErrNotReady) {
+			return nil, fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable",
+				"The identity provider cannot be reached",
+				fmt.Sprintf("Portcullis could not reach %s. Try again in a minute; if it keeps failing, tell your administrator.", prov.DisplayName()))
+		}
+		return nil, fail(http.StatusServiceUnavailable, outcomeError, "server_error",
+			"Logins through this identity provider are not set up",
+			fmt.Sprintf("%s cannot be used to log in right now (%s). Tell your administrator.", prov.DisplayName(), err.Error()))
+	}
+	return oc, nil
+}
+
+// idpContext makes golang.org/x/oauth2 and go-oidc use prov's HTTP client
+// (which trusts the IdP's configured CA).
+func idpContext(ctx context.Context, prov *identity.Provider) context.Context {
+	return oidc.ClientContext(ctx, prov.HTTPClient())
+}
+
+// exchangeCode redeems an IdP authorization code with the PKCE verifier and
+// resolves the identity, checking the nonce.
+func (p *Portal) exchangeCode(ctx context.Context, prov *identity.Provider, code, verifier, nonce string) (*loginResult, *failure) {
+	oc, f := p.oauth2Config(prov)
+	if f != nil {
+		return nil, f
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tok, err := oc.Exchange(idpContext(ctx, prov), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			if re.ErrorCode == "invalid_grant" {
+				return nil, fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_grant",
+					"The login could not be completed",
+					fmt.Sprintf("%s did not accept this login any more (it may have taken too long, or been used already). Start again.", prov.DisplayName()))
+			}
+			return nil, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
+				"The identity provider refused to complete the login",
+				fmt.Sprintf("%s answered %s. Try again; if it keeps failing, tell your administrator.", prov.DisplayName(), describeRetrieveError(re)))
+		}
+		return nil, fail(http.StatusBadGateway, outcomeUnavailable, "temporarily_unavailable",
+			"The identity provider cannot be reached",
+			fmt.Sprintf("Portcullis could not complete the login with %s. Try again in a minute.", prov.DisplayName()))
+	}
+	id, f := p.identityFromToken(ctx, prov, tok, nonce)
+	if f != nil {
+		return nil, f
+	}
+	return &loginResult{id: id, upstreamRefreshToken: tok.RefreshToken}, nil
+}
+
+func describeRetrieveError(re *oauth2.RetrieveError) string {
+	if re.ErrorCode != "" {
+		return strings.Map(printable, truncate(re.ErrorCode, 64))
+	}
+	if re.Response != nil {
+		return re.Response.Status
+	}
+	return "an error"
+}
+
+// identityFromToken verifies the ID token of a token response (with the
+// provider's claim mappings and rules), checks its nonce when one is
+// expected, and adds the userinfo groups when the IdP is configured for them.
+func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider, tok *oauth2.Token, nonce string) (session.Identity, *failure) {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return session.Identity{}, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
+			"The identity provider did not say who you are",
+			fmt.Sprintf("%s returned no ID token. Tell your administrator (is the openid scope requested?).", prov.DisplayName()))
+	}
+	id, err := prov.VerifyIDToken(ctx, raw)
+	if err != nil {
+		var ve *identity.VerifyError
+		if errors.As(err, &ve) && ve.NotReady {
+			return session.Identity{}, fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable",
+				"The identity provider's keys are not loaded yet",
+				"Portcullis cannot check logins from "+prov.DisplayName()+" yet. Try again in a minute.")
+		}
+		return session.Identity{}, fail(http.StatusForbidden, outcomeIdPError, "access_denied",
+			"Your identity could not be accepted",
+			err.Error()+".")
+	}
+	if nonce != "" {
+		got, _ := unverifiedClaim(raw, "nonce") // verified above: the payload is trustworthy
+		if !constantTimeEqual(got, nonce) {
+			return session.Identity{}, fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_grant",
+				"This login response does not belong to this login",
+				"The identity provider's answer was made for another login attempt. Start again.")
+		}
+	}
+	groups := id.Groups
+	if ui, err := prov.UserInfoGroups(idpContext(ctx, prov), oauth2.StaticTokenSource(tok)); err != nil {
+		return session.Identity{}, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
+			"Your groups could not be read",
+			err.Error()+". Try again; if it keeps failing, tell your administrator.")
+	} else {
+		for _, g := range ui {
+			if !slices.Contains(groups, g) {
+				groups = append(groups, g)
+			}
+		}
+	}
+	return session.Identity{
+		Username:         id.Username,
+		UID:              id.UID,
+		Groups:           groups,
+		Extra:            id.Extra,
+		Email:            id.Email,
+		IdentityProvider: prov.Name(),
+	}, nil
+}
+
+// unverifiedClaim returns a string claim of a JWT's payload. Call it only on
+// a token whose signature and claims have been verified.
+func unverifiedClaim(raw, name string) (string, bool) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", false
+	}
+	var claims map[string]json.RawMessage
+	if json.Unmarshal(payload, &claims) != nil {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(claims[name], &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// upstreamRefresh refreshes a session at its IdP: a refused grant ends the
+// session (the user was removed or their grant revoked); anything else keeps
+// it and fails this refresh.
+func (p *Portal) upstreamRefresh(ctx context.Context, s store.Session) (*session.Upstream, error) {
+	prov, ok := p.provider(s.IdentityProvider)
+	if !ok {
+		return nil, fmt.Errorf("%w: identity provider %q is no longer configured", session.ErrUpstreamRefused, s.IdentityProvider)
+	}
+	oc, f := p.oauth2Config(prov)
+	if f != nil {
+		return nil, errors.New(f.message)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tok, err := oc.TokenSource(idpContext(ctx, prov), &oauth2.Token{RefreshToken: s.UpstreamRefreshToken}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			return nil, fmt.Errorf("%w: %s answered invalid_grant", session.ErrUpstreamRefused, prov.Name())
+		}
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("%s answered %s", prov.Name(), describeRetrieveError(re))
+		}
+		return nil, fmt.Errorf("%s could not be reached", prov.Name())
+	}
+	up := &session.Upstream{RefreshToken: tok.RefreshToken}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		id, f := p.identityFromToken(ctx, prov, tok, "")
+		if f != nil {
+			if f.status == http.StatusForbidden {
+				return nil, fmt.Errorf("%w: %s", session.ErrUpstreamRefused, f.message)
+			}
+			return nil, errors.New(f.message)
+		}
+		if id.Username != s.Username {
+			return nil, fmt.Errorf("%w: the identity provider now names another user", session.ErrUpstreamRefused)
+		}
+		up.Identity = &id
+	}
+	return up, nil
+}
+
+// effectiveIdentity is the session's identity with the operator's group
+// mappings applied (the identity the policy and tokens see).
+func (p *Portal) effectiveIdentity(id session.Identity) *identity.Identity {
+	out := (&identity.Identity{
+		Username:         id.Username,
+		UID:              id.UID,
+		Groups:           id.Groups,
+		Extra:            id.Extra,
+		Email:            id.Email,
+		IdentityProvider: id.IdentityProvider,
+	}).Clone()
+	if m := p.d.Groups(); m != nil {
+		m.Apply(out)
+	} else {
+		(*identity.GroupMapper)(nil).Apply(out)
+	}
+	return out
+}
+
+func sessionIdentity(s store.Session) session.Identity {
+	return session.Identity{
+		Username:         s.Username,
+		UID:              s.UID,
+		Groups:           s.Groups,
+		Extra:            s.Extra,
+		Email:            s.Email,
+		IdentityProvider: s.IdentityProvider,
+	}
+}
+
+// admission is the policy's decision for each cluster.
+type admission struct {
+	admitted []string
+	reasons  map[string]string // cluster → why (denials and admissions)
+}
+
+func (a admission) allowed(cluster string) bool { return slices.Contains(a.admitted, cluster) }
+
+// admit evaluates the access policy of every cluster for id.
+func (p *Portal) admit(ctx context.Context, id *identity.Identity) admission {
+	pol := p.d.Policy.Load()
+	a := admission{reasons: map[string]string{}}
+	now := p.now()
+	for _, c := range pol.Clusters() {
+		d, _ := pol.Evaluate(ctx, c, id, p.d.Store, now)
+		a.reasons[c] = d.Reason
+		if d.Allowed {
+			a.admitted = append(a.admitted, c)
+		}
+	}
+	return a
+}
+
+// deniedError is a refusal by the access policy.
+type deniedError struct{ reason string }
+
+func (e *deniedError) Error() string { return e.reason }
+
+// minted is a cluster token as handed out.
+type minted struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// mint issues a cluster token of session s for cluster, after the policy
+// (with time-bound grants) admits the user. The token expires after the
+// cluster's token lifetime, and never after the session.
+func (p *Portal) mint(ctx context.Context, s store.Session, cluster string) (minted, error) {
+	id := p.effectiveIdentity(sessionIdentity(s))
+	pol := p.d.Policy.Load()
+	now := p.now()
+	d, extra := pol.Evaluate(ctx, cluster, id, p.d.Store, now)
+	if !d.Allowed {
+		return minted{}, &deniedError{reason: d.Reason}
+	}
+	return p.mintAdmitted(ctx, s, id, cluster, extra, d)
+}
+
+func (p *Portal) mintAdmitted(ctx context.Context, s store.Session, id *identity.Identity, cluster string, extra []string, _ policy.Decision) (minted, error) {
+	now := p.now()
+	exp := now.Add(p.tokenLifetime(cluster))
+	if !s.ExpiresAt.IsZero() && exp.After(s.ExpiresAt) {
+		exp = s.ExpiresAt
+	}
+	groups := slices.Clone(id.Groups)
+	for _, g := range extra {
+		if !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	subject := id.UID
+	if subject == "" {
+		subject = id.Username
+	}
+	var ext map[string][]string
+	for k, v := range id.Extra {
+		if strings.HasPrefix(k, "portcullis.dev/") {
+			continue // ours to set, never the IdP's
+		}
+		if ext == nil {
+			ext = map[string][]string{}
+		}
+		ext[k] = slices.Clone(v)
+	}
+	raw, claims, err := p.d.Minter.Mint(ctx, token.Claims{
+		Subject:          subject,
+		Username:         id.Username,
+		UID:              id.UID,
+		Groups:           groups,
+		Extra:            ext,
+		Audience:         []string{cluster},
+		SessionID:        s.ID,
+		IdentityProvider: id.IdentityProvider,
+		Email:            id.Email,
+		Expiry:           exp,
+	})
+	if err != nil {
+		return minted{}, fmt.Errorf("minting a token for cluster %q: %w", cluster, err)
+	}
+	return minted{Token: raw, ExpiresAt: claims.Expiry.UTC()}, nil
+}
+
+func (p *Portal) tokenLifetime(cluster string) time.Duration {
+	cfg := p.d.Config()
+	for i := range cfg.Clusters {
+		if c := &cfg.Clusters[i]; c.Name == cluster && c.TokenLifetime != nil && c.TokenLifetime.Duration > 0 {
+			return c.TokenLifetime.Duration
+		}
+	}
+	if d := cfg.Tokens.Lifetime.Duration; d > 0 {
+		return d
+	}
+	return 15 * time.Minute
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func printable(r rune) rune {
+	if r < 0x20 || r == 0x7f {
+		return ' '
+	}
+	return r
+}

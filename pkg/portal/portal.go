@@ -1,0 +1,319 @@
+package portal
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apiserver/pkg/audit"
+	"k8s.io/klog/v2"
+
+	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/session"
+	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/token"
+)
+
+// Lifetimes and bounds of the in-memory login state.
+const (
+	// attemptTTL bounds the time between starting a login and the IdP's
+	// redirect back: long enough to type a password and a second factor.
+	attemptTTL = 10 * time.Minute
+	// codeTTL bounds the time the CLI has to redeem its one-time code.
+	codeTTL = time.Minute
+	// deviceTTL is how long a device code may wait for its user (RFC 8628 expires_in).
+	deviceTTL = 10 * time.Minute
+	// DefaultDeviceInterval is the device flow's polling interval.
+	DefaultDeviceInterval = 5 * time.Second
+	// maxPending bounds each kind of in-memory state, so that a flood of
+	// login starts cannot exhaust memory.
+	maxPending = 10000
+	// maxBody bounds the request bodies of the API endpoints.
+	maxBody = 64 << 10
+)
+
+// Deps are what the portal needs from the server.
+type Deps struct {
+	// Config returns the current configuration (it may be reloaded).
+	Config func() *v1alpha1.PortcullisConfiguration
+	IdPs   *identity.Providers
+	// Groups returns the current group mapper.
+	Groups func() *identity.GroupMapper
+	Policy *policy.Holder
+	Store  store.Store
+	Minter *token.Minter
+	// IssuerURL is Portcullis's external URL; the IdPs' redirect URI is
+	// IssuerURL + "/callback".
+	IssuerURL string
+	// Clock returns the current time; time.Now when nil.
+	Clock func() time.Time
+	// DeviceInterval is the device flow's minimum polling interval;
+	// DefaultDeviceInterval when zero.
+	DeviceInterval time.Duration
+	// ServingCA, when set, returns the PEM CA of Portcullis's serving
+	// certificate, written into the kubeconfigs of clusters reached through
+	// the proxy.
+	ServingCA func() []byte
+}
+
+// Portal serves the login portal. Make it with New.
+type Portal struct {
+	d        Deps
+	sessions *session.Manager
+	pages    *pages
+	metrics  *portalMetrics
+
+	attempts *pending[*attempt]
+	codes    *pending[*cliCode]
+	devices  *deviceFlow
+}
+
+// New returns a portal. It fails when a required dependency is missing.
+func New(d Deps) (*Portal, error) {
+	switch {
+	case d.Config == nil:
+		return nil, errors.New("portal: Deps.Config is required")
+	case d.Store == nil:
+		return nil, errors.New("portal: Deps.Store is required")
+	case d.Minter == nil:
+		return nil, errors.New("portal: Deps.Minter is required")
+	case d.Policy == nil:
+		return nil, errors.New("portal: Deps.Policy is required")
+	case d.IssuerURL == "":
+		return nil, errors.New("portal: Deps.IssuerURL is required")
+	}
+	d.IssuerURL = strings.TrimSuffix(d.IssuerURL, "/")
+	if d.Clock == nil {
+		d.Clock = time.Now
+	}
+	if d.Groups == nil {
+		d.Groups = func() *identity.GroupMapper { return nil }
+	}
+	if d.DeviceInterval <= 0 {
+		d.DeviceInterval = DefaultDeviceInterval
+	}
+	pg, err := loadPages()
+	if err != nil {
+		return nil, err
+	}
+	p := &Portal{
+		d:        d,
+		pages:    pg,
+		metrics:  defaultMetrics(),
+		attempts: newPending[*attempt](maxPending),
+		codes:    newPending[*cliCode](maxPending),
+	}
+	p.devices = newDeviceFlow(d.DeviceInterval)
+	p.sessions = session.NewManager(d.Store, p.sessionSettings, d.Clock)
+	return p, nil
+}
+
+// Sessions returns the portal's session manager (for admin revocation).
+func (p *Portal) Sessions() *session.Manager { return p.sessions }
+
+func (p *Portal) sessionSettings() session.Settings {
+	cfg := p.d.Config()
+	return session.Settings{
+		IdleTimeout:      cfg.Portal.SessionIdleTimeout.Duration,
+		MaxLifetime:      cfg.Portal.SessionMaxLifetime.Duration,
+		ReuseGrace:       cfg.Portal.RefreshReuseGrace.Duration,
+		MaxTokenLifetime: cfg.Tokens.MaxLifetime.Duration,
+	}
+}
+
+// Mux is where the portal mounts its handlers: the generic server's
+// NonGoRestfulMux, or an http.ServeMux in tests (see MuxFor).
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+	HandlePrefix(prefix string, handler http.Handler)
+}
+
+// Install mounts the portal's handlers on mux. Every path is under /login,
+// /callback, /device or /portal/, which the server's authorizer makes public.
+func (p *Portal) Install(mux Mux) {
+	mux.Handle("/login", http.HandlerFunc(p.serveLoginChooser))
+	mux.HandlePrefix("/login/", http.HandlerFunc(p.serveLoginStart))
+	mux.Handle("/callback", http.HandlerFunc(p.serveCallback))
+	mux.Handle("/device", http.HandlerFunc(p.serveDevicePage))
+	mux.HandlePrefix("/device/", http.HandlerFunc(p.serveDeviceAPI))
+	mux.Handle("/portal", http.RedirectHandler("/portal/", http.StatusMovedPermanently))
+	mux.HandlePrefix("/portal/", http.HandlerFunc(p.servePortal))
+}
+
+// ServeMuxAdapter mounts handlers on an http.ServeMux with the generic
+// server's mux semantics (Handle: exact path; HandlePrefix: a subtree).
+type ServeMuxAdapter struct{ *http.ServeMux }
+
+// Handle registers an exact path.
+func (a ServeMuxAdapter) Handle(path string, h http.Handler) { a.ServeMux.Handle(path+"{$}", h) }
+
+// HandlePrefix registers a path prefix ending in "/".
+func (a ServeMuxAdapter) HandlePrefix(prefix string, h http.Handler) { a.ServeMux.Handle(prefix, h) }
+
+func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/portal/":
+		p.serveHome(w, r)
+	case "/portal/static/style.css":
+		serveStatic(w, r)
+	case "/portal/kubeconfig":
+		p.serveKubeconfig(w, r)
+	case "/portal/logout":
+		p.serveBrowserLogout(w, r)
+	case "/portal/cli-complete":
+		p.serveCLIComplete(w, r)
+	case "/portal/api/clusters":
+		p.serveClusters(w, r)
+	case "/portal/api/token":
+		p.serveToken(w, r)
+	case "/portal/api/refresh":
+		p.serveRefresh(w, r)
+	case "/portal/api/session":
+		p.serveSession(w, r)
+	case "/portal/api/logout":
+		p.serveLogout(w, r)
+	default:
+		if strings.HasPrefix(r.URL.Path, "/portal/api/") {
+			writeOAuthError(w, http.StatusNotFound, "invalid_request", "no such endpoint")
+			return
+		}
+		p.renderError(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.", "")
+	}
+}
+
+// now is the portal's clock.
+func (p *Portal) now() time.Time { return p.d.Clock() }
+
+// allowMethods answers 405 unless r's method is one of methods.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	if slices.Contains(methods, r.Method) {
+		return true
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+// randomToken returns n random bytes, base64url-encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand does not fail on supported platforms.
+		panic(fmt.Sprintf("portal: reading random bytes: %v", err))
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return fmt.Sprintf("%x", sum[:])
+}
+
+func sha256Bytes(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// clientAddress is the TCP peer of the request (audit events have the
+// forwarded chain).
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// auditOutcome annotates the request's audit event. It never records a
+// token, code or secret.
+func auditOutcome(ctx context.Context, kv ...string) {
+	audit.AddAuditAnnotations(ctx, kv...)
+}
+
+// auditIdentity annotates the request's audit event with who and what.
+func auditIdentity(ctx context.Context, user, idp string, groups []string, outcome string, more ...string) {
+	kv := []string{
+		"portcullis.dev/user", user,
+		"portcullis.dev/idp", idp,
+		"portcullis.dev/groups", strings.Join(groups, ","),
+		"portcullis.dev/outcome", outcome,
+	}
+	auditOutcome(ctx, append(kv, more...)...)
+}
+
+// oauthError is an RFC 6749 §5.2 error response.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		klog.ErrorS(err, "Encoding a portal response")
+		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, oauthError{Error: code, Description: description})
+}
+
+// decodeRequest reads a JSON or form-encoded body into the string fields
+// named by dst's keys.
+func decodeRequest(w http.ResponseWriter, r *http.Request, dst map[string]*string) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	ct := r.Header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	switch strings.TrimSpace(strings.ToLower(ct)) {
+	case "application/json":
+		var m map[string]any
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&m); err != nil {
+			return errors.New("the body is not a JSON object")
+		}
+		for k, p := range dst {
+			switch v := m[k].(type) {
+			case nil:
+			case string:
+				*p = v
+			default:
+				return fmt.Errorf("%s must be a string", k)
+			}
+		}
+		return nil
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return errors.New("the form cannot be parsed")
+		}
+		for k, p := range dst {
+			*p = r.PostForm.Get(k)
+		}
+		return nil
+	}
+	return errors.New("send application/json or application/x-www-form-urlencoded")
+}

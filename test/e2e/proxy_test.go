@@ -1,0 +1,558 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"portcullis.dev/portcullis/test/e2e/framework"
+)
+
+// proxyStack is Portcullis in proxy mode in front of two real
+// kube-apiservers (c1, c2) configured with no webhook at all: they only
+// trust Portcullis's service-account token and its Impersonate-* headers.
+type proxyStack struct {
+	pki        *framework.PKI
+	c1, c2     *framework.APIServer
+	portcullis *framework.Portcullis
+	agent      *framework.NodeAgent
+	auditLog   string // Portcullis's own audit log
+	tokens     map[string]string
+	kubeconfig map[string]string // "<user>@<cluster>" → kubeconfig path
+}
+
+const proxySA = "system:serviceaccount:portcullis:portcullis-proxy"
+
+func startProxyStack(t *testing.T) *proxyStack {
+	t.Helper()
+	s := &proxyStack{pki: framework.NewPKI(t), tokens: map[string]string{}, kubeconfig: map[string]string{}}
+	s.c1 = framework.StartAPIServer(t, framework.APIServerOptions{
+		PKI:         s.pki,
+		AuditPolicy: "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+	})
+	s.c2 = framework.StartAPIServer(t, framework.APIServerOptions{PKI: s.pki})
+
+	dir := t.TempDir()
+	saToken := map[string]string{}
+	for name, api := range map[string]*framework.APIServer{"c1": s.c1, "c2": s.c2} {
+		admin := api.AdminKubeconfig()
+		// The manifest operators apply, as they apply it.
+		manifest := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "proxy-clusterrole.yaml")
+		if out, stderr, err := framework.Kubectl(t, admin, "apply", "-f", manifest); err != nil {
+			t.Fatalf("%s: applying %s: %v\n%s%s", name, manifest, err, out, stderr)
+		}
+		tok, stderr, err := framework.Kubectl(t, admin, "create", "token", "portcullis-proxy", "-n", "portcullis", "--duration", "2h")
+		if err != nil {
+			t.Fatalf("%s: kubectl create token: %v: %s", name, err, stderr)
+		}
+		saToken[name] = filepath.Join(dir, name+"-token")
+		if err := os.WriteFile(saToken[name], []byte(strings.TrimSpace(tok)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Users' RBAC in the cluster, bound to the groups Portcullis asserts.
+		for _, args := range [][]string{
+			{"create", "rolebinding", "devs-edit", "-n", "default", "--clusterrole=edit", "--group=devs"},
+			{"create", "clusterrole", "impersonate-bob", "--verb=impersonate", "--resource=users", "--resource-name=bob"},
+			{"create", "clusterrolebinding", "devs-impersonate-bob", "--clusterrole=impersonate-bob", "--group=devs"},
+			{"create", "rolebinding", "bob-view", "-n", "default", "--clusterrole=view", "--user=bob"},
+			{"create", "rolebinding", "viewers-view", "-n", "default", "--clusterrole=view", "--group=viewers"},
+		} {
+			if _, stderr, err := framework.Kubectl(t, admin, args...); err != nil {
+				t.Fatalf("%s: kubectl %v: %v: %s", name, args, err, stderr)
+			}
+		}
+	}
+
+	port := framework.FreePort(t)
+	configPath := filepath.Join(dir, "config.yaml")
+	config := fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
+kind: PortcullisConfiguration
+issuerURL: https://127.0.0.1:%d
+store:
+  path: %s
+clusters:
+- name: c1
+  access: {allUsers: true}
+  upstream:
+    server: %s
+    certificateAuthorityFile: %s
+    tokenFile: %s
+- name: c2
+  access: {allUsers: true}
+  upstream:
+    server: %s
+    certificateAuthorityFile: %s
+    tokenFile: %s
+`, port, filepath.Join(dir, "state.db"),
+		s.c1.URL, s.c1.CAFile, saToken["c1"],
+		s.c2.URL, s.c2.CAFile, saToken["c2"])
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Mint before the server starts: the embedded store is single-process.
+	for key, args := range map[string][]string{
+		"alice@c1": {"--user", "alice", "--group", "devs", "--cluster", "c1"},
+		"alice@c2": {"--user", "alice", "--group", "devs", "--cluster", "c2"},
+		"carol@c1": {"--user", "carol", "--group", "viewers", "--cluster", "c1"},
+		"dave@c1":  {"--user", "dave", "--group", "nobody", "--cluster", "c1"},
+	} {
+		tok, err := mint(t, configPath, append(args, "--ttl", "1h", "--reason", "proxy e2e")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.tokens[key] = tok
+	}
+
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.auditLog = filepath.Join(dir, "portcullis-audit.log")
+	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{
+		ConfigYAML: config,
+		Port:       port,
+		ExtraArgs:  []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json"},
+	})
+	for key, tok := range s.tokens {
+		cluster := key[strings.Index(key, "@")+1:]
+		path := filepath.Join(framework.WorkDir(t), "kubeconfigs", "proxy-"+strings.ReplaceAll(key, "@", "-at-")+".kubeconfig")
+		if err := framework.WriteKubeconfig(path, s.portcullis.URL+"/clusters/"+cluster, s.portcullis.CACertFile(), &clientcmdapi.AuthInfo{Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+		s.kubeconfig[key] = path
+	}
+	return s
+}
+
+// kubectl runs kubectl through Portcullis as key ("alice@c1").
+func (s *proxyStack) kubectl(t *testing.T, key string, args ...string) (string, string, error) {
+	t.Helper()
+	return framework.Kubectl(t, s.kubeconfig[key], args...)
+}
+
+// raw sends one HTTP request to Portcullis.
+func (s *proxyStack) raw(t *testing.T, method, path, token string, header http.Header, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.portcullis.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = append(req.Header[k], v...) // raw spelling, as a client could send it
+	}
+	resp, err := s.portcullis.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+type auditEvent struct {
+	AuditID          string            `json:"auditID"`
+	Verb             string            `json:"verb"`
+	RequestURI       string            `json:"requestURI"`
+	SourceIPs        []string          `json:"sourceIPs"`
+	Annotations      map[string]string `json:"annotations"`
+	User             auditUser         `json:"user"`
+	ImpersonatedUser *auditUser        `json:"impersonatedUser"`
+	ResponseStatus   struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+	Stage string `json:"stage"`
+}
+
+type auditUser struct {
+	Username string              `json:"username"`
+	Groups   []string            `json:"groups"`
+	Extra    map[string][]string `json:"extra"`
+}
+
+// findAuditEvent waits for the ResponseComplete event with auditID in path.
+func findAuditEvent(t *testing.T, path, auditID string) auditEvent {
+	t.Helper()
+	var found *auditEvent
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return false, nil
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var ev auditEvent
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.AuditID == auditID && ev.Stage == "ResponseComplete" {
+				found = &ev
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no ResponseComplete audit event %s in %s", auditID, path)
+	}
+	return *found
+}
+
+const selfSubjectReview = `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`
+
+func TestProxyMode(t *testing.T) {
+	t.Parallel()
+	s := startProxyStack(t)
+	s.agent = framework.StartNodeAgent(t, s.c1, "proxy-e2e-node")
+	s.agent.CreatePod("default", "p")
+
+	t.Run("kubectl auth whoami shows the Portcullis user and groups", func(t *testing.T) {
+		w, stderr, err := whoamiJSON(t, s.kubeconfig["alice@c1"])
+		if err != nil {
+			t.Fatalf("whoami: %v: %s", err, stderr)
+		}
+		u := w.Status.UserInfo
+		if u.Username != "alice" || !hasAll(u.Groups, "devs", "system:authenticated") {
+			t.Fatalf("whoami = %+v, want alice in devs", u)
+		}
+		if got := u.Extra["portcullis.dev/cluster"]; len(got) != 1 || got[0] != "c1" {
+			t.Errorf("extra portcullis.dev/cluster = %v, want [c1]", got)
+		}
+		for k := range u.Extra {
+			if strings.HasPrefix(k, "portcullis.dev/policy") {
+				t.Errorf("internal extra %s reached the cluster", k)
+			}
+		}
+	})
+
+	t.Run("RBAC bound to a Portcullis group allows and denies", func(t *testing.T) {
+		if _, stderr, err := s.kubectl(t, "alice@c1", "get", "configmaps"); err != nil {
+			t.Errorf("alice (devs, edit): get configmaps: %v: %s", err, stderr)
+		}
+		if _, stderr, err := s.kubectl(t, "carol@c1", "get", "configmaps"); err != nil {
+			t.Errorf("carol (viewers, view): get configmaps: %v: %s", err, stderr)
+		}
+		_, stderr, err := s.kubectl(t, "carol@c1", "create", "configmap", "nope")
+		if err == nil || !strings.Contains(stderr, `User "carol" cannot create resource "configmaps"`) {
+			t.Errorf("carol (view) create configmap: err=%v stderr=%s, want forbidden for carol", err, stderr)
+		}
+		_, stderr, err = s.kubectl(t, "dave@c1", "get", "pods")
+		if err == nil || !strings.Contains(stderr, `User "dave" cannot list resource "pods"`) {
+			t.Errorf("dave (no binding): err=%v stderr=%s, want forbidden for dave", err, stderr)
+		}
+	})
+
+	t.Run("create, apply (client- and server-side) and delete", func(t *testing.T) {
+		if _, stderr, err := s.kubectl(t, "alice@c1", "create", "configmap", "cm1", "--from-literal=k=v1"); err != nil {
+			t.Fatalf("create: %v: %s", err, stderr)
+		}
+		manifest := `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm2
+data:
+  k: v2
+`
+		for _, extra := range [][]string{nil, {"--server-side", "--field-manager=e2e"}} {
+			args := append([]string{"apply", "-f", "-"}, extra...)
+			if out, stderr, err := framework.KubectlWith(t, framework.KubectlOptions{Kubeconfig: s.kubeconfig["alice@c1"], Stdin: strings.NewReader(manifest)}, args...); err != nil {
+				t.Fatalf("apply %v: %v: %s%s", extra, err, out, stderr)
+			}
+		}
+		out, stderr, err := s.kubectl(t, "alice@c1", "get", "configmap", "cm2", "-o", "jsonpath={.data.k}")
+		if err != nil || out != "v2" {
+			t.Fatalf("get cm2: %q %v %s", out, err, stderr)
+		}
+		if _, stderr, err := s.kubectl(t, "alice@c1", "delete", "configmap", "cm1", "cm2"); err != nil {
+			t.Fatalf("delete: %v: %s", err, stderr)
+		}
+		// Discovery and OpenAPI pass through (explain needs both).
+		if out, stderr, err := s.kubectl(t, "alice@c1", "explain", "configmap.data"); err != nil || !strings.Contains(out, "data") {
+			t.Errorf("explain: %v: %s", err, stderr)
+		}
+	})
+
+	t.Run("get -w receives an event within a second", func(t *testing.T) {
+		w := framework.StartKubectl(t, framework.KubectlOptions{Kubeconfig: s.kubeconfig["alice@c1"]},
+			"get", "configmaps", "-w", "--output-watch-events", "-o", "custom-columns=EVENT:.type,NAME:.object.metadata.name", "--no-headers")
+		// The initial list comes first (kube-root-ca.crt is not there without
+		// a controller manager, so create a marker to know the watch is up).
+		if _, stderr, err := s.kubectl(t, "alice@c1", "create", "configmap", "watch-ready"); err != nil {
+			t.Fatalf("create: %v: %s", err, stderr)
+		}
+		w.WaitLine(t, 10*time.Second, func(l string) bool { return strings.Contains(l, "watch-ready") })
+		// Now time one event from the change to kubectl's output.
+		start := time.Now()
+		if _, stderr, err := framework.Kubectl(t, s.c1.AdminKubeconfig(), "create", "configmap", "watched"); err != nil {
+			t.Fatalf("create: %v: %s", err, stderr)
+		}
+		created := time.Now()
+		w.WaitLine(t, 5*time.Second, func(l string) bool { return strings.Contains(l, "ADDED") && strings.Contains(l, "watched") })
+		if lag := time.Since(created); lag > time.Second {
+			t.Errorf("the event reached kubectl %v after the change (create took %v), want < 1s", lag, created.Sub(start))
+		}
+		w.Stop()
+	})
+
+	t.Run("smuggled headers never reach the cluster as the client wrote them", func(t *testing.T) {
+		alice := s.tokens["alice@c1"]
+		for _, tt := range []struct {
+			name   string
+			header http.Header
+		}{
+			{"Impersonate headers in other spellings", http.Header{"Impersonate_User": {"admin"}, "Impersonate_Group": {"system:masters"}, "Impersonateuser": {"admin"}}},
+			{"front-proxy headers", http.Header{"X-Remote-User": {"admin"}, "X-Remote-Group": {"system:masters"}, "X-Remote-Extra-Scopes": {"all"}}},
+			{"a second Authorization header", http.Header{"Authorization": {"Bearer " + s.c1.AdminToken}}},
+			{"Connection naming Authorization", http.Header{"Connection": {"Authorization, Impersonate-User"}}},
+			{"forwarding headers", http.Header{"X-Forwarded-For": {"10.9.9.9"}, "X-Real-Ip": {"10.9.9.9"}, "Forwarded": {"for=10.9.9.9"}}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				resp, body := s.raw(t, "POST", "/clusters/c1/apis/authentication.k8s.io/v1/selfsubjectreviews", alice, tt.header, selfSubjectReview)
+				if resp.StatusCode != http.StatusCreated {
+					t.Fatalf("status %d: %s", resp.StatusCode, body)
+				}
+				var w whoamiResult
+				if err := json.Unmarshal(body, &w); err != nil {
+					t.Fatal(err)
+				}
+				if u := w.Status.UserInfo; u.Username != "alice" || hasAll(u.Groups, "system:masters") || len(u.Extra["scopes"]) > 0 {
+					t.Fatalf("the cluster saw %+v, want alice as Portcullis asserts her", u)
+				}
+				// kube-apiserver's own audit log, under the shared audit ID.
+				ev := findAuditEvent(t, s.c1.AuditLogPath, resp.Header.Get("Audit-Id"))
+				if ev.User.Username != proxySA || ev.ImpersonatedUser == nil || ev.ImpersonatedUser.Username != "alice" {
+					t.Fatalf("kube-apiserver audit: user %q impersonating %+v, want %s impersonating alice", ev.User.Username, ev.ImpersonatedUser, proxySA)
+				}
+				for _, ip := range ev.SourceIPs {
+					if ip == "10.9.9.9" {
+						t.Errorf("a client-sent forwarding address reached the cluster: %v", ev.SourceIPs)
+					}
+				}
+			})
+		}
+
+		t.Run("a client's own Impersonate-User is judged by the cluster's RBAC", func(t *testing.T) {
+			resp, body := s.raw(t, "POST", "/clusters/c1/apis/authentication.k8s.io/v1/selfsubjectreviews", alice,
+				http.Header{"Impersonate-User": {"admin"}, "Impersonate-Group": {"system:masters"}}, selfSubjectReview)
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"kind":"Status"`) {
+				t.Fatalf("impersonating admin: %d %s, want a 403 Status", resp.StatusCode, body)
+			}
+		})
+
+		for _, tt := range []struct{ name, path string }{
+			{"dot-dot to another cluster", "/clusters/c1/../c2/api"},
+			{"encoded slash in the cluster name", "/clusters/c1%2F..%2Fc2/api"},
+			{"unknown cluster", "/clusters/c1/../nope/api"},
+		} {
+			t.Run("path trick: "+tt.name, func(t *testing.T) {
+				resp, body := s.raw(t, "GET", tt.path, alice, nil, "")
+				if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"kind":"Status"`) {
+					t.Fatalf("GET %s: %d %s, want a 404 Status", tt.path, resp.StatusCode, body)
+				}
+			})
+		}
+		t.Run("a token for c1 is refused on c2", func(t *testing.T) {
+			resp, body := s.raw(t, "GET", "/clusters/c2/api", alice, nil, "")
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("GET /clusters/c2/api with a c1 token: %d %s, want 401", resp.StatusCode, body)
+			}
+		})
+	})
+
+	t.Run("kubectl --as is allowed by the cluster's impersonation RBAC only", func(t *testing.T) {
+		out, stderr, err := s.kubectl(t, "alice@c1", "auth", "whoami", "--as=bob", "-o", "json")
+		if err != nil {
+			t.Fatalf("alice --as=bob: %v: %s", err, stderr)
+		}
+		var who whoamiResult
+		if err := json.Unmarshal([]byte(out), &who); err != nil {
+			t.Fatal(err)
+		}
+		if u := who.Status.UserInfo; u.Username != "bob" || !hasAll(u.Extra["portcullis.dev/original-user"], "alice") || hasAll(u.Groups, "devs") {
+			t.Fatalf("alice --as=bob: the cluster saw %+v, want bob with original-user alice", u)
+		}
+		if _, stderr, err := s.kubectl(t, "alice@c1", "get", "configmaps", "--as=bob"); err != nil {
+			t.Errorf("alice --as=bob get configmaps (bob may view): %v: %s", err, stderr)
+		}
+		if _, stderr, err := s.kubectl(t, "alice@c1", "create", "configmap", "as-bob", "--as=bob"); err == nil || !strings.Contains(stderr, `User "bob" cannot create`) {
+			t.Errorf("alice --as=bob create: err=%v stderr=%s, want bob's own refusal", err, stderr)
+		}
+		_, stderr, err = s.kubectl(t, "carol@c1", "get", "configmaps", "--as=bob")
+		if err == nil || !strings.Contains(stderr, "Forbidden") && !strings.Contains(stderr, "forbidden") {
+			t.Errorf("carol --as=bob: err=%v stderr=%s, want forbidden", err, stderr)
+		}
+		_, stderr, err = s.kubectl(t, "alice@c1", "get", "configmaps", "--as=admin", "--as-group=system:masters")
+		if err == nil || !strings.Contains(strings.ToLower(stderr), "forbidden") {
+			t.Errorf("alice --as=admin: err=%v stderr=%s, want forbidden", err, stderr)
+		}
+	})
+
+	t.Run("exec, attach, port-forward and logs -f over WebSocket and SPDY", func(t *testing.T) {
+		for _, proto := range []struct {
+			name string
+			env  []string
+		}{
+			{"WebSocket", nil},
+			{"SPDY", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}},
+		} {
+			t.Run(proto.name, func(t *testing.T) {
+				opts := framework.KubectlOptions{Kubeconfig: s.kubeconfig["alice@c1"], Env: proto.env}
+				in := opts
+				in.Stdin = strings.NewReader("line one\nline two\n")
+				out, stderr, err := framework.KubectlWith(t, in, "exec", "-i", "p", "--", "cat")
+				if err != nil || out != "line one\nline two\n" {
+					t.Fatalf("exec -i cat: %q %v %s", out, err, stderr)
+				}
+				out, stderr, err = framework.KubectlWith(t, opts, "exec", "p", "--", "echo", "hello", "portcullis")
+				if err != nil || out != "hello portcullis\n" {
+					t.Fatalf("exec echo: %q %v %s", out, err, stderr)
+				}
+				_, stderr, err = framework.KubectlWith(t, opts, "exec", "p", "--", "exit", "7")
+				var ee *exec.ExitError
+				if !asExitError(err, &ee) || ee.ExitCode() != 7 {
+					t.Fatalf("exec exit 7: %v %s, want kubectl to exit 7", err, stderr)
+				}
+				testTTY(t, s, proto.env)
+
+				att := framework.StartKubectl(t, opts, "attach", "-i", "p")
+				att.WaitLine(t, 10*time.Second, func(l string) bool { return strings.HasPrefix(l, "attached to") })
+				fmt.Fprintln(att.Stdin, "ping through attach")
+				att.WaitLine(t, 5*time.Second, func(l string) bool { return l == "ping through attach" })
+				att.Stop()
+
+				pf := framework.StartKubectl(t, opts, "port-forward", "pod/p", ":8080")
+				fwd := pf.WaitLine(t, 10*time.Second, func(l string) bool { return strings.HasPrefix(l, "Forwarding from 127.0.0.1:") })
+				m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(fwd)
+				conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprint(conn, "ping through port-forward\n")
+				got, err := bufio.NewReader(conn).ReadString('\n')
+				conn.Close()
+				if err != nil || got != "ping through port-forward\n" {
+					t.Fatalf("port-forward echo: %q %v; stderr: %s", got, err, pf.Stderr())
+				}
+				pf.Stop()
+
+				logs := framework.StartKubectl(t, opts, "logs", "-f", "p")
+				start := time.Now()
+				logs.WaitLine(t, 10*time.Second, func(l string) bool { return l == "log line 1" })
+				first := time.Since(start)
+				logs.WaitLine(t, 2*time.Second, func(l string) bool { return l == "log line 5" })
+				t.Logf("logs -f: first line after %v", first)
+				logs.Stop()
+			})
+		}
+	})
+
+	t.Run("two clusters, each by its own context", func(t *testing.T) {
+		w, stderr, err := whoamiJSON(t, s.kubeconfig["alice@c2"])
+		if err != nil {
+			t.Fatalf("whoami on c2: %v: %s", err, stderr)
+		}
+		if got := w.Status.UserInfo.Extra["portcullis.dev/cluster"]; w.Status.UserInfo.Username != "alice" || len(got) != 1 || got[0] != "c2" {
+			t.Fatalf("whoami on c2 = %+v", w.Status.UserInfo)
+		}
+		if _, stderr, err := s.kubectl(t, "alice@c2", "create", "configmap", "only-in-c2"); err != nil {
+			t.Fatalf("create on c2: %v: %s", err, stderr)
+		}
+		if _, _, err := s.kubectl(t, "alice@c1", "get", "configmap", "only-in-c2"); err == nil {
+			t.Fatalf("a configmap created through c2 is visible in c1")
+		}
+	})
+
+	t.Run("Portcullis audits proxied requests with the real user and the cluster", func(t *testing.T) {
+		resp, body := s.raw(t, "GET", "/clusters/c1/api/v1/namespaces/default/configmaps", s.tokens["alice@c1"], nil, "")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("list: %d %s", resp.StatusCode, body)
+		}
+		ev := findAuditEvent(t, s.auditLog, resp.Header.Get("Audit-Id"))
+		if ev.User.Username != "alice" || ev.Annotations["proxy.portcullis.dev/cluster"] != "c1" ||
+			ev.Annotations["proxy.portcullis.dev/verb"] != "list" || ev.Annotations["proxy.portcullis.dev/resource"] != "configmaps" {
+			t.Fatalf("Portcullis audit event: %+v", ev)
+		}
+		// The same request, under the same audit ID, in the cluster's log.
+		up := findAuditEvent(t, s.c1.AuditLogPath, resp.Header.Get("Audit-Id"))
+		if up.ImpersonatedUser == nil || up.ImpersonatedUser.Username != "alice" {
+			t.Fatalf("kube-apiserver audit event: %+v", up)
+		}
+	})
+
+	t.Run("upstream down is a quick 503 Status, and recovers without a restart", func(t *testing.T) {
+		if err := s.c2.Process.Stop(); err != nil {
+			t.Logf("stopping c2's kube-apiserver: %v", err)
+		}
+		start := time.Now()
+		resp, body := s.raw(t, "GET", "/clusters/c2/api/v1/namespaces/default/configmaps", s.tokens["alice@c2"], nil, "")
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"kind":"Status"`) || !strings.Contains(string(body), "unreachable") {
+			t.Fatalf("with c2 down: %d %s, want a 503 Status", resp.StatusCode, body)
+		}
+		if el := time.Since(start); el > 6*time.Second {
+			t.Errorf("the 503 took %v", el)
+		}
+		_, stderr, err := s.kubectl(t, "alice@c2", "get", "configmaps")
+		if err == nil || !strings.Contains(stderr, "unreachable") {
+			t.Errorf("kubectl with c2 down: %v: %s, want the unreachable message", err, stderr)
+		}
+		// c1 is unaffected.
+		if _, stderr, err := s.kubectl(t, "alice@c1", "get", "configmaps"); err != nil {
+			t.Errorf("c1 while c2 is down: %v: %s", err, stderr)
+		}
+
+		if err := s.c2.Process.Restart(); err != nil {
+			t.Fatalf("restarting c2's kube-apiserver: %v", err)
+		}
+		var last string
+		if err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
+			out, stderr, err := s.kubectl(t, "alice@c2", "get", "configmap", "only-in-c2", "-o", "name")
+			last = out + stderr
+			return err == nil, nil
+		}); err != nil {
+			t.Fatalf("c2 never worked again through the proxy: %s", last)
+		}
+	})
+}
+
+func asExitError(err error, target **exec.ExitError) bool {
+	for err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			*target = ee
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+// testTTY runs kubectl exec -t under a pseudo-terminal, so kubectl sends the
+// terminal size through the proxy: the command prints what it received.
+func testTTY(t *testing.T, s *proxyStack, env []string) {
+	t.Helper()
+	out, err := framework.KubectlTTY(t, framework.KubectlOptions{Kubeconfig: s.kubeconfig["alice@c1"], Env: env}, 33, 101, "exec", "-it", "p", "--", "tty-size")
+	if err != nil || !strings.Contains(out, "tty 33x101") {
+		t.Fatalf("exec -it tty-size under a terminal: %v: %q", err, out)
+	}
+}
