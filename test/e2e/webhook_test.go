@@ -126,7 +126,14 @@ func startWebhookStack(t *testing.T) *webhookStack {
 	if s.foreign, err = mint(t, otherCfg, "--user", "carol", "--group", "ops", "--cluster", webhookCluster, "--reason", "e2e"); err != nil {
 		t.Fatal(err)
 	}
-	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: cfg, Port: port})
+	auditPolicy := filepath.Join(stateDir, "audit-policy.yaml")
+	if err := os.WriteFile(auditPolicy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.auditLog = filepath.Join(stateDir, "audit.log")
+	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: cfg, Port: port, ExtraArgs: []string{
+		"--audit-policy-file=" + auditPolicy, "--audit-log-path=" + s.auditLog, "--audit-log-mode=blocking",
+	}})
 	return s
 }
 
@@ -188,6 +195,30 @@ func TestWebhookMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	webhookConfig := s.webhookKubeconfig(t)
+
+	t.Cleanup(func() {
+		// Every review is an audit event with the reviewed user and the
+		// decision, and no token ever reaches the audit log.
+		data, err := os.ReadFile(s.auditLog)
+		if err != nil {
+			t.Errorf("reading Portcullis's audit log: %v", err)
+			return
+		}
+		log := string(data)
+		for _, want := range []string{`"portcullis.dev/user":"carol"`, `"portcullis.dev/user":"alice@example.com"`, `"portcullis.dev/decision":"deny"`, `"portcullis.dev/cluster":"c1"`} {
+			if !strings.Contains(log, want) {
+				t.Errorf("Portcullis's audit log lacks %s", want)
+			}
+		}
+		for name, tok := range s.minted {
+			if strings.Contains(log, tok) {
+				t.Errorf("the %s token appears in the audit log", name)
+			}
+		}
+		if strings.Contains(log, idToken) {
+			t.Errorf("the Dex ID token appears in the audit log")
+		}
+	})
 
 	for _, version := range []string{"v1", "v1beta1"} {
 		t.Run("kube-apiserver with webhook version "+version, func(t *testing.T) {
@@ -326,4 +357,46 @@ func indentLines(s, prefix string) string {
 		lines[i] = prefix + lines[i]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func TestPolicyChangesApplyWithoutRestart(t *testing.T) {
+	t.Parallel()
+	s := startWebhookStack(t)
+	api := framework.StartAPIServer(t, framework.APIServerOptions{
+		PKI: s.pki, WebhookKubeconfig: s.webhookKubeconfig(t), WebhookVersion: "v1", WebhookCacheTTL: "1s",
+	})
+	mallory := api.KubeconfigFor(s.minted["mallory"])
+	if _, stderr, err := whoamiJSON(t, mallory); err == nil {
+		t.Fatalf("mallory (group nobody) was admitted before the policy allowed it: %s", stderr)
+	}
+	data, err := os.ReadFile(s.portcullis.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A broken file first: the server must keep its last good configuration.
+	if err := os.WriteFile(s.portcullis.ConfigPath, []byte("apiVersion: config.portcullis.dev/v1alpha1\nkind: PortcullisConfiguration\nbogus: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.portcullis.Process.WaitUntil(context.Background(), 20*time.Second, "the invalid file to be reported", func(context.Context) error {
+		if !strings.Contains(s.portcullis.Process.Log(), "keeping the current configuration") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := whoamiJSON(t, api.KubeconfigFor(s.minted["carol"])); err != nil {
+		t.Fatalf("carol lost access while the file was invalid: %v: %s", err, stderr)
+	}
+	admitAll := strings.Replace(string(data), "groups: [devs, ops]", "groups: [devs, ops, nobody]", 1)
+	if err := os.WriteFile(s.portcullis.ConfigPath, []byte(admitAll), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		w, _, err := whoamiJSON(t, mallory)
+		return err == nil && w.Status.UserInfo.Username == "mallory", nil
+	})
+	if err != nil {
+		t.Fatalf("mallory was never admitted after the policy change: %v", err)
+	}
 }
