@@ -27,7 +27,7 @@ e2e: tools
 test: lint unit e2e
 
 demo: tools
-	PORTCULLIS_DEMO=1 $(GO) test -count=1 -timeout 0 -run '^TestDemo$$' -v ./test/e2e/
+	KEEP_E2E_LOGS=1 $(GO) test -tags demo -count=1 -timeout 0 -run '^TestDemo$$' -v ./test/e2e/
 
 bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ | tee _output/bench.txt
