@@ -11,7 +11,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/version"
@@ -22,32 +24,108 @@ type Deps struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Now is the clock.
+	Now func() time.Time
+	// OpenBrowser opens a URL in the person's browser without waiting.
+	OpenBrowser func(url string) error
+	// StdinIsTerminal reports whether a person can answer on stdin (for
+	// commands run by hand; kubectl says so in KUBERNETES_EXEC_INFO).
+	StdinIsTerminal func() bool
+	// Transport, when set, carries every HTTP request (tests); otherwise
+	// each command builds one trusting --certificate-authority.
+	Transport http.RoundTripper
+	// UserCacheDir is os.UserCacheDir.
+	UserCacheDir func() (string, error)
+	// Executable is os.Executable (the command kubeconfig entries run).
+	Executable func() (string, error)
+	// UserHomeDir is os.UserHomeDir (for ~/.kube/config).
+	UserHomeDir func() (string, error)
 }
 
 // DefaultDeps are the process's own streams and environment.
 func DefaultDeps() *Deps {
-	return &Deps{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	return &Deps{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
+		Now:             time.Now,
+		OpenBrowser:     defaultOpenBrowser(os.Getenv, os.Stderr),
+		StdinIsTerminal: stdinIsTerminal,
+		UserCacheDir:    os.UserCacheDir,
+		Executable:      os.Executable,
+		UserHomeDir:     os.UserHomeDir,
+	}
+}
+
+func stdinIsTerminal() bool {
+	fi, err := os.Stdin.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// complete fills what a test left unset.
+func (d *Deps) complete() {
+	if d.Getenv == nil {
+		d.Getenv = func(string) string { return "" }
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Stdin == nil {
+		d.Stdin = os.Stdin
+	}
+	if d.Stdout == nil {
+		d.Stdout = io.Discard
+	}
+	if d.Stderr == nil {
+		d.Stderr = io.Discard
+	}
+	if d.OpenBrowser == nil {
+		d.OpenBrowser = defaultOpenBrowser(d.Getenv, d.Stderr)
+	}
+	if d.StdinIsTerminal == nil {
+		d.StdinIsTerminal = func() bool { return false }
+	}
+	if d.UserCacheDir == nil {
+		d.UserCacheDir = os.UserCacheDir
+	}
+	if d.Executable == nil {
+		d.Executable = os.Executable
+	}
+	if d.UserHomeDir == nil {
+		d.UserHomeDir = os.UserHomeDir
+	}
 }
 
 // NewRootCommand returns the `portcullis` command.
 func NewRootCommand(d *Deps) *cobra.Command {
+	d.complete()
 	root := &cobra.Command{
 		Use:   "portcullis",
 		Short: "Log in to Kubernetes clusters through Portcullis",
 		Long: `portcullis logs you in to Kubernetes clusters with your company identity,
-through a Portcullis server, and serves kubectl as an exec credential plugin.`,
+through a Portcullis server, and serves kubectl as an exec credential plugin.
+
+Start with:
+
+  portcullis kubeconfig --server https://portcullis.example.com --cluster prod
+  kubectl --context prod get namespaces     # logs you in on first use`,
 		SilenceUsage: true,
 	}
 	root.SetIn(d.Stdin)
 	root.SetOut(d.Stdout)
 	root.SetErr(d.Stderr)
-	root.AddCommand(&cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "portcullis %s\n", version.Get().GitVersion)
+	root.AddCommand(
+		newLoginCommand(d),
+		newExecCredentialCommand(d),
+		newKubeconfigCommand(d),
+		newWhoamiCommand(d),
+		newLogoutCommand(d),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) {
+				fmt.Fprintf(cmd.OutOrStdout(), "portcullis %s\n", version.Get().GitVersion)
+			},
 		},
-	})
+	)
 	return root
 }

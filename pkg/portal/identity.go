@@ -91,6 +91,11 @@ func (p *Portal) exchangeCode(ctx context.Context, prov *identity.Provider, code
 					"The login could not be completed",
 					fmt.Sprintf("%s did not accept this login any more (it may have taken too long, or been used already). Start again.", prov.DisplayName()))
 			}
+			if re.ErrorCode == "" && re.Response != nil && re.Response.StatusCode >= 500 {
+				return nil, fail(http.StatusBadGateway, outcomeUnavailable, "temporarily_unavailable",
+					"The identity provider cannot be reached",
+					fmt.Sprintf("Portcullis could not complete the login with %s (it answered %s). Try again in a minute.", prov.DisplayName(), re.Response.Status))
+			}
 			return nil, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
 				"The identity provider refused to complete the login",
 				fmt.Sprintf("%s answered %s. Try again; if it keeps failing, tell your administrator.", prov.DisplayName(), describeRetrieveError(re)))

@@ -66,6 +66,10 @@ type Deps struct {
 	// certificate, written into the kubeconfigs of clusters reached through
 	// the proxy.
 	ServingCA func() []byte
+	// ClusterServer, when set, returns the URL and PEM CA of a cluster's own
+	// API server (webhook mode), so that the portal can offer a complete
+	// kubeconfig for it; ok is false when it is not known.
+	ClusterServer func(cluster string) (server string, caPEM []byte, ok bool)
 }
 
 // Portal serves the login portal. Make it with New.
@@ -157,7 +161,7 @@ func (p *Portal) Install(mux Mux) {
 type ServeMuxAdapter struct{ *http.ServeMux }
 
 // Handle registers an exact path.
-func (a ServeMuxAdapter) Handle(path string, h http.Handler) { a.ServeMux.Handle(path+"{$}", h) }
+func (a ServeMuxAdapter) Handle(path string, h http.Handler) { a.ServeMux.Handle(path, h) }
 
 // HandlePrefix registers a path prefix ending in "/".
 func (a ServeMuxAdapter) HandlePrefix(prefix string, h http.Handler) { a.ServeMux.Handle(prefix, h) }

@@ -18,6 +18,7 @@ import (
 
 	"portcullis.dev/portcullis/pkg/apis/config"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	logininstall "portcullis.dev/portcullis/pkg/apis/login/install"
 )
 
 // certPairName is the base name of the self-signed serving certificate
@@ -147,5 +148,8 @@ func NewCodecs() (*runtime.Scheme, serializer.CodecFactory) {
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 	scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
+	// aggregated API wiring (helper) — begin
+	logininstall.Install(scheme)
+	// aggregated API wiring (helper) — end
 	return scheme, serializer.NewCodecFactory(scheme)
 }

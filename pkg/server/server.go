@@ -11,14 +11,17 @@ import (
 	"net/http"
 	"time"
 
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	loginopenapi "portcullis.dev/portcullis/pkg/apis/login/openapi"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/registry"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 	"portcullis.dev/portcullis/pkg/token"
@@ -69,7 +72,6 @@ func NewKeys(ctx context.Context, cfg *v1alpha1.PortcullisConfiguration, st stor
 func New(ctx context.Context, o *Options) (*Server, error) {
 	cfg := o.Config
 	scheme, codecs := NewCodecs()
-	_ = scheme
 	gc, err := o.genericConfig(codecs)
 	if err != nil {
 		return nil, err
@@ -130,10 +132,40 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	}
 	gc.Config.LongRunningFunc = longRunning(gc.Config.LongRunningFunc)
 
+	// aggregated API wiring (helper) — begin: OpenAPI of login.portcullis.dev
+	// (the generic server needs it to install an API group), anyone may create
+	// TokenCredentialRequests and WhoAmIRequests, and the exchange's
+	// per-client rate limit sees the peer address.
+	gc.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(scheme))
+	gc.OpenAPIConfig.Info.Title, gc.OpenAPIConfig.Info.Version = "Portcullis", "v1alpha1"
+	gc.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(scheme))
+	gc.OpenAPIV3Config.Info.Title, gc.OpenAPIV3Config.Info.Version = "Portcullis", "v1alpha1"
+	gc.Authorization.Authorizer = registry.WithPublicResources(gc.Authorization.Authorizer)
+	buildChain := gc.BuildHandlerChainFunc
+	gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		return buildChain(registry.WithClientAddress(h), c)
+	}
+	// aggregated API wiring (helper) — end
+
 	s.Generic, err = gc.Complete().New("portcullis-server", genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return nil, err
 	}
+
+	// aggregated API wiring (helper) — begin: serve login.portcullis.dev.
+	loginGroup, err := registry.NewAPIGroupInfo(scheme, codecs, registry.Options{
+		Authn:  s.Authn,
+		Minter: s.Minter,
+		Store:  s.Store,
+		Config: s.state.config,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Generic.InstallAPIGroup(loginGroup); err != nil {
+		return nil, fmt.Errorf("installing the login.portcullis.dev API: %w", err)
+	}
+	// aggregated API wiring (helper) — end
 	mux := s.Generic.Handler.NonGoRestfulMux
 	mux.Handle("/.well-known/openid-configuration", token.DiscoveryHandler(cfg.IssuerURL))
 	mux.Handle("/openid/v1/jwks", token.JWKSHandler(s.Keys))

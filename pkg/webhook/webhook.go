@@ -104,7 +104,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	status := h.review(r.Context(), cluster, rv, apiAuds)
+	status, err := h.review(r.Context(), cluster, rv, apiAuds)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	var out runtime.Object
 	gv := authenticationv1.SchemeGroupVersion
 	if rv.v1beta1 {
@@ -148,11 +152,16 @@ func toV1beta1Extra(in map[string]authenticationv1.ExtraValue) map[string]authen
 
 // review authenticates the token and shapes the status. Every outcome is
 // annotated on the request's audit event; the token never is.
-func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds []string) authenticationv1.TokenReviewStatus {
+//
+// The error is an API error, returned only when Portcullis could not decide
+// (its own fault): kube-apiserver caches authenticated: false answers for
+// its --authentication-token-webhook-cache-ttl, but retries errors and never
+// caches them, so an outage must not be reported as a bad token.
+func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds []string) (authenticationv1.TokenReviewStatus, error) {
 	audit.AddAuditAnnotations(ctx, AnnotationCluster, cluster)
-	deny := func(reason string) authenticationv1.TokenReviewStatus {
+	deny := func(reason string) (authenticationv1.TokenReviewStatus, error) {
 		audit.AddAuditAnnotations(ctx, AnnotationDecision, "deny", AnnotationReason, reason)
-		return authenticationv1.TokenReviewStatus{Authenticated: false, Error: reason}
+		return authenticationv1.TokenReviewStatus{Authenticated: false, Error: reason}, nil
 	}
 	if rv.token == "" {
 		return deny("no token in spec.token")
@@ -176,6 +185,16 @@ func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds
 		var ae *authn.Error
 		if errors.As(err, &ae) && ae.Internal {
 			klog.ErrorS(err, "TokenReview could not be completed", "cluster", cluster)
+			audit.AddAuditAnnotations(ctx, AnnotationDecision, "error", AnnotationReason, ae.Reason)
+			return authenticationv1.TokenReviewStatus{}, apierrors.NewInternalError(errors.New(ae.Reason))
+		}
+		if res != nil && res.User != nil {
+			// A valid token the policy refused: say who was refused.
+			audit.AddAuditAnnotations(ctx,
+				AnnotationUser, res.User.Name,
+				AnnotationGroups, strings.Join(res.User.Groups, ","),
+				AnnotationSource, res.Source,
+			)
 		}
 		return deny(err.Error())
 	}
@@ -195,7 +214,7 @@ func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds
 			Username: res.User.Name, UID: res.User.UID, Groups: res.User.Groups, Extra: extra,
 		},
 		Audiences: auds,
-	}
+	}, nil
 }
 
 // decode reads a TokenReview of either version. Errors are API errors the
@@ -237,5 +256,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = apierrors.NewInternalError(err)
 	}
 	s := status.Status()
+	// API errors carry no type: set it, as the apiserver's codecs would, so
+	// that clients (client-go) recognise the body as a Status.
+	s.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}
 	responsewriters.WriteRawJSON(int(s.Code), &s, w)
 }

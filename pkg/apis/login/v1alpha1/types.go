@@ -208,6 +208,5 @@ type SessionList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 
 	// Items are the sessions.
-	// +listType=atomic
 	Items []Session `json:"items"`
 }
