@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
@@ -21,6 +22,7 @@ import (
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/registry"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
@@ -177,6 +179,27 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	}
 	mux.Handle(webhook.PathPrefix, wh)
 	mux.HandlePrefix(webhook.PathPrefix+"/", wh)
+
+	// portal wiring (helper)
+	servingCert := o.SecureServing.ServerCert.CertKey.CertFile
+	loginPortal, err := portal.New(portal.Deps{
+		Config:    s.state.config,
+		IdPs:      s.IdPs,
+		Groups:    s.state.groupMapper,
+		Policy:    s.Policy,
+		Store:     s.Store,
+		Minter:    s.Minter,
+		IssuerURL: cfg.IssuerURL,
+		ServingCA: func() []byte {
+			b, _ := os.ReadFile(servingCert)
+			return b
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	loginPortal.Install(mux)
+	// end portal wiring (helper)
 
 	s.Generic.AddPostStartHookOrDie("portcullis-keys", func(hc genericapiserver.PostStartHookContext) error {
 		go s.Keys.Run(ctx)

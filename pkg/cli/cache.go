@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// The token cache: one JSON file per Portcullis server under the cache
+// directory (0700), each written 0600 by rename, and a lock file beside it.
+// Every command that reads or changes a server's cache holds its lock, so
+// kubectl processes started together do one login and one refresh between
+// them: the first does it, the others wait and then find the result.
+
+// cacheEntry is the cached state of one Portcullis server.
+type cacheEntry struct {
+	Server       string                 `json:"server"`
+	RefreshToken string                 `json:"refresh_token,omitempty"`
+	Session      sessionInfo            `json:"session"`
+	Tokens       map[string]cachedToken `json:"tokens,omitempty"`
+}
+
+type cachedToken struct {
+	Token     string    `json:"token"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// refreshMargin is how long before its expiry a token is replaced: a
+// minute, or a quarter of its lifetime for short-lived tokens.
+func (t cachedToken) refreshMargin() time.Duration {
+	m := time.Minute
+	if life := t.ExpiresAt.Sub(t.IssuedAt); life > 0 && life/4 < m {
+		m = life / 4
+	}
+	return m
+}
+
+// fresh reports whether the token can be handed out at now without a refresh.
+func (t cachedToken) fresh(now time.Time) bool {
+	return t.Token != "" && now.Add(t.refreshMargin()).Before(t.ExpiresAt)
+}
+
+// usable reports whether the token is still valid at now at all.
+func (t cachedToken) usable(now time.Time) bool {
+	return t.Token != "" && now.Before(t.ExpiresAt)
+}
+
+// tokenCache is the cache directory.
+type tokenCache struct {
+	dir string
+}
+
+func (d *Deps) cacheDir(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if v := d.Getenv("PORTCULLIS_CACHE_DIR"); v != "" {
+		return v, nil
+	}
+	base, err := d.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("finding your cache directory: %w; set PORTCULLIS_CACHE_DIR or --cache-dir", err)
+	}
+	return filepath.Join(base, "portcullis"), nil
+}
+
+func openCache(dir string) (*tokenCache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the token cache %s: %w", dir, err)
+	}
+	// MkdirAll keeps an existing directory's mode: tighten it, as tokens go in.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("securing the token cache %s: %w", dir, err)
+	}
+	return &tokenCache{dir: dir}, nil
+}
+
+func cacheKey(server string) string {
+	sum := sha256.Sum256([]byte(server))
+	return hex.EncodeToString(sum[:12])
+}
+
+func (c *tokenCache) path(server string) string {
+	return filepath.Join(c.dir, cacheKey(server)+".json")
+}
+
+// lock takes the server's lock, waiting until ctx is done. onWait is called
+// once if the lock is held by another process.
+func (c *tokenCache) lock(ctx context.Context, server string, onWait func()) (unlock func(), err error) {
+	name := filepath.Join(c.dir, cacheKey(server)+".lock")
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the cache lock %s: %w", name, err)
+	}
+	waited := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				_ = f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("locking the token cache %s: %w", name, err)
+		}
+		if !waited && onWait != nil {
+			onWait()
+		}
+		waited = true
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for another portcullis process to finish with the token cache %s: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// load reads the server's entry; a missing file is an empty entry. Call it
+// holding the lock.
+func (c *tokenCache) load(server string) (*cacheEntry, error) {
+	e := &cacheEntry{Server: server}
+	b, err := os.ReadFile(c.path(server))
+	if errors.Is(err, fs.ErrNotExist) {
+		return e, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the token cache: %w", err)
+	}
+	if err := json.Unmarshal(b, e); err != nil || e.Server != server {
+		// A damaged or foreign file is worth nothing: start over.
+		return &cacheEntry{Server: server}, nil
+	}
+	return e, nil
+}
+
+// save writes the entry (0600, by rename). Call it holding the lock.
+func (c *tokenCache) save(e *cacheEntry) error {
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(c.dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing the token cache: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the token cache: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the token cache: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing the token cache: %w", err)
+	}
+	if err := os.Rename(f.Name(), c.path(e.Server)); err != nil {
+		return fmt.Errorf("writing the token cache: %w", err)
+	}
+	return nil
+}
+
+// remove deletes the server's entry. Call it holding the lock.
+func (c *tokenCache) remove(server string) error {
+	if err := os.Remove(c.path(server)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the token cache: %w", err)
+	}
+	return nil
+}

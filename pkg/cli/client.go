@@ -1,0 +1,279 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// sessionInfo is the portal's description of a session (SessionInfo in
+// pkg/portal; the CLI does not import the server's packages).
+type sessionInfo struct {
+	ID               string    `json:"id,omitempty"`
+	Username         string    `json:"username,omitempty"`
+	UID              string    `json:"uid,omitempty"`
+	Email            string    `json:"email,omitempty"`
+	IdentityProvider string    `json:"identity_provider,omitempty"`
+	Groups           []string  `json:"groups,omitempty"`
+	Clusters         []string  `json:"clusters,omitempty"`
+	CreatedAt        time.Time `json:"created_at,omitzero"`
+	ExpiresAt        time.Time `json:"expires_at,omitzero"`
+	IdleExpiresAt    time.Time `json:"idle_expires_at,omitzero"`
+}
+
+type tokenResponse struct {
+	AccessToken   string `json:"access_token"`
+	RefreshToken  string `json:"refresh_token"`
+	Cluster       string `json:"cluster"`
+	ClusterTokens map[string]struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	} `json:"cluster_tokens"`
+	Session sessionInfo `json:"session"`
+}
+
+type clusterInfo struct {
+	Name   string `json:"name"`
+	Mode   string `json:"mode"`
+	Server string `json:"server"`
+}
+
+type clustersResponse struct {
+	Issuer            string        `json:"issuer"`
+	Clusters          []clusterInfo `json:"clusters"`
+	IdentityProviders []struct {
+		Name        string `json:"name"`
+		DisplayName string `json:"display_name"`
+	} `json:"identity_providers"`
+}
+
+type deviceCodeResponse struct {
+	DeviceCode              string `json:"device_code"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	ExpiresIn               int64  `json:"expires_in"`
+	Interval                int64  `json:"interval"`
+}
+
+// apiError is an OAuth error the portal answered.
+type apiError struct {
+	Status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *apiError) Error() string {
+	if e.Description != "" {
+		return e.Description
+	}
+	if e.Code != "" {
+		return e.Code
+	}
+	return fmt.Sprintf("HTTP %d", e.Status)
+}
+
+// sessionEnded reports whether the error means the session is gone and a new
+// login is needed.
+func sessionEnded(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.Code == "invalid_grant"
+}
+
+func isDenied(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.Code == "access_denied"
+}
+
+// target is a Portcullis server and how to trust it.
+type target struct {
+	server  string // normalised: no trailing slash
+	cluster string
+	caFile  string
+	caData  []byte
+	idp     string
+	device  bool
+}
+
+// portalClient talks to a Portcullis server.
+type portalClient struct {
+	t    *target
+	http *http.Client
+}
+
+func (d *Deps) newPortalClient(t *target) (*portalClient, error) {
+	hc, err := d.httpClient(t.caFile, t.caData)
+	if err != nil {
+		return nil, err
+	}
+	return &portalClient{t: t, http: hc}, nil
+}
+
+// httpClient trusts caFile / caData, or the system's roots.
+func (d *Deps) httpClient(caFile string, caData []byte) (*http.Client, error) {
+	if d.Transport != nil {
+		return &http.Client{Transport: d.Transport, Timeout: 60 * time.Second}, nil
+	}
+	var pool *x509.CertPool
+	if caFile != "" || len(caData) > 0 {
+		pem := caData
+		if caFile != "" {
+			b, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, fmt.Errorf("reading --certificate-authority: %w", err)
+			}
+			pem = b
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("the certificate authority given holds no PEM certificate")
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}
+
+func decodeCAData(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("--certificate-authority-data must be base64 of PEM certificates: %w", err)
+	}
+	return b, nil
+}
+
+func (c *portalClient) do(ctx context.Context, method, path string, form url.Values, out any) error {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.t.server+path, body)
+	if err != nil {
+		return err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return describeConnError(c.t.server, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", c.t.server, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		ae := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(raw, ae) != nil || ae.Code == "" {
+			return fmt.Errorf("%s answered %s to %s: is it a Portcullis server (check --server)?", c.t.server, resp.Status, path)
+		}
+		return ae
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s answered %s with something that is not a Portcullis answer: is it a Portcullis server?", c.t.server, path)
+	}
+	return nil
+}
+
+func (c *portalClient) exchange(ctx context.Context, code, verifier, redirect, cluster string) (*tokenResponse, error) {
+	var out tokenResponse
+	err := c.do(ctx, http.MethodPost, "/portal/api/token", url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirect}, "cluster": {cluster},
+	}, &out)
+	return &out, err
+}
+
+func (c *portalClient) refresh(ctx context.Context, refreshToken, cluster string) (*tokenResponse, error) {
+	var out tokenResponse
+	err := c.do(ctx, http.MethodPost, "/portal/api/refresh", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "cluster": {cluster},
+	}, &out)
+	return &out, err
+}
+
+func (c *portalClient) session(ctx context.Context, refreshToken string) (*sessionInfo, error) {
+	var out sessionInfo
+	err := c.do(ctx, http.MethodPost, "/portal/api/session", url.Values{"refresh_token": {refreshToken}}, &out)
+	return &out, err
+}
+
+func (c *portalClient) logout(ctx context.Context, refreshToken string) (bool, error) {
+	var out struct {
+		Revoked bool `json:"revoked"`
+	}
+	err := c.do(ctx, http.MethodPost, "/portal/api/logout", url.Values{"refresh_token": {refreshToken}}, &out)
+	return out.Revoked, err
+}
+
+func (c *portalClient) clusters(ctx context.Context) (*clustersResponse, error) {
+	var out clustersResponse
+	err := c.do(ctx, http.MethodGet, "/portal/api/clusters", nil, &out)
+	return &out, err
+}
+
+func (c *portalClient) deviceCode(ctx context.Context, cluster string) (*deviceCodeResponse, error) {
+	var out deviceCodeResponse
+	err := c.do(ctx, http.MethodPost, "/device/code", url.Values{"cluster": {cluster}}, &out)
+	return &out, err
+}
+
+func (c *portalClient) deviceToken(ctx context.Context, deviceCode, cluster string) (*tokenResponse, error) {
+	var out tokenResponse
+	err := c.do(ctx, http.MethodPost, "/device/token", url.Values{
+		"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}, "cluster": {cluster},
+	}, &out)
+	return &out, err
+}
+
+// describeConnError turns a failed request into a message that says what
+// went wrong and what to do.
+func describeConnError(server string, err error) error {
+	var (
+		unknownCA  x509.UnknownAuthorityError
+		hostname   x509.HostnameError
+		invalid    x509.CertificateInvalidError
+		verifyErr  *tls.CertificateVerificationError
+		recordErr  tls.RecordHeaderError
+		dnsErr     *net.DNSError
+		opErr      *net.OpError
+		urlErr     *url.Error
+		timeoutErr interface{ Timeout() bool }
+	)
+	switch {
+	case errors.As(err, &hostname):
+		return fmt.Errorf("the certificate of %s does not match its name (%v): check the server URL (--server); certificate mismatch", server, hostname.Error())
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("the certificate of %s is not signed by an authority this computer trusts: give the CA that signed it with --certificate-authority (ask your administrator which one); certificate mismatch", server)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("the certificate of %s is not valid (%v): certificate mismatch; tell your administrator", server, invalid.Error())
+	case errors.As(err, &verifyErr):
+		return fmt.Errorf("the certificate of %s could not be verified (%v): give the right CA with --certificate-authority; certificate mismatch", server, verifyErr.Err)
+	case errors.As(err, &recordErr):
+		return fmt.Errorf("%s does not speak HTTPS: check the server URL (--server)", server)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("cannot reach Portcullis at %s: the name %s is unknown (check --server and your network)", server, dnsErr.Name)
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return fmt.Errorf("cannot reach Portcullis at %s: %v (is the URL right, is the server up, is your network connected?)", server, opErr.Err)
+	case errors.As(err, &timeoutErr) && timeoutErr.Timeout():
+		return fmt.Errorf("cannot reach Portcullis at %s: the request timed out (is your network connected?)", server)
+	case errors.As(err, &urlErr):
+		return fmt.Errorf("cannot reach Portcullis at %s: %v", server, urlErr.Err)
+	}
+	return fmt.Errorf("cannot reach Portcullis at %s: %w", server, err)
+}

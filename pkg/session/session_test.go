@@ -1,0 +1,114 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/store/memory"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newManager(t *testing.T) (*Manager, *clock, store.Store) {
+	st := memory.New()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	m := NewManager(st, func() Settings {
+		return Settings{IdleTimeout: time.Hour, MaxLifetime: 24 * time.Hour, ReuseGrace: 30 * time.Second, MaxTokenLifetime: time.Hour}
+	}, c.now)
+	return m, c, st
+}
+
+func TestRefreshToken_FormatAndStorage(t *testing.T) {
+	m, _, st := newManager(t)
+	s, tok, err := m.Create(context.Background(), Identity{Username: "alice"}, "", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, secret, ok := ParseRefreshToken(tok)
+	if !ok || sid != s.ID || len(secret) != 43 {
+		t.Fatalf("token %q does not parse as <sid>.<256-bit secret>", tok)
+	}
+	got, _ := st.GetSession(context.Background(), sid)
+	if strings.Contains(string(got.RefreshTokenHash), secret) || len(got.RefreshTokenHash) != 32 {
+		t.Errorf("stored hash looks wrong")
+	}
+	for _, bad := range []string{"", "nodot", "a.", ".b", sid + ".short", sid + "." + secret + "x"} {
+		if _, err := m.Lookup(context.Background(), bad); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Lookup(%q) = %v", bad, err)
+		}
+	}
+}
+
+func TestRefresh_ConcurrentUsesOfOneTokenAllEndWithTheSameToken(t *testing.T) {
+	m, _, _ := newManager(t)
+	_, tok, err := m.Create(context.Background(), Identity{Username: "alice"}, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	results := make([]string, 8)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := m.Refresh(context.Background(), tok, nil, nil)
+			if err != nil {
+				t.Errorf("refresh %d: %v", i, err)
+				return
+			}
+			results[i] = r.RefreshToken
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r != results[0] {
+			t.Fatalf("concurrent refreshes handed out different tokens: %v", results)
+		}
+	}
+	if _, err := m.Refresh(context.Background(), results[0], nil, nil); err != nil {
+		t.Errorf("the token they all got does not work: %v", err)
+	}
+}
+
+func TestRefresh_UpstreamAndAuthorize(t *testing.T) {
+	m, _, st := newManager(t)
+	ctx := context.Background()
+	_, tok, _ := m.Create(ctx, Identity{Username: "alice", Groups: []string{"a"}}, "up-1", "")
+	// Authorize refuses: nothing rotates, the upstream change is kept.
+	denied := errors.New("denied")
+	_, err := m.Refresh(ctx, tok, func(ctx context.Context, s store.Session) (*Upstream, error) {
+		return &Upstream{RefreshToken: "up-2", Identity: &Identity{Username: "alice", Groups: []string{"b"}}}, nil
+	}, func(context.Context, store.Session) error { return denied })
+	if !errors.Is(err, denied) {
+		t.Fatalf("err = %v", err)
+	}
+	s, _ := m.Lookup(ctx, tok)
+	if s.UpstreamRefreshToken != "up-2" || s.Groups[0] != "b" {
+		t.Errorf("upstream change not kept: %+v", s)
+	}
+	// Upstream refuses: the session ends.
+	_, err = m.Refresh(ctx, tok, func(context.Context, store.Session) (*Upstream, error) {
+		return nil, ErrUpstreamRefused
+	}, nil)
+	if !errors.Is(err, ErrUpstreamRefused) {
+		t.Fatalf("err = %v", err)
+	}
+	if revoked, _ := st.IsRevoked(ctx, s.ID); !revoked {
+		t.Errorf("session not revoked")
+	}
+}
