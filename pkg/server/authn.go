@@ -24,9 +24,16 @@ import (
 // webhook.clientCAFile: the kube-apiservers allowed to call /tokenreview.
 const WebhookCallerGroup = "portcullis.dev:tokenreview-callers"
 
-// extraPolicyDenied carries a policy refusal from authentication to the
-// authorizer, so the client gets a 403 naming the cluster, not a 401.
-const extraPolicyDenied = "portcullis.dev/policy-denied"
+// clusterUser is a user Portcullis's bearer authenticator resolved for one
+// cluster. No other authenticator (front-proxy headers, client certificates)
+// can produce this type, so the authorizer trusts it and nothing else for
+// /clusters/ paths. A policy refusal rides along to the authorizer, so the
+// client gets a 403 naming the cluster rather than a 401.
+type clusterUser struct {
+	*user.DefaultInfo
+	cluster string
+	denied  string
+}
 
 // ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
 const ClusterPathPrefix = "/clusters/"
@@ -79,10 +86,10 @@ func (b *bearerAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 		}
 	}
 	res, err := b.authn.Authenticate(req.Context(), cluster, raw)
+	denied := ""
 	var ae *authn.Error
 	if err != nil && errors.As(err, &ae) && ae.Denied && res != nil {
-		res.User.Extra[extraPolicyDenied] = []string{ae.Reason}
-		err = nil
+		denied, err = ae.Reason, nil
 	}
 	if err != nil {
 		audit.AddAuditAnnotations(req.Context(), "portcullis.dev/authentication-failure", err.Error(), "portcullis.dev/cluster", cluster)
@@ -90,7 +97,7 @@ func (b *bearerAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 	}
 	// The credential is Portcullis's to consume: never pass it on.
 	req.Header.Del("Authorization")
-	return &authenticator.Response{User: res.User}, true, nil
+	return &authenticator.Response{User: &clusterUser{DefaultInfo: res.User, cluster: cluster, denied: denied}}, true, nil
 }
 
 func (b *bearerAuthenticator) clusterFromToken(raw string) string {

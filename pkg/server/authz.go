@@ -9,7 +9,6 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/union"
 
-	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
@@ -55,16 +54,12 @@ func authorizePortcullis(ctx context.Context, attrs authorizer.Attributes) (auth
 // user for this very cluster and the central policy admitted them.
 func authorizeCluster(attrs authorizer.Attributes) (authorizer.Decision, string, error) {
 	cluster, _ := clusterFromPath(attrs.GetPath())
-	u := attrs.GetUser()
-	if u == nil {
-		return authorizer.DecisionDeny, "not authenticated", nil
-	}
-	extra := u.GetExtra()
-	if reason := extra[extraPolicyDenied]; len(reason) > 0 {
-		return authorizer.DecisionDeny, reason[0], nil
-	}
-	if !slices.Contains(extra[authn.ExtraCluster], cluster) {
+	u, ok := attrs.GetUser().(*clusterUser)
+	switch {
+	case !ok || u.cluster != cluster:
 		return authorizer.DecisionDeny, fmt.Sprintf("log in to cluster %q with a Portcullis or identity-provider token to use it", cluster), nil
+	case u.denied != "":
+		return authorizer.DecisionDeny, u.denied, nil
 	}
 	return authorizer.DecisionAllow, "", nil
 }

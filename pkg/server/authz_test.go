@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
+)
+
+func TestAuthorizePortcullisPaths(t *testing.T) {
+	c1 := &clusterUser{DefaultInfo: &user.DefaultInfo{Name: "alice"}, cluster: "c1"}
+	refused := &clusterUser{DefaultInfo: &user.DefaultInfo{Name: "mallory"}, cluster: "c1", denied: "user mallory is not admitted to cluster c1 by policy"}
+	// A front-proxy or client-certificate user with the same extras must not pass.
+	forged := &user.DefaultInfo{Name: "eve", Extra: map[string][]string{"portcullis.dev/cluster": {"c1"}}}
+	webhookCaller := &user.DefaultInfo{Name: "kube-apiserver", Groups: []string{WebhookCallerGroup}}
+	anonymous := &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}
+	tests := []struct {
+		name string
+		path string
+		user user.Info
+		want authorizer.Decision
+	}{
+		{"anyone may read the discovery document", "/.well-known/openid-configuration", anonymous, authorizer.DecisionAllow},
+		{"anyone may read the JWKS", "/openid/v1/jwks", anonymous, authorizer.DecisionAllow},
+		{"anyone may open the login portal", "/login", anonymous, authorizer.DecisionAllow},
+		{"a kube-apiserver with a webhook client certificate may post reviews", "/tokenreview/c1", webhookCaller, authorizer.DecisionAllow},
+		{"an anonymous caller may not post reviews", "/tokenreview/c1", anonymous, authorizer.DecisionDeny},
+		{"a cluster user may not post reviews", "/tokenreview", c1, authorizer.DecisionDeny},
+		{"a user verified for c1 may use c1", "/clusters/c1/api/v1/pods", c1, authorizer.DecisionAllow},
+		{"a user verified for c1 may not use c2", "/clusters/c2/api/v1/pods", c1, authorizer.DecisionDeny},
+		{"a user the policy refused is denied", "/clusters/c1/api", refused, authorizer.DecisionDeny},
+		{"forged extras from another authenticator are not trusted", "/clusters/c1/api", forged, authorizer.DecisionDeny},
+		{"anonymous users may not use clusters", "/clusters/c1/api", anonymous, authorizer.DecisionDeny},
+		{"other paths are left to the delegated authorizer", "/apis/login.portcullis.dev/v1alpha1", c1, authorizer.DecisionNoOpinion},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason, err := authorizePortcullis(context.Background(), authorizer.AttributesRecord{User: tt.user, Path: tt.path, Verb: "get"})
+			if err != nil || got != tt.want {
+				t.Fatalf("decision = %v (%q, %v), want %v", got, reason, err, tt.want)
+			}
+			if got == authorizer.DecisionDeny && reason == "" {
+				t.Errorf("a denial without a reason")
+			}
+		})
+	}
+}
+
+func TestClusterFromPath(t *testing.T) {
+	for path, want := range map[string]string{
+		"/clusters/c1/api":   "c1",
+		"/clusters/c1":       "c1",
+		"/clusters/":         "",
+		"/clusters":          "",
+		"/tokenreview/c1":    "",
+		"/clusters/a/../b/x": "a",
+	} {
+		got, ok := clusterFromPath(path)
+		if got != want || ok != (want != "") {
+			t.Errorf("clusterFromPath(%q) = %q, %v; want %q", path, got, ok, want)
+		}
+	}
+}
+
+func TestLongRunningProxiedRequests(t *testing.T) {
+	check := longRunning(nil)
+	for _, tt := range []struct {
+		method, path, query string
+		want                bool
+	}{
+		{"GET", "/clusters/c1/api/v1/namespaces/default/pods", "watch=true", true},
+		{"GET", "/clusters/c1/api/v1/namespaces/default/pods/p/log", "follow=true", true},
+		{"POST", "/clusters/c1/api/v1/namespaces/default/pods/p/exec", "command=sh", true},
+		{"POST", "/clusters/c1/api/v1/namespaces/default/pods/p/portforward", "", true},
+		{"GET", "/clusters/c1/api/v1/namespaces/default/pods", "", false},
+		{"GET", "/clusters/c1/apis/apps/v1/deployments", "", false},
+		{"GET", "/tokenreview/c1", "", false},
+	} {
+		r := &http.Request{Method: tt.method, URL: &url.URL{Path: tt.path, RawQuery: tt.query}}
+		if got := check(r, &apirequest.RequestInfo{}); got != tt.want {
+			t.Errorf("%s %s?%s long-running = %v, want %v", tt.method, tt.path, tt.query, got, tt.want)
+		}
+	}
+}
