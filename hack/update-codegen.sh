@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the code generated from the API types of pkg/apis/login:
 #   - DeepCopy functions (k8s.io/code-generator's deepcopy-gen), and
-#   - OpenAPI definitions (k8s.io/kube-openapi's openapi-gen), which the
-#     generic apiserver needs to serve /openapi/v2 and /openapi/v3 and to
-#     build the managed-fields type converter.
+#   - OpenAPI definitions and model names (k8s.io/kube-openapi's
+#     openapi-gen), which the generic apiserver needs to serve /openapi/v2
+#     and /openapi/v3 and to build the managed-fields type converter (the
+#     model names tie each definition to its group, version and kind).
 # The generators run with `go run` at the versions matching the k8s.io
 # modules of go.mod, so nothing is installed. `hack/update-codegen.sh --verify`
 # fails if the generated files are out of date (for CI).
@@ -25,7 +26,7 @@ openapi_deps=(
   k8s.io/apimachinery/pkg/version
 )
 
-generated=(pkg/apis/login/v1alpha1/zz_generated.deepcopy.go "$openapi_dir/zz_generated.openapi.go")
+generated=(pkg/apis/login/v1alpha1/zz_generated.deepcopy.go pkg/apis/login/v1alpha1/zz_generated.model_name.go "$openapi_dir/zz_generated.openapi.go")
 verify=false
 if [[ ${1:-} == --verify ]]; then
   verify=true
@@ -47,7 +48,9 @@ go run "k8s.io/kube-openapi/cmd/openapi-gen@$openapi_version" \
   --output-dir "$openapi_dir" \
   --output-pkg "$module/$openapi_dir" \
   --output-file zz_generated.openapi.go \
+  --output-model-name-file zz_generated.model_name.go \
   --report-filename "$report" \
+  --readonly-pkg "$(IFS=,; echo "${openapi_deps[*]}")" \
   "${openapi_deps[@]}" "${api_pkgs[@]}"
 
 # The report lists API rule violations; ours must have none (those of the

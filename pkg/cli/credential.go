@@ -115,7 +115,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 				return nil, err
 			}
 		case isDenied(err):
-			return nil, fmt.Errorf("Portcullis denied access to cluster %q: %v", t.cluster, err)
+			return nil, fmt.Errorf("portcullis denied access to cluster %q: %v", t.cluster, err)
 		default:
 			// The server or its IdP is down: a token that has not expired
 			// yet is better than nothing.
@@ -138,7 +138,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 	resp, err := d.login(ctx, client, loginOptions{noBrowser: opts.noBrowser})
 	if err != nil {
 		if isDenied(err) {
-			return nil, fmt.Errorf("Portcullis denied the login: %v", err)
+			return nil, fmt.Errorf("portcullis denied the login: %v", err)
 		}
 		return nil, fmt.Errorf("logging in to %s: %w", t.server, err)
 	}
@@ -177,7 +177,7 @@ func (e *cacheEntry) apply(resp *tokenResponse, now time.Time) {
 func (e *cacheEntry) credential(cluster string) (*credential, error) {
 	tok, ok := e.Tokens[cluster]
 	if !ok {
-		return nil, errors.New("Portcullis returned no token for cluster " + cluster)
+		return nil, errors.New("portcullis returned no token for cluster " + cluster)
 	}
 	return &credential{token: tok.Token, expiresAt: tok.ExpiresAt, session: e.Session}, nil
 }

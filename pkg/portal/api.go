@@ -200,7 +200,7 @@ func (p *Portal) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		// Minted before the rotation is written: a failure to mint must not
 		// cost the client its refresh token.
 		var err error
-		tok, err = p.mintAdmitted(ctx, s, id, cluster, extra, d)
+		tok, err = p.mintAdmitted(ctx, s, id, cluster, extra)
 		return err
 	}
 	res, err := p.sessions.Refresh(r.Context(), refresh, p.upstreamRefresh, authorize)

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis.dev/portcullis/pkg/identity"
-	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
@@ -248,11 +247,8 @@ func (p *Portal) effectiveIdentity(id session.Identity) *identity.Identity {
 		Email:            id.Email,
 		IdentityProvider: id.IdentityProvider,
 	}).Clone()
-	if m := p.d.Groups(); m != nil {
-		m.Apply(out)
-	} else {
-		(*identity.GroupMapper)(nil).Apply(out)
-	}
+	// Apply also works on a nil mapper (no mappings).
+	p.d.Groups().Apply(out)
 	return out
 }
 
@@ -312,10 +308,12 @@ func (p *Portal) mint(ctx context.Context, s store.Session, cluster string) (min
 	if !d.Allowed {
 		return minted{}, &deniedError{reason: d.Reason}
 	}
-	return p.mintAdmitted(ctx, s, id, cluster, extra, d)
+	return p.mintAdmitted(ctx, s, id, cluster, extra)
 }
 
-func (p *Portal) mintAdmitted(ctx context.Context, s store.Session, id *identity.Identity, cluster string, extra []string, _ policy.Decision) (minted, error) {
+// mintAdmitted mints for a user the policy admitted to cluster, with the
+// time-bound grants' extra groups.
+func (p *Portal) mintAdmitted(ctx context.Context, s store.Session, id *identity.Identity, cluster string, extra []string) (minted, error) {
 	now := p.now()
 	exp := now.Add(p.tokenLifetime(cluster))
 	if !s.ExpiresAt.IsZero() && exp.After(s.ExpiresAt) {

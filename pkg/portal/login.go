@@ -65,11 +65,7 @@ func (p *Portal) serveLoginChooser(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	list := p.d.IdPs.List()
-	var usable []*identity.Provider
-	for _, prov := range list {
-		usable = append(usable, prov)
-	}
+	usable := p.d.IdPs.List()
 	switch len(usable) {
 	case 0:
 		p.renderError(w, r, http.StatusServiceUnavailable, "No way to log in is configured",
@@ -434,4 +430,3 @@ func (p *Portal) markRedeemed(code, sid string) {
 		return true
 	})
 }
-

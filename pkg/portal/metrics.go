@@ -10,20 +10,20 @@ import (
 // Outcomes, as metric labels and audit annotations.
 const (
 	outcomeSuccess         = "success"
-	outcomeDenied          = "denied"             // the access policy refused the user
-	outcomeIdPError        = "idp_error"          // the IdP refused or failed
-	outcomeInvalidRequest  = "invalid_request"    // the client's mistake: bad state, code, verifier...
-	outcomeUnavailable     = "unavailable"        // the IdP could not be reached
-	outcomeError           = "error"              // Portcullis's own failure
-	outcomeGrace           = "grace"              // refresh with the previous token within the reuse grace
-	outcomeExpired         = "expired"            // the session ended by age or idleness
-	outcomeReuse           = "reuse_detected"     // a rotated refresh token came back: session revoked
-	outcomeUpstreamRefused = "upstream_refused"   // the IdP refused the refresh: session revoked
-	outcomeInvalidToken    = "invalid_token"      // unknown session or wrong secret
-	outcomePending         = "pending"            // device flow: not approved yet
-	outcomeSlowDown        = "slow_down"          // device flow: polling too fast
-	outcomeCodeReplayed    = "code_replayed"      // a one-time code used twice: its session revoked
-	outcomeNotFound        = "not_found"          // logout of a session that does not exist
+	outcomeDenied          = "denied"           // the access policy refused the user
+	outcomeIdPError        = "idp_error"        // the IdP refused or failed
+	outcomeInvalidRequest  = "invalid_request"  // the client's mistake: bad state, code, verifier...
+	outcomeUnavailable     = "unavailable"      // the IdP could not be reached
+	outcomeError           = "error"            // Portcullis's own failure
+	outcomeGrace           = "grace"            // refresh with the previous token within the reuse grace
+	outcomeExpired         = "expired"          // the session ended by age or idleness
+	outcomeReuse           = "reuse_detected"   // a rotated refresh token came back: session revoked
+	outcomeUpstreamRefused = "upstream_refused" // the IdP refused the refresh: session revoked
+	outcomeInvalidToken    = "invalid_token"    // unknown session or wrong secret
+	outcomePending         = "pending"          // device flow: not approved yet
+	outcomeSlowDown        = "slow_down"        // device flow: polling too fast
+	outcomeCodeReplayed    = "code_replayed"    // a one-time code used twice: its session revoked
+	outcomeNotFound        = "not_found"        // logout of a session that does not exist
 	flowBrowser            = "browser"
 	flowLoopback           = "loopback"
 	flowDevice             = "device"

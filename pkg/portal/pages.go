@@ -168,7 +168,9 @@ func clearSessionCookie(w http.ResponseWriter) {
 // csrfForSession derives the logout form's CSRF token from the session
 // cookie: another site can neither read it nor make the browser send the
 // cookie (SameSite=Strict).
-func csrfForSession(tok string) string { return sha256Hex("portcullis.dev/portal/logout\x00" + tok)[:32] }
+func csrfForSession(tok string) string {
+	return sha256Hex("portcullis.dev/portal/logout\x00" + tok)[:32]
+}
 
 // serveHome shows who is logged in in this browser, with the kubectl set-up
 // and fresh tokens for every admitted cluster; or a link to log in.
@@ -223,7 +225,7 @@ func (p *Portal) kubeconfigCommand(ci ClusterInfo) string {
 	cmd := "portcullis kubeconfig --server " + p.d.IssuerURL + " --cluster " + ci.Name
 	if ci.Mode == "webhook" {
 		if _, _, ok := p.apiServer(ci.Name); !ok {
-			cmd += " --api-server https://<the cluster's API server> --api-server-ca <its CA file>"
+			cmd += " \\\n    --api-server https://<the cluster's API server> --api-server-ca <its CA file>"
 		}
 	}
 	return cmd

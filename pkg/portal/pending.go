@@ -60,18 +60,6 @@ func (p *pending[V]) take(key string, now time.Time) (V, bool) {
 	return e.v, true
 }
 
-// get returns the live entry under key, leaving it in place.
-func (p *pending[V]) get(key string, now time.Time) (V, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.m[key]
-	if !ok || !now.Before(e.expires) {
-		var zero V
-		return zero, false
-	}
-	return e.v, true
-}
-
 // update calls f on the live entry under key while holding the lock; f may
 // change it, and returns whether to keep it.
 func (p *pending[V]) update(key string, now time.Time, f func(v *V, expires time.Time) (keep bool)) bool {
@@ -88,10 +76,4 @@ func (p *pending[V]) update(key string, now time.Time, f func(v *V, expires time
 	}
 	p.m[key] = e
 	return true
-}
-
-func (p *pending[V]) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m)
 }

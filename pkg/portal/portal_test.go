@@ -162,7 +162,7 @@ func TestBrowserLogin_CompletesWithSessionTokenAndKubectlSetup(t *testing.T) {
 	if p.status != http.StatusOK || p.url.Path != "/portal/" {
 		t.Fatalf("login ended at %s with %d: %s", p.url, p.status, p.body)
 	}
-	for _, want := range []string{"Login complete", "alice@example.com", "devs", "idp-devs", "Cluster c1", "portcullis kubeconfig --server " + e.URL + " --cluster c1 --api-server"} {
+	for _, want := range []string{"Login complete", "alice@example.com", "devs", "idp-devs", "Cluster c1", "portcullis kubeconfig --server " + e.URL + " --cluster c1 \\\n    --api-server"} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("the login-complete page lacks %q", want)
 		}

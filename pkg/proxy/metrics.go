@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"k8s.io/component-base/metrics"
@@ -33,6 +34,12 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"cluster"})
 
+	upgradesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "portcullis", Subsystem: "proxy", Name: "upgrades_total",
+		Help:           "Connections upgraded through the proxy (exec, attach, port-forward), by cluster and protocol (websocket, spdy or other).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"cluster", "protocol"})
+
 	registerOnce sync.Once
 )
 
@@ -40,7 +47,7 @@ var (
 // generic server serves at /metrics. New calls it; it is safe to call again.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(requestsTotal, upstreamDuration, upgradedConnections)
+		legacyregistry.MustRegister(requestsTotal, upstreamDuration, upgradedConnections, upgradesTotal)
 	})
 }
 
@@ -111,4 +118,17 @@ func (r *statusRecorder) codeLabel() string {
 		return "0"
 	}
 	return "200"
+}
+
+// upgradeProtocol names the protocol of an upgrade request for metrics,
+// from a small fixed set.
+func upgradeProtocol(h http.Header) string {
+	v := strings.ToLower(h.Get("Upgrade"))
+	switch {
+	case strings.Contains(v, "websocket"):
+		return "websocket"
+	case strings.Contains(v, "spdy"):
+		return "spdy"
+	}
+	return "other"
 }

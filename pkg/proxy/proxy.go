@@ -231,7 +231,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		FlushInterval: 0,
 		Responder:     u.responder,
 	}
-	rec.onHijack = func() { upgradedConnections.WithLabelValues(rt.cluster).Inc() }
+	rec.onHijack = func() {
+		upgradesTotal.WithLabelValues(rt.cluster, upgradeProtocol(req.Header)).Inc()
+		upgradedConnections.WithLabelValues(rt.cluster).Inc()
+	}
 	defer func() {
 		if rec.hijacked {
 			upgradedConnections.WithLabelValues(rt.cluster).Dec()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/testutil"
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 )
@@ -44,6 +46,7 @@ func TestProxyCarriesSPDY(t *testing.T) {
 		}
 	})
 
+	before := counterValue(t, upgradesTotal.WithLabelValues("c1", "spdy"))
 	rt, err := spdy.NewRoundTripperWithConfig(spdy.RoundTripperConfig{TLS: env.frontTLS()})
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +69,9 @@ func TestProxyCarriesSPDY(t *testing.T) {
 		t.Fatal(err)
 	}
 	echo(t, s)
+	if after := counterValue(t, upgradesTotal.WithLabelValues("c1", "spdy")); after != before+1 {
+		t.Errorf("portcullis_proxy_upgrades_total{cluster=c1,protocol=spdy} went from %v to %v", before, after)
+	}
 
 	got := env.up.last()
 	if got.Proto != "HTTP/1.1" || got.Header.Get("Upgrade") != "SPDY/3.1" || got.Header.Get("X-Stream-Protocol-Version") != "v4.channel.k8s.io" {
@@ -82,6 +88,7 @@ func TestProxyCarriesWebSocket(t *testing.T) {
 		_, _ = io.Copy(ws, ws)
 	}).ServeHTTP)
 
+	before := counterValue(t, upgradesTotal.WithLabelValues("c1", "websocket"))
 	cfg, err := websocket.NewConfig(strings.Replace(env.front.URL, "https://", "wss://", 1)+"/clusters/c1/api/v1/namespaces/default/pods/p/exec?command=cat", "http://localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +102,9 @@ func TestProxyCarriesWebSocket(t *testing.T) {
 	}
 	defer ws.Close()
 	echo(t, ws)
+	if after := counterValue(t, upgradesTotal.WithLabelValues("c1", "websocket")); after != before+1 {
+		t.Errorf("portcullis_proxy_upgrades_total{cluster=c1,protocol=websocket} went from %v to %v", before, after)
+	}
 
 	got := env.up.last()
 	if got.Header.Get("Sec-Websocket-Protocol") != "v5.channel.k8s.io" {
@@ -129,4 +139,13 @@ func echo(t *testing.T, rw io.ReadWriter) {
 			t.Fatalf("echo %q, want %q", buf, msg)
 		}
 	}
+}
+
+func counterValue(t *testing.T, c metrics.CounterMetric) float64 {
+	t.Helper()
+	v, err := testutil.GetCounterMetricValue(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	logininstall "portcullis.dev/portcullis/pkg/apis/login/install"
 	loginopenapi "portcullis.dev/portcullis/pkg/apis/login/openapi"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/identity"
@@ -138,9 +139,9 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	// (the generic server needs it to install an API group), anyone may create
 	// TokenCredentialRequests and WhoAmIRequests, and the exchange's
 	// per-client rate limit sees the peer address.
-	gc.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(scheme))
+	gc.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
 	gc.OpenAPIConfig.Info.Title, gc.OpenAPIConfig.Info.Version = "Portcullis", "v1alpha1"
-	gc.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(scheme))
+	gc.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
 	gc.OpenAPIV3Config.Info.Title, gc.OpenAPIV3Config.Info.Version = "Portcullis", "v1alpha1"
 	gc.Authorization.Authorizer = registry.WithPublicResources(gc.Authorization.Authorizer)
 	buildChain := gc.BuildHandlerChainFunc

@@ -34,6 +34,7 @@ type proxyStack struct {
 	auditLog   string // Portcullis's own audit log
 	tokens     map[string]string
 	kubeconfig map[string]string // "<user>@<cluster>" → kubeconfig path
+	admin      map[string]string // cluster → admin kubeconfig path (direct)
 }
 
 const proxySA = "system:serviceaccount:portcullis:portcullis-proxy"
@@ -84,19 +85,62 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: imperson
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: devs}]
 `
 
-func startProxyStack(t *testing.T) *proxyStack {
+// proxyStackOptions shape startProxyStack.
+type proxyStackOptions struct {
+	// clusters are the clusters (one kube-apiserver each) behind
+	// Portcullis; default c1 and c2.
+	clusters []string
+	// audit turns on the audit logs of Portcullis and of c1's kube-apiserver.
+	audit bool
+	// directTokens are static tokens c1's kube-apiserver accepts itself
+	// (for comparisons with direct access).
+	directTokens []framework.StaticToken
+	// users are minted before Portcullis starts, "<user>@<cluster>" →
+	// mint arguments; default alice (devs) on every cluster, carol
+	// (viewers) and dave (nobody) on c1.
+	users map[string][]string
+}
+
+func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
 	t.Helper()
-	s := &proxyStack{pki: framework.NewPKI(t), tokens: map[string]string{}, kubeconfig: map[string]string{}}
-	s.c1 = framework.StartAPIServer(t, framework.APIServerOptions{
-		PKI:         s.pki,
-		AuditPolicy: "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
-	})
-	s.c2 = framework.StartAPIServer(t, framework.APIServerOptions{PKI: s.pki})
+	if o.clusters == nil {
+		o.clusters = []string{"c1", "c2"}
+	}
+	if o.users == nil {
+		o.users = map[string][]string{
+			"carol@c1": {"--user", "carol", "--group", "viewers"},
+			"dave@c1":  {"--user", "dave", "--group", "nobody"},
+		}
+		for _, c := range o.clusters {
+			o.users["alice@"+c] = []string{"--user", "alice", "--group", "devs"}
+		}
+	}
+	s := &proxyStack{pki: framework.NewPKI(t), tokens: map[string]string{}, kubeconfig: map[string]string{}, admin: map[string]string{}}
+	apis := map[string]*framework.APIServer{}
+	for _, name := range o.clusters {
+		opts := framework.APIServerOptions{PKI: s.pki}
+		if name == "c1" {
+			opts.Tokens = o.directTokens
+			if o.audit {
+				opts.AuditPolicy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"
+			}
+		}
+		apis[name] = framework.StartAPIServer(t, opts)
+	}
+	s.c1, s.c2 = apis["c1"], apis["c2"]
 
 	dir := t.TempDir()
-	saToken := map[string]string{}
-	for name, api := range map[string]*framework.APIServer{"c1": s.c1, "c2": s.c2} {
-		admin := api.AdminKubeconfig()
+	var clusters strings.Builder
+	for _, name := range o.clusters {
+		api := apis[name]
+		// One admin kubeconfig per cluster, by name: APIServer.AdminKubeconfig
+		// numbers its files per kube-apiserver, so two in one test would
+		// write the same path.
+		admin := filepath.Join(framework.WorkDir(t), "kubeconfigs", "admin-"+name+".kubeconfig")
+		if err := framework.WriteKubeconfig(admin, api.URL, api.CAFile, &clientcmdapi.AuthInfo{Token: api.AdminToken}); err != nil {
+			t.Fatal(err)
+		}
+		s.admin[name] = admin
 		// The manifest operators apply, as they apply it.
 		manifest := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "proxy-clusterrole.yaml")
 		if out, stderr, err := framework.Kubectl(t, admin, "apply", "-f", manifest); err != nil {
@@ -106,8 +150,8 @@ func startProxyStack(t *testing.T) *proxyStack {
 		if err != nil {
 			t.Fatalf("%s: kubectl create token: %v: %s", name, err, stderr)
 		}
-		saToken[name] = filepath.Join(dir, name+"-token")
-		if err := os.WriteFile(saToken[name], []byte(strings.TrimSpace(tok)), 0o600); err != nil {
+		tokenFile := filepath.Join(dir, name+"-token")
+		if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(tok)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		// Users' RBAC in the cluster, bound to the groups Portcullis asserts.
@@ -116,6 +160,13 @@ func startProxyStack(t *testing.T) *proxyStack {
 		if out, stderr, err := framework.KubectlWith(t, framework.KubectlOptions{Kubeconfig: admin, Stdin: strings.NewReader(clusterRBAC)}, "apply", "-f", "-"); err != nil {
 			t.Fatalf("%s: applying the users' RBAC: %v\n%s%s", name, err, out, stderr)
 		}
+		fmt.Fprintf(&clusters, `- name: %s
+  access: {allUsers: true}
+  upstream:
+    server: %s
+    certificateAuthorityFile: %s
+    tokenFile: %s
+`, name, api.URL, api.CAFile, tokenFile)
 	}
 
 	port := framework.FreePort(t)
@@ -126,48 +177,26 @@ issuerURL: https://127.0.0.1:%d
 store:
   path: %s
 clusters:
-- name: c1
-  access: {allUsers: true}
-  upstream:
-    server: %s
-    certificateAuthorityFile: %s
-    tokenFile: %s
-- name: c2
-  access: {allUsers: true}
-  upstream:
-    server: %s
-    certificateAuthorityFile: %s
-    tokenFile: %s
-`, port, filepath.Join(dir, "state.db"),
-		s.c1.URL, s.c1.CAFile, saToken["c1"],
-		s.c2.URL, s.c2.CAFile, saToken["c2"])
+%s`, port, filepath.Join(dir, "state.db"), clusters.String())
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Mint before the server starts: the embedded store is single-process.
-	for key, args := range map[string][]string{
-		"alice@c1": {"--user", "alice", "--group", "devs", "--cluster", "c1"},
-		"alice@c2": {"--user", "alice", "--group", "devs", "--cluster", "c2"},
-		"carol@c1": {"--user", "carol", "--group", "viewers", "--cluster", "c1"},
-		"dave@c1":  {"--user", "dave", "--group", "nobody", "--cluster", "c1"},
-	} {
-		tok, err := mint(t, configPath, append(args, "--ttl", "1h", "--reason", "proxy e2e")...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.tokens[key] = tok
+	for key, args := range o.users {
+		cluster := key[strings.Index(key, "@")+1:]
+		s.tokens[key] = proxyMint(t, configPath, append(args, "--cluster", cluster, "--ttl", "1h", "--reason", "proxy e2e")...)
 	}
 
-	policy := filepath.Join(dir, "audit-policy.yaml")
-	if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600); err != nil {
-		t.Fatal(err)
+	var extra []string
+	if o.audit {
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.auditLog = filepath.Join(dir, "portcullis-audit.log")
+		extra = []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json"}
 	}
-	s.auditLog = filepath.Join(dir, "portcullis-audit.log")
-	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{
-		ConfigYAML: config,
-		Port:       port,
-		ExtraArgs:  []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json"},
-	})
+	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: config, Port: port, ExtraArgs: extra})
 	for key, tok := range s.tokens {
 		cluster := key[strings.Index(key, "@")+1:]
 		path := filepath.Join(framework.WorkDir(t), "kubeconfigs", "proxy-"+strings.ReplaceAll(key, "@", "-at-")+".kubeconfig")
@@ -177,6 +206,27 @@ clusters:
 		s.kubeconfig[key] = path
 	}
 	return s
+}
+
+// proxyMint runs `portcullis-server mint` against a configuration whose
+// store no running server holds, and returns the token.
+func proxyMint(t testing.TB, configPath string, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	full := append([]string{"mint", "--config", configPath, "--audit-policy-file", policy, "--audit-log-path", filepath.Join(dir, "mint-audit.log")}, args...)
+	out, err := exec.Command(framework.PortcullisServerBinary(t), full...).Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("portcullis-server mint %v: %v: %s", args, err, stderr)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // kubectl runs kubectl through Portcullis as key ("alice@c1").
@@ -267,7 +317,7 @@ const selfSubjectReview = `{"apiVersion":"authentication.k8s.io/v1","kind":"Self
 
 func TestProxyMode(t *testing.T) {
 	t.Parallel()
-	s := startProxyStack(t)
+	s := startProxyStack(t, proxyStackOptions{audit: true})
 	s.agent = framework.StartNodeAgent(t, s.c1, "proxy-e2e-node")
 	s.agent.CreatePod("default", "p")
 
@@ -348,7 +398,7 @@ data:
 		w.WaitLine(t, 10*time.Second, func(l string) bool { return strings.Contains(l, "watch-ready") })
 		// Now time one event from the change to kubectl's output.
 		start := time.Now()
-		if _, stderr, err := framework.Kubectl(t, s.c1.AdminKubeconfig(), "create", "configmap", "watched"); err != nil {
+		if _, stderr, err := framework.Kubectl(t, s.admin["c1"], "create", "configmap", "watched"); err != nil {
 			t.Fatalf("create: %v: %s", err, stderr)
 		}
 		created := time.Now()
@@ -454,13 +504,14 @@ data:
 
 	t.Run("exec, attach, port-forward and logs -f over WebSocket and SPDY", func(t *testing.T) {
 		for _, proto := range []struct {
-			name string
-			env  []string
+			name, metric string
+			env          []string
 		}{
-			{"WebSocket", nil},
-			{"SPDY", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}},
+			{"WebSocket", "websocket", nil},
+			{"SPDY", "spdy", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}},
 		} {
 			t.Run(proto.name, func(t *testing.T) {
+				upgradesBefore := s.upgrades(t, proto.metric)
 				opts := framework.KubectlOptions{Kubeconfig: s.kubeconfig["alice@c1"], Env: proto.env}
 				in := opts
 				in.Stdin = strings.NewReader("line one\nline two\n")
@@ -508,6 +559,12 @@ data:
 				logs.WaitLine(t, 2*time.Second, func(l string) bool { return l == "log line 5" })
 				t.Logf("logs -f: first line after %v", first)
 				logs.Stop()
+
+				// exec ×4 (cat, echo, exit, tty), attach and port-forward:
+				// all of them upgraded with this protocol through Portcullis.
+				if n := s.upgrades(t, proto.metric) - upgradesBefore; n < 6 {
+					t.Errorf("Portcullis counted %v %s upgrades, want at least 6", n, proto.metric)
+				}
 			})
 		}
 	})
@@ -558,8 +615,8 @@ data:
 			t.Errorf("the 503 took %v", el)
 		}
 		_, stderr, err := s.kubectl(t, "alice@c2", "get", "configmaps")
-		if err == nil || !strings.Contains(stderr, "unreachable") {
-			t.Errorf("kubectl with c2 down: %v: %s, want the unreachable message", err, stderr)
+		if err == nil || !strings.Contains(stderr, "unable to handle the request") {
+			t.Errorf("kubectl with c2 down: %v: %s, want ServiceUnavailable", err, stderr)
 		}
 		// c1 is unaffected.
 		if _, stderr, err := s.kubectl(t, "alice@c1", "get", "configmaps"); err != nil {
@@ -571,13 +628,39 @@ data:
 		}
 		var last string
 		if err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
-			out, stderr, err := s.kubectl(t, "alice@c2", "get", "configmap", "only-in-c2", "-o", "name")
+			out, stderr, err := s.kubectl(t, "alice@c2", "get", "configmaps", "-o", "name")
 			last = out + stderr
 			return err == nil, nil
 		}); err != nil {
 			t.Fatalf("c2 never worked again through the proxy: %s", last)
 		}
 	})
+}
+
+// upgrades reads portcullis_proxy_upgrades_total{cluster="c1",protocol=...}
+// from Portcullis's /metrics.
+func (s *proxyStack) upgrades(t *testing.T, protocol string) float64 {
+	t.Helper()
+	resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, body)
+	}
+	prefix := fmt.Sprintf(`portcullis_proxy_upgrades_total{cluster="c1",protocol=%q} `, protocol)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 func asExitError(err error, target **exec.ExitError) bool {

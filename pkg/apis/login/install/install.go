@@ -2,6 +2,7 @@
 package install
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -21,4 +22,18 @@ func Install(scheme *runtime.Scheme) {
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	scheme.AddKnownTypes(InternalGroupVersion, v1alpha1.KnownTypes()...)
 	utilruntime.Must(scheme.SetVersionPriority(v1alpha1.SchemeGroupVersion))
+}
+
+// OpenAPINamerScheme is a scheme for the OpenAPI definition namer
+// (k8s.io/apiserver/pkg/endpoints/openapi.NewDefinitionNamer), which tags
+// each schema with the kinds its Go type is registered as: with the served
+// version only, so that the schemas do not also claim the internal version.
+// It holds meta's unversioned types as the server's scheme does.
+func OpenAPINamerScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+	scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
+		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	return scheme
 }

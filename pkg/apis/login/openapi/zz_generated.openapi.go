@@ -11,75 +11,76 @@ import (
 	version "k8s.io/apimachinery/pkg/version"
 	common "k8s.io/kube-openapi/pkg/common"
 	spec "k8s.io/kube-openapi/pkg/validation/spec"
+	v1alpha1 "portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 )
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
-		v1.APIGroup{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_APIGroup(ref),
-		v1.APIGroupList{}.OpenAPIModelName():                                             schema_pkg_apis_meta_v1_APIGroupList(ref),
-		v1.APIResource{}.OpenAPIModelName():                                              schema_pkg_apis_meta_v1_APIResource(ref),
-		v1.APIResourceList{}.OpenAPIModelName():                                          schema_pkg_apis_meta_v1_APIResourceList(ref),
-		v1.APIVersions{}.OpenAPIModelName():                                              schema_pkg_apis_meta_v1_APIVersions(ref),
-		v1.ApplyOptions{}.OpenAPIModelName():                                             schema_pkg_apis_meta_v1_ApplyOptions(ref),
-		v1.Condition{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_Condition(ref),
-		v1.CreateOptions{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_CreateOptions(ref),
-		v1.DeleteOptions{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_DeleteOptions(ref),
-		v1.Duration{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_Duration(ref),
-		v1.FieldSelectorRequirement{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
-		v1.FieldsV1{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_FieldsV1(ref),
-		v1.GetOptions{}.OpenAPIModelName():                                               schema_pkg_apis_meta_v1_GetOptions(ref),
-		v1.GroupKind{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_GroupKind(ref),
-		v1.GroupResource{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_GroupResource(ref),
-		v1.GroupVersion{}.OpenAPIModelName():                                             schema_pkg_apis_meta_v1_GroupVersion(ref),
-		v1.GroupVersionForDiscovery{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
-		v1.GroupVersionKind{}.OpenAPIModelName():                                         schema_pkg_apis_meta_v1_GroupVersionKind(ref),
-		v1.GroupVersionResource{}.OpenAPIModelName():                                     schema_pkg_apis_meta_v1_GroupVersionResource(ref),
-		v1.InternalEvent{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_InternalEvent(ref),
-		v1.LabelSelector{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_LabelSelector(ref),
-		v1.LabelSelectorRequirement{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
-		v1.List{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_List(ref),
-		v1.ListMeta{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_ListMeta(ref),
-		v1.ListOptions{}.OpenAPIModelName():                                              schema_pkg_apis_meta_v1_ListOptions(ref),
-		v1.ManagedFieldsEntry{}.OpenAPIModelName():                                       schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
-		v1.MicroTime{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_MicroTime(ref),
-		v1.ObjectMeta{}.OpenAPIModelName():                                               schema_pkg_apis_meta_v1_ObjectMeta(ref),
-		v1.OwnerReference{}.OpenAPIModelName():                                           schema_pkg_apis_meta_v1_OwnerReference(ref),
-		v1.PartialObjectMetadata{}.OpenAPIModelName():                                    schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
-		v1.PartialObjectMetadataList{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
-		v1.Patch{}.OpenAPIModelName():                                                    schema_pkg_apis_meta_v1_Patch(ref),
-		v1.PatchOptions{}.OpenAPIModelName():                                             schema_pkg_apis_meta_v1_PatchOptions(ref),
-		v1.Preconditions{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_Preconditions(ref),
-		v1.RootPaths{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_RootPaths(ref),
-		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
-		v1.ShardInfo{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_ShardInfo(ref),
-		v1.Status{}.OpenAPIModelName():                                                   schema_pkg_apis_meta_v1_Status(ref),
-		v1.StatusCause{}.OpenAPIModelName():                                              schema_pkg_apis_meta_v1_StatusCause(ref),
-		v1.StatusDetails{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_StatusDetails(ref),
-		v1.Table{}.OpenAPIModelName():                                                    schema_pkg_apis_meta_v1_Table(ref),
-		v1.TableColumnDefinition{}.OpenAPIModelName():                                    schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
-		v1.TableOptions{}.OpenAPIModelName():                                             schema_pkg_apis_meta_v1_TableOptions(ref),
-		v1.TableRow{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_TableRow(ref),
-		v1.TableRowCondition{}.OpenAPIModelName():                                        schema_pkg_apis_meta_v1_TableRowCondition(ref),
-		v1.Time{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_Time(ref),
-		v1.Timestamp{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_Timestamp(ref),
-		v1.TypeMeta{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_TypeMeta(ref),
-		v1.UpdateOptions{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_UpdateOptions(ref),
-		v1.WatchEvent{}.OpenAPIModelName():                                               schema_pkg_apis_meta_v1_WatchEvent(ref),
-		runtime.RawExtension{}.OpenAPIModelName():                                        schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
-		runtime.TypeMeta{}.OpenAPIModelName():                                            schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
-		runtime.Unknown{}.OpenAPIModelName():                                             schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
-		version.Info{}.OpenAPIModelName():                                                schema_k8sio_apimachinery_pkg_version_Info(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.Session":                      schema_pkg_apis_login_v1alpha1_Session(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionList":                  schema_pkg_apis_login_v1alpha1_SessionList(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionSpec":                  schema_pkg_apis_login_v1alpha1_SessionSpec(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionStatus":                schema_pkg_apis_login_v1alpha1_SessionStatus(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequest":       schema_pkg_apis_login_v1alpha1_TokenCredentialRequest(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequestSpec":   schema_pkg_apis_login_v1alpha1_TokenCredentialRequestSpec(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequestStatus": schema_pkg_apis_login_v1alpha1_TokenCredentialRequestStatus(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.UserInfo":                     schema_pkg_apis_login_v1alpha1_UserInfo(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequest":                schema_pkg_apis_login_v1alpha1_WhoAmIRequest(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequestSpec":            schema_pkg_apis_login_v1alpha1_WhoAmIRequestSpec(ref),
-		"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequestStatus":          schema_pkg_apis_login_v1alpha1_WhoAmIRequestStatus(ref),
+		v1.APIGroup{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_APIGroup(ref),
+		v1.APIGroupList{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_APIGroupList(ref),
+		v1.APIResource{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIResource(ref),
+		v1.APIResourceList{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_APIResourceList(ref),
+		v1.APIVersions{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIVersions(ref),
+		v1.ApplyOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_ApplyOptions(ref),
+		v1.Condition{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Condition(ref),
+		v1.CreateOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_CreateOptions(ref),
+		v1.DeleteOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_DeleteOptions(ref),
+		v1.Duration{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_Duration(ref),
+		v1.FieldSelectorRequirement{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
+		v1.FieldsV1{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_FieldsV1(ref),
+		v1.GetOptions{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_GetOptions(ref),
+		v1.GroupKind{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_GroupKind(ref),
+		v1.GroupResource{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_GroupResource(ref),
+		v1.GroupVersion{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_GroupVersion(ref),
+		v1.GroupVersionForDiscovery{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
+		v1.GroupVersionKind{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_GroupVersionKind(ref),
+		v1.GroupVersionResource{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupVersionResource(ref),
+		v1.InternalEvent{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_InternalEvent(ref),
+		v1.LabelSelector{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_LabelSelector(ref),
+		v1.LabelSelectorRequirement{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
+		v1.List{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_List(ref),
+		v1.ListMeta{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_ListMeta(ref),
+		v1.ListOptions{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_ListOptions(ref),
+		v1.ManagedFieldsEntry{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
+		v1.MicroTime{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_MicroTime(ref),
+		v1.ObjectMeta{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_ObjectMeta(ref),
+		v1.OwnerReference{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_OwnerReference(ref),
+		v1.PartialObjectMetadata{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
+		v1.PartialObjectMetadataList{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
+		v1.Patch{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Patch(ref),
+		v1.PatchOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_PatchOptions(ref),
+		v1.Preconditions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Preconditions(ref),
+		v1.RootPaths{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_RootPaths(ref),
+		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
+		v1.ShardInfo{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_ShardInfo(ref),
+		v1.Status{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_Status(ref),
+		v1.StatusCause{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_StatusCause(ref),
+		v1.StatusDetails{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_StatusDetails(ref),
+		v1.Table{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Table(ref),
+		v1.TableColumnDefinition{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
+		v1.TableOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_TableOptions(ref),
+		v1.TableRow{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TableRow(ref),
+		v1.TableRowCondition{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_TableRowCondition(ref),
+		v1.Time{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_Time(ref),
+		v1.Timestamp{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Timestamp(ref),
+		v1.TypeMeta{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TypeMeta(ref),
+		v1.UpdateOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_UpdateOptions(ref),
+		v1.WatchEvent{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_WatchEvent(ref),
+		runtime.RawExtension{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
+		runtime.TypeMeta{}.OpenAPIModelName():                      schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
+		runtime.Unknown{}.OpenAPIModelName():                       schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
+		version.Info{}.OpenAPIModelName():                          schema_k8sio_apimachinery_pkg_version_Info(ref),
+		v1alpha1.Session{}.OpenAPIModelName():                      schema_pkg_apis_login_v1alpha1_Session(ref),
+		v1alpha1.SessionList{}.OpenAPIModelName():                  schema_pkg_apis_login_v1alpha1_SessionList(ref),
+		v1alpha1.SessionSpec{}.OpenAPIModelName():                  schema_pkg_apis_login_v1alpha1_SessionSpec(ref),
+		v1alpha1.SessionStatus{}.OpenAPIModelName():                schema_pkg_apis_login_v1alpha1_SessionStatus(ref),
+		v1alpha1.TokenCredentialRequest{}.OpenAPIModelName():       schema_pkg_apis_login_v1alpha1_TokenCredentialRequest(ref),
+		v1alpha1.TokenCredentialRequestSpec{}.OpenAPIModelName():   schema_pkg_apis_login_v1alpha1_TokenCredentialRequestSpec(ref),
+		v1alpha1.TokenCredentialRequestStatus{}.OpenAPIModelName(): schema_pkg_apis_login_v1alpha1_TokenCredentialRequestStatus(ref),
+		v1alpha1.UserInfo{}.OpenAPIModelName():                     schema_pkg_apis_login_v1alpha1_UserInfo(ref),
+		v1alpha1.WhoAmIRequest{}.OpenAPIModelName():                schema_pkg_apis_login_v1alpha1_WhoAmIRequest(ref),
+		v1alpha1.WhoAmIRequestSpec{}.OpenAPIModelName():            schema_pkg_apis_login_v1alpha1_WhoAmIRequestSpec(ref),
+		v1alpha1.WhoAmIRequestStatus{}.OpenAPIModelName():          schema_pkg_apis_login_v1alpha1_WhoAmIRequestStatus(ref),
 	}
 }
 
@@ -2741,14 +2742,14 @@ func schema_pkg_apis_login_v1alpha1_Session(ref common.ReferenceCallback) common
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is who logged in.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionSpec"),
+							Ref:         ref(v1alpha1.SessionSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the session's use and lifetime.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionStatus"),
+							Ref:         ref(v1alpha1.SessionStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
@@ -2756,7 +2757,7 @@ func schema_pkg_apis_login_v1alpha1_Session(ref common.ReferenceCallback) common
 			},
 		},
 		Dependencies: []string{
-			v1.ObjectMeta{}.OpenAPIModelName(), "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionSpec", "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.SessionStatus"},
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.SessionSpec{}.OpenAPIModelName(), v1alpha1.SessionStatus{}.OpenAPIModelName()},
 	}
 }
 
@@ -2795,7 +2796,7 @@ func schema_pkg_apis_login_v1alpha1_SessionList(ref common.ReferenceCallback) co
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.Session"),
+										Ref: ref(v1alpha1.Session{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -2806,7 +2807,7 @@ func schema_pkg_apis_login_v1alpha1_SessionList(ref common.ReferenceCallback) co
 			},
 		},
 		Dependencies: []string{
-			v1.ListMeta{}.OpenAPIModelName(), "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.Session"},
+			v1.ListMeta{}.OpenAPIModelName(), v1alpha1.Session{}.OpenAPIModelName()},
 	}
 }
 
@@ -2944,14 +2945,14 @@ func schema_pkg_apis_login_v1alpha1_TokenCredentialRequest(ref common.ReferenceC
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is the credential to exchange and the cluster to exchange it for.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequestSpec"),
+							Ref:         ref(v1alpha1.TokenCredentialRequestSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the outcome: a token, or a reason and message.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequestStatus"),
+							Ref:         ref(v1alpha1.TokenCredentialRequestStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
@@ -2959,7 +2960,7 @@ func schema_pkg_apis_login_v1alpha1_TokenCredentialRequest(ref common.ReferenceC
 			},
 		},
 		Dependencies: []string{
-			v1.ObjectMeta{}.OpenAPIModelName(), "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequestSpec", "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.TokenCredentialRequestStatus"},
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.TokenCredentialRequestSpec{}.OpenAPIModelName(), v1alpha1.TokenCredentialRequestStatus{}.OpenAPIModelName()},
 	}
 }
 
@@ -3136,21 +3137,21 @@ func schema_pkg_apis_login_v1alpha1_WhoAmIRequest(ref common.ReferenceCallback) 
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is empty.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequestSpec"),
+							Ref:         ref(v1alpha1.WhoAmIRequestSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is filled by the server.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequestStatus"),
+							Ref:         ref(v1alpha1.WhoAmIRequestStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1.ObjectMeta{}.OpenAPIModelName(), "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequestSpec", "portcullis.dev/portcullis/pkg/apis/login/v1alpha1.WhoAmIRequestStatus"},
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.WhoAmIRequestSpec{}.OpenAPIModelName(), v1alpha1.WhoAmIRequestStatus{}.OpenAPIModelName()},
 	}
 }
 
@@ -3176,7 +3177,7 @@ func schema_pkg_apis_login_v1alpha1_WhoAmIRequestStatus(ref common.ReferenceCall
 						SchemaProps: spec.SchemaProps{
 							Description: "UserInfo is the caller.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("portcullis.dev/portcullis/pkg/apis/login/v1alpha1.UserInfo"),
+							Ref:         ref(v1alpha1.UserInfo{}.OpenAPIModelName()),
 						},
 					},
 				},
@@ -3184,6 +3185,6 @@ func schema_pkg_apis_login_v1alpha1_WhoAmIRequestStatus(ref common.ReferenceCall
 			},
 		},
 		Dependencies: []string{
-			"portcullis.dev/portcullis/pkg/apis/login/v1alpha1.UserInfo"},
+			v1alpha1.UserInfo{}.OpenAPIModelName()},
 	}
 }

@@ -1,0 +1,383 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"portcullis.dev/portcullis/pkg/apis/config"
+	"portcullis.dev/portcullis/test/e2e/framework"
+)
+
+// artifactModes are the overlays of artifacts/overlays.
+var artifactModes = []string{"webhook", "proxy", "aggregated"}
+
+// portcullisSA is the service account every overlay runs Portcullis as.
+const portcullisSA = "system:serviceaccount:portcullis:portcullis"
+
+// renderOverlay is `kubectl kustomize artifacts/overlays/<mode>`, as YAML.
+func renderOverlay(t *testing.T, mode string) []byte {
+	t.Helper()
+	dir := filepath.Join(framework.RepoRoot(t), "artifacts", "overlays", mode)
+	out, stderr, err := framework.Kubectl(t, "", "kustomize", dir)
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v: %s", dir, err, stderr)
+	}
+	return []byte(out)
+}
+
+// decodeObjects splits a multi-document YAML stream into objects.
+func decodeObjects(t *testing.T, data []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return objs
+		} else if err != nil {
+			t.Fatalf("decoding rendered YAML: %v", err)
+		}
+		if len(m) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: m})
+		}
+	}
+}
+
+func encodeObjects(t *testing.T, objs []*unstructured.Unstructured) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, o := range objs {
+		y, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("---\n")
+		b.Write(y)
+	}
+	return b.Bytes()
+}
+
+func findObject(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func fromUnstructured[T any](t *testing.T, o *unstructured.Unstructured) *T {
+	t.Helper()
+	var out T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &out); err != nil {
+		t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+	}
+	return &out
+}
+
+// builtinRoles are the rules of bootstrap roles the overlays bind, as
+// kube-apiserver creates them.
+var builtinRoles = map[string][]rbacv1.PolicyRule{
+	"Role kube-system/extension-apiserver-authentication-reader": {{
+		APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"},
+		ResourceNames: []string{"extension-apiserver-authentication"},
+	}},
+}
+
+// grants expands what the rendered RBAC grants each subject, as sorted
+// "verb group/resource[/name] [in namespace]" lines.
+func grants(t *testing.T, objs []*unstructured.Unstructured) map[string][]string {
+	t.Helper()
+	roles := map[string][]rbacv1.PolicyRule{}
+	for k, v := range builtinRoles {
+		roles[k] = v
+	}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRole":
+			cr := fromUnstructured[rbacv1.ClusterRole](t, o)
+			if cr.AggregationRule != nil {
+				t.Errorf("ClusterRole %s aggregates other roles: its rights cannot be reviewed here", cr.Name)
+			}
+			roles["ClusterRole "+cr.Name] = cr.Rules
+		case "Role":
+			r := fromUnstructured[rbacv1.Role](t, o)
+			roles["Role "+r.Namespace+"/"+r.Name] = r.Rules
+		}
+	}
+	out := map[string][]string{}
+	bind := func(kind, ns, name string, ref rbacv1.RoleRef, subjects []rbacv1.Subject) {
+		key := ref.Kind + " " + ref.Name
+		if ref.Kind == "Role" {
+			key = "Role " + ns + "/" + ref.Name
+		}
+		rules, ok := roles[key]
+		if !ok {
+			t.Errorf("%s %s binds %s, which is neither rendered nor a known bootstrap role", kind, name, key)
+			return
+		}
+		for _, s := range subjects {
+			subject := s.Kind + ":" + s.Name
+			if s.Kind == "ServiceAccount" {
+				subject = "system:serviceaccount:" + s.Namespace + ":" + s.Name
+			}
+			for _, r := range rules {
+				if len(r.NonResourceURLs) > 0 {
+					for _, u := range r.NonResourceURLs {
+						for _, v := range r.Verbs {
+							out[subject] = append(out[subject], v+" "+u)
+						}
+					}
+					continue
+				}
+				names := r.ResourceNames
+				if len(names) == 0 {
+					names = []string{""}
+				}
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						for _, n := range names {
+							for _, v := range r.Verbs {
+								line := v + " " + g + "/" + res
+								if n != "" {
+									line += "/" + n
+								}
+								if ns != "" {
+									line += " in " + ns
+								}
+								out[subject] = append(out[subject], line)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRoleBinding":
+			b := fromUnstructured[rbacv1.ClusterRoleBinding](t, o)
+			bind(o.GetKind(), "", b.Name, b.RoleRef, b.Subjects)
+		case "RoleBinding":
+			b := fromUnstructured[rbacv1.RoleBinding](t, o)
+			bind(o.GetKind(), b.Namespace, b.Name, b.RoleRef, b.Subjects)
+		}
+	}
+	for s := range out {
+		sort.Strings(out[s])
+		out[s] = slices.Compact(out[s])
+	}
+	return out
+}
+
+// TestArtifacts_RBACGrantsEachModeOnlyWhatItNeeds renders every overlay and
+// compares what its RBAC grants, subject by subject, with an explicit
+// allow-list: nothing more (least privilege), nothing less (the mode works).
+func TestArtifacts_RBACGrantsEachModeOnlyWhatItNeeds(t *testing.T) {
+	t.Parallel()
+	proxy := []string{
+		"create authorization.k8s.io/subjectaccessreviews",
+		"impersonate /groups",
+		"impersonate /users",
+		// uids and userextras/<key> for every key: RBAC has no
+		// "userextras/*" pattern, and with this verb in this group "*"
+		// means exactly those (see artifacts/rbac/proxy-clusterrole.yaml).
+		"impersonate authentication.k8s.io/*",
+	}
+	want := map[string]map[string][]string{
+		// Portcullis only answers kube-apiserver's TokenReviews.
+		"webhook": {},
+		"proxy":   {portcullisSA: proxy},
+		"aggregated": {
+			portcullisSA: {
+				"create authorization.k8s.io/subjectaccessreviews",
+				"get /configmaps/extension-apiserver-authentication in kube-system",
+				"list /configmaps/extension-apiserver-authentication in kube-system",
+				"watch /configmaps/extension-apiserver-authentication in kube-system",
+			},
+			// Anyone may exchange a token; only the exchange is public.
+			"Group:system:unauthenticated": {"create login.portcullis.dev/tokencredentialrequests"},
+			"Group:system:authenticated": {
+				"create login.portcullis.dev/tokencredentialrequests",
+				"create login.portcullis.dev/whoamirequests",
+			},
+		},
+	}
+	for _, mode := range artifactModes {
+		t.Run(mode, func(t *testing.T) {
+			objs := decodeObjects(t, renderOverlay(t, mode))
+			got := grants(t, objs)
+			for subject, lines := range got {
+				wantLines := want[mode][subject]
+				sort.Strings(wantLines)
+				if !slices.Equal(lines, wantLines) {
+					t.Errorf("%s is granted\n  %s\nwant exactly\n  %s", subject, strings.Join(lines, "\n  "), strings.Join(wantLines, "\n  "))
+				}
+			}
+			for subject := range want[mode] {
+				if _, ok := got[subject]; !ok {
+					t.Errorf("%s is granted nothing, want %v", subject, want[mode][subject])
+				}
+			}
+			for _, o := range objs {
+				var rules []rbacv1.PolicyRule
+				switch o.GetKind() {
+				case "ClusterRole":
+					rules = fromUnstructured[rbacv1.ClusterRole](t, o).Rules
+				case "Role":
+					rules = fromUnstructured[rbacv1.Role](t, o).Rules
+				}
+				for _, r := range rules {
+					wildcard := slices.Contains(r.Verbs, "*") || slices.Contains(r.APIGroups, "*") || slices.Contains(r.NonResourceURLs, "*")
+					// The one reviewed exception, above.
+					if slices.Contains(r.Resources, "*") && !(slices.Equal(r.Verbs, []string{"impersonate"}) && slices.Equal(r.APIGroups, []string{"authentication.k8s.io"})) {
+						wildcard = true
+					}
+					if wildcard {
+						t.Errorf("%s %s has a wildcard rule: %+v", o.GetKind(), o.GetName(), r)
+					}
+				}
+			}
+			// The session roles are there for administrators to bind, and
+			// touch sessions only.
+			if mode == "aggregated" {
+				for name, verbs := range map[string]string{"portcullis:session-admin": "get list delete", "portcullis:session-viewer": "get list"} {
+					o := findObject(objs, "ClusterRole", name)
+					if o == nil {
+						t.Errorf("ClusterRole %s is missing", name)
+						continue
+					}
+					cr := fromUnstructured[rbacv1.ClusterRole](t, o)
+					if len(cr.Rules) != 1 || !slices.Equal(cr.Rules[0].APIGroups, []string{"login.portcullis.dev"}) ||
+						!slices.Equal(cr.Rules[0].Resources, []string{"sessions"}) || strings.Join(cr.Rules[0].Verbs, " ") != verbs {
+						t.Errorf("ClusterRole %s rules = %+v, want %s on login.portcullis.dev sessions", name, cr.Rules, verbs)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestArtifacts_DeploymentIsHardenedAndConfigured checks what the brief of
+// every overlay promises: a non-root, read-only, unprivileged container with
+// probes and requests, mounting a configuration that Portcullis accepts.
+func TestArtifacts_DeploymentIsHardenedAndConfigured(t *testing.T) {
+	t.Parallel()
+	for _, mode := range artifactModes {
+		t.Run(mode, func(t *testing.T) {
+			objs := decodeObjects(t, renderOverlay(t, mode))
+			for _, kind := range []string{"Namespace", "ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "PersistentVolumeClaim"} {
+				if o := findObject(objs, kind, "portcullis"); o == nil && kind != "PersistentVolumeClaim" {
+					t.Errorf("no %s portcullis", kind)
+				}
+			}
+			if mode == "aggregated" && findObject(objs, "APIService", "v1alpha1.login.portcullis.dev") == nil {
+				t.Errorf("no APIService v1alpha1.login.portcullis.dev")
+			}
+			d := findObject(objs, "Deployment", "portcullis")
+			if d == nil {
+				t.Fatal("no Deployment")
+			}
+			spec, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+			pod, _, _ := unstructured.NestedMap(spec, "securityContext")
+			if pod["runAsNonRoot"] != true {
+				t.Errorf("pod securityContext = %v, want runAsNonRoot", pod)
+			}
+			containers, _, _ := unstructured.NestedSlice(spec, "containers")
+			if len(containers) != 1 {
+				t.Fatalf("%d containers, want 1", len(containers))
+			}
+			c := containers[0].(map[string]any)
+			sc, _, _ := unstructured.NestedMap(c, "securityContext")
+			drop, _, _ := unstructured.NestedStringSlice(c, "securityContext", "capabilities", "drop")
+			if sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false || !slices.Equal(drop, []string{"ALL"}) {
+				t.Errorf("container securityContext = %v, want a read-only root, no privilege escalation, no capabilities", sc)
+			}
+			for probe, path := range map[string]string{"livenessProbe": "/livez", "readinessProbe": "/readyz"} {
+				if got, _, _ := unstructured.NestedString(c, probe, "httpGet", "path"); got != path {
+					t.Errorf("%s path = %q, want %s", probe, got, path)
+				}
+			}
+			if req, _, _ := unstructured.NestedStringMap(c, "resources", "requests"); req["cpu"] == "" || req["memory"] == "" {
+				t.Errorf("resource requests = %v, want cpu and memory", req)
+			}
+			automount, _, _ := unstructured.NestedBool(spec, "automountServiceAccountToken")
+			if automount != (mode == "aggregated") {
+				t.Errorf("automountServiceAccountToken = %v: only the aggregated mode needs the default service-account token", automount)
+			}
+
+			cm := findObject(objs, "ConfigMap", "portcullis-config")
+			if cm == nil {
+				t.Fatal("no ConfigMap portcullis-config")
+			}
+			data, _, _ := unstructured.NestedString(cm.Object, "data", "portcullis.yaml")
+			if _, err := config.Decode(mode+"/portcullis.yaml", []byte(data)); err != nil {
+				// The files it names are mounted in the pod, not here: those
+				// are the only problems allowed.
+				var problems, missing []string
+				for _, line := range strings.Split(err.Error(), "\n") {
+					switch line = strings.TrimSpace(line); {
+					case !strings.HasPrefix(line, "- "):
+					case strings.Contains(line, "cannot be read (no such file or directory)"):
+						missing = append(missing, line)
+					default:
+						problems = append(problems, line)
+					}
+				}
+				if len(problems) > 0 || len(missing) == 0 {
+					t.Errorf("Portcullis rejects the overlay's configuration:\n%s", err)
+				}
+			}
+			if findObject(objs, "ConfigMap", "portcullis-audit-policy") == nil {
+				t.Errorf("no ConfigMap portcullis-audit-policy")
+			}
+		})
+	}
+}
+
+// TestArtifacts_KubeAPIServerAcceptsEveryOverlay applies each overlay with
+// `kubectl apply --dry-run=server` against the real kube-apiserver, which
+// runs every object through defaulting, validation and admission.
+func TestArtifacts_KubeAPIServerAcceptsEveryOverlay(t *testing.T) {
+	t.Parallel()
+	api := framework.StartAPIServer(t, framework.APIServerOptions{})
+	admin := api.AdminKubeconfig()
+	// A server-side dry run cannot create the namespace its other objects
+	// go into, so it must exist already (docs/install.md says so too).
+	if _, stderr, err := framework.Kubectl(t, admin, "create", "namespace", "portcullis"); err != nil {
+		t.Fatalf("create namespace: %v: %s", err, stderr)
+	}
+	for _, mode := range artifactModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := filepath.Join(framework.RepoRoot(t), "artifacts", "overlays", mode)
+			out, stderr, err := framework.Kubectl(t, admin, "apply", "--dry-run=server", "-k", dir)
+			if err != nil {
+				t.Fatalf("kubectl apply --dry-run=server -k %s: %v\n%s%s", dir, err, out, stderr)
+			}
+			for _, want := range []string{"deployment.apps/portcullis", "service/portcullis", "networkpolicy.networking.k8s.io/portcullis", "poddisruptionbudget.policy/portcullis"} {
+				if !strings.Contains(out, want+" ") {
+					t.Errorf("the dry run did not cover %s:\n%s", want, out)
+				}
+			}
+			if !strings.Contains(out, "(server dry run)") {
+				t.Errorf("kubectl did not do a server-side dry run:\n%s", out)
+			}
+		})
+	}
+	// Nothing was created.
+	if out, _, err := framework.Kubectl(t, admin, "get", "deployments,services,configmaps", "-n", "portcullis", "-o", "name"); err != nil || strings.Contains(out, "portcullis") {
+		t.Errorf("after dry runs the namespace holds %q (%v), want nothing of Portcullis", out, err)
+	}
+}
