@@ -11,64 +11,46 @@ import (
 	"syscall"
 	"testing"
 
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
 	"portcullis.dev/portcullis/test/e2e/framework"
 )
 
 // TestDemo is `make demo`: a local control plane (etcd, kube-apiserver in
-// webhook mode), Dex and Portcullis, left running until Ctrl-C, with what to
-// type printed. It is built only with -tags demo.
+// webhook mode), Dex and Portcullis with its login portal, left running until
+// Ctrl-C, with a kubeconfig that uses the portcullis CLI as kubectl's exec
+// plugin. It logs alice in once through Dex (playing the browser, as the
+// tests do), so kubectl works at once; the printed commands show the rest.
+// It is built only with -tags demo.
 func TestDemo(t *testing.T) {
-	s := startWebhookStack(t)
-	api := framework.StartAPIServer(t, framework.APIServerOptions{
-		PKI: s.pki, WebhookKubeconfig: s.webhookKubeconfig(t), WebhookVersion: "v1", WebhookCacheTTL: "1s",
-	})
-	admin := api.AdminKubeconfig()
-	for _, args := range [][]string{
-		{"create", "clusterrole", "demo-reader", "--verb=get,list,watch", "--resource=namespaces,configmaps,pods"},
-		{"create", "clusterrolebinding", "devs-read", "--clusterrole=demo-reader", "--group=devs"},
-		{"create", "clusterrolebinding", "ops-read", "--clusterrole=demo-reader", "--group=ops"},
-	} {
-		if _, stderr, err := framework.Kubectl(t, admin, args...); err != nil {
-			t.Fatalf("kubectl %v: %v: %s", args, err, stderr)
-		}
+	s := startLoginStack(t, true)
+	cacheDir := filepath.Join(s.dir, "cli-cache")
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		t.Fatal(err)
 	}
-	idToken, err := s.dex.IDToken(context.Background(), "alice@example.com", "alice-password", s.dex.ClientID, s.dex.ClientSecret, []string{"openid", "email", "profile"})
+	out, stderr, err := s.kubectl(t, cacheDir, true, "get", "ns")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the demo's first kubectl (logging alice in through Dex) failed: %v\n%s\n%s", err, out, stderr)
 	}
-	dir := framework.WorkDir(t)
-	kubeconfig := filepath.Join(dir, "demo.kubeconfig")
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["demo"] = &clientcmdapi.Cluster{Server: api.URL, CertificateAuthority: api.CAFile}
-	for name, tok := range map[string]string{"carol-minted": s.minted["carol"], "alice-dex": idToken} {
-		kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tok}
-		kc.Contexts[name] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: name}
-	}
-	kc.CurrentContext = "alice-dex"
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
+	cliDir := filepath.Dir(framework.PortcullisCLIBinary(t))
 	fmt.Printf(`
 ==================== Portcullis demo ====================
 kube-apiserver   %s  (webhook mode: it asks Portcullis about every token)
-Portcullis       %s
+Portcullis       %s  (login portal: %s/login)
 Dex (the IdP)    %s   users alice@example.com / alice-password, bob@example.com / bob-password
 Logs and config  %s
 
-Try:
-  export KUBECONFIG=%s
-  kubectl auth whoami                          # alice@example.com, group devs from the operator's mapping
-  kubectl get ns                               # allowed: RBAC binds group devs
-  kubectl --context carol-minted auth whoami   # carol, a token minted offline by 'portcullis-server mint'
-  curl --cacert %s %s/.well-known/openid-configuration
-  tail -f %s                                   # Portcullis's audit log: every review, no tokens
+alice is already logged in (the demo played her browser once). Try:
+
+  export PATH=%s:$PATH KUBECONFIG=%s PORTCULLIS_CACHE_DIR=%s
+  kubectl get ns                     # runs 'portcullis exec-credential': alice, group devs (mapped by email)
+  portcullis whoami --server %s --certificate-authority %s
+  portcullis logout --server %s --certificate-authority %s   # kubectl now fails and says to log in again
+  portcullis login --server %s --cluster %s --device --certificate-authority %s
+                                     # headless login: open the printed URL in a browser, log in at Dex
 
 Press Ctrl-C to stop everything.
 ==========================================================
-`, api.URL, s.portcullis.URL, s.dex.IssuerURL, dir, kubeconfig, s.portcullis.CACertFile(), s.portcullis.URL, s.auditLog)
+`, s.api.URL, s.portcullis.URL, s.portcullis.URL, s.dex.IssuerURL, s.dir,
+		cliDir, s.kubeconfig, cacheDir, s.portcullis.URL, s.portcullis.CACertFile(), s.portcullis.URL, s.portcullis.CACertFile(), s.portcullis.URL, loginCluster, s.portcullis.CACertFile())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
