@@ -28,7 +28,6 @@ type loaded struct {
 	cfg      *v1alpha1.PortcullisConfiguration
 	mapper   *identity.GroupMapper
 	clusters map[string]*v1alpha1.Cluster
-	sum      [32]byte
 }
 
 func newLoaded(cfg *v1alpha1.PortcullisConfiguration) *loaded {

@@ -452,10 +452,9 @@ func PasswordLogin(ctx context.Context, base *http.Client, dexHost, authURL, ema
 			return nil, err
 		}
 		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, next.String(), nil)
-		resp, body, err = do(req)
-	}
-	if err != nil {
-		return nil, err
+		if resp, body, err = do(req); err != nil {
+			return nil, err
+		}
 	}
 	form, ok := findLoginForm(body)
 	if !ok {
