@@ -30,7 +30,7 @@ demo: tools
 	KEEP_E2E_LOGS=1 $(GO) test -tags demo -count=1 -timeout 0 -run '^TestDemo$$' -v ./test/e2e/
 
 bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ | tee _output/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ ./pkg/portal/ ./pkg/registry/ ./pkg/proxy/ | tee _output/bench.txt
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
