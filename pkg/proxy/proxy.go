@@ -20,6 +20,7 @@ import (
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
@@ -154,6 +155,8 @@ type forward struct {
 	id       *identity
 	clientIP string
 	auditID  string
+	// location is the upstream URL of the request.
+	location *url.URL
 }
 
 type forwardKey struct{}
@@ -218,18 +221,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		id = nestedID
 	}
 
-	fw := &forward{id: id, clientIP: clientIP(req), auditID: string(audit.GetAuditIDTruncated(ctx))}
+	fw := &forward{
+		id:       id,
+		clientIP: clientIP(req),
+		auditID:  string(audit.GetAuditIDTruncated(ctx)),
+		location: upstreamURL(u.server, rt, req.URL.RawQuery),
+	}
+	req = req.WithContext(withForward(ctx, fw))
+	if !httpstream.IsUpgradeRequest(req) {
+		// Watches and followed logs stay open and mostly idle for a long
+		// time, holding their copy buffer: theirs is small.
+		if info.Verb == "watch" || req.URL.Query().Has("follow") {
+			u.streamProxy.ServeHTTP(rec, req)
+		} else {
+			u.proxy.ServeHTTP(rec, req)
+		}
+		return
+	}
+
+	// Upgrades (exec, attach, port-forward; SPDY or WebSocket) go through
+	// apimachinery's upgrade-aware handler, over HTTP/1.1 to the upstream.
 	h := &proxy.UpgradeAwareHandler{
-		Location:         upstreamURL(u.server, rt, req.URL.RawQuery),
+		Location:         fw.location,
 		Transport:        u.forward,
 		UpgradeTransport: u.upgrade,
+		UpgradeRequired:  true,
 		UseLocationHost:  true,
-		// The reverse proxy flushes every write of a response of unknown
-		// length (watches, logs -f, streamed lists: what kube-apiserver
-		// streams), so events reach the client at once; a response of known
-		// length is written out when complete, saving a flush per request.
-		FlushInterval: 0,
-		Responder:     u.responder,
+		Responder:        u.responder,
 	}
 	rec.onHijack = func() {
 		upgradesTotal.WithLabelValues(rt.cluster, upgradeProtocol(req.Header)).Inc()
@@ -240,7 +258,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			upgradedConnections.WithLabelValues(rt.cluster).Dec()
 		}
 	}()
-	h.ServeHTTP(rec, req.WithContext(withForward(ctx, fw)))
+	h.ServeHTTP(rec, req)
 }
 
 // identityFor is the identity the proxy asserts upstream for an

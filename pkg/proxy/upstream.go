@@ -6,10 +6,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/filters/impersonation"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
@@ -48,7 +52,12 @@ type upstream struct {
 	// its TLS offers only http/1.1 in ALPN.
 	upgradeBase *http.Transport
 
-	forward   http.RoundTripper
+	forward http.RoundTripper
+	// proxy forwards ordinary requests; streamProxy watches and followed
+	// logs, with small copy buffers. Both use forward.
+	proxy, streamProxy *httputil.ReverseProxy
+	// upgrade dials upgrade requests (with upgradeBase) after forward has
+	// set the credentials on them.
 	upgrade   proxy.UpgradeRequestRoundTripper
 	responder errorResponder
 	// dialTimeout bounds the TCP connect and, again, the TLS handshake.
@@ -132,6 +141,8 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	})
 
 	u.forward = &upstreamTransport{u: u, next: u.base}
+	u.proxy = u.reverseProxy(largeBuffers)
+	u.streamProxy = u.reverseProxy(smallBuffers)
 	// WrapRequest runs the request through upstreamTransport over
 	// MirrorRequest (sanitize, then set credentials); the dial itself uses
 	// upgradeBase's dialer and TLS configuration.
@@ -156,6 +167,69 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	}
 	u.nested = impersonation.WithConstrainedImpersonation(http.HandlerFunc(nestedAllowed), authz, codecs)
 	return u, nil
+}
+
+// reverseProxy returns the stdlib reverse proxy (what the upgrade-aware
+// handler uses for requests that are not upgrades) sending to the location
+// ServeHTTP resolved, through the upstream transport, with the cluster's
+// error responder and the given copy buffers.
+func (u *upstream) reverseProxy(buffers httputil.BufferPool) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			fw, ok := forwardFrom(pr.In.Context())
+			if !ok {
+				// The transport refuses requests without an identity.
+				return
+			}
+			loc := *fw.location
+			pr.Out.URL = &loc
+			pr.Out.Host = loc.Host
+		},
+		Transport: u.forward,
+		// The reverse proxy flushes every write of a response of unknown
+		// length (watches, logs -f, streamed lists: what kube-apiserver
+		// streams), so events reach the client at once; a response of known
+		// length is written out when complete, saving a flush per request.
+		FlushInterval: 0,
+		BufferPool:    buffers,
+		ErrorHandler:  u.responder.Error,
+		ErrorLog:      log.New(klogWriter{}, "", 0),
+	}
+}
+
+// bufferPool hands out copy buffers of one size.
+type bufferPool struct {
+	size int
+	pool sync.Pool
+}
+
+func (b *bufferPool) Get() []byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return *p
+	}
+	return make([]byte, b.size)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == b.size {
+		b.pool.Put(&buf)
+	}
+}
+
+var (
+	// largeBuffers are the reverse proxy's usual 32 KiB, reused.
+	largeBuffers = &bufferPool{size: 32 << 10}
+	// smallBuffers are for responses that mostly wait: an idle watch holds
+	// its buffer for as long as it is open.
+	smallBuffers = &bufferPool{size: 4 << 10}
+)
+
+// klogWriter sends the reverse proxy's own log lines to klog.
+type klogWriter struct{}
+
+func (klogWriter) Write(p []byte) (int, error) {
+	klog.V(2).InfoS("Reverse proxy", "message", strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // sameAs reports whether u was built from spec and the CA file still holds

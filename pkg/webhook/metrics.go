@@ -27,7 +27,7 @@ func DefaultMetrics() *Metrics {
 		defaultM = &Metrics{
 			reviews: metrics.NewCounterVec(&metrics.CounterOpts{
 				Namespace: "portcullis", Subsystem: "tokenreview", Name: "requests_total",
-				Help:           "TokenReviews answered, by result: authenticated, unauthenticated, or error (a malformed request).",
+				Help:           "TokenReviews answered, by result: authenticated, unauthenticated, or error (a malformed request, or Portcullis could not decide).",
 				StabilityLevel: metrics.ALPHA,
 			}, []string{"result"}),
 			duration: metrics.NewHistogram(&metrics.HistogramOpts{

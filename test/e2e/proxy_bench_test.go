@@ -65,7 +65,19 @@ func BenchmarkProxyMode(b *testing.B) {
 		name string
 		cl   *benchClient
 	}{{"direct", direct}, {"proxied", proxied}} {
-		b.Run("get/"+c.name, func(b *testing.B) { benchGet(b, c.cl, getPath) })
+		b.Run("get/"+c.name, func(b *testing.B) {
+			procs := map[string]int{"apiserver": s.c1.Process.Pid(), "portcullis": s.portcullis.Process.Pid(), "client": os.Getpid()}
+			cpu0 := map[string]time.Duration{}
+			for name, pid := range procs {
+				cpu0[name] = processCPU(b, pid)
+			}
+			n := benchGet(b, c.cl, getPath)
+			for name, pid := range procs {
+				if n > 0 {
+					b.ReportMetric(float64((processCPU(b, pid)-cpu0[name]).Microseconds())/float64(n), name+"-cpu-µs/req")
+				}
+			}
+		})
 	}
 
 	b.Run("idle-watches", func(b *testing.B) {
@@ -126,7 +138,8 @@ func (c *benchClient) get(ctx context.Context, path string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-func benchGet(b *testing.B, c *benchClient, path string) {
+// benchGet runs the GET load and returns how many requests it made.
+func benchGet(b *testing.B, c *benchClient, path string) int {
 	if code, err := c.get(context.Background(), path); err != nil || code != http.StatusOK {
 		b.Fatalf("GET %s: %d %v", path, code, err)
 	}
@@ -153,12 +166,26 @@ func benchGet(b *testing.B, c *benchClient, path string) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if len(latencies) == 0 {
-		return
+		return 0
 	}
 	slices.Sort(latencies)
 	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+	return len(latencies)
+}
+
+// processCPU is the user+system CPU time pid has used.
+func processCPU(t testing.TB, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command (which may hold spaces) start after ") ".
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
 // benchIdleWatches opens n watches through Portcullis, waits until all are
@@ -170,7 +197,7 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 	pid := s.portcullis.Process.Pid()
 	// Let earlier benchmarks' garbage settle before the baseline.
 	time.Sleep(3 * time.Second)
-	rss0, heap0 := processRSS(b, pid), goMemory(b, s)
+	rss0, mem0 := processRSS(b, pid), goMemory(b, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var bodies []io.Closer
@@ -196,10 +223,13 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 		bodies = append(bodies, resp.Body)
 	}
 	time.Sleep(3 * time.Second)
-	rss1, heap1 := processRSS(b, pid), goMemory(b, s)
+	rss1, mem1 := processRSS(b, pid), goMemory(b, s)
 	b.ReportMetric(float64(rss1-rss0)/float64(n)/1024, "KiB-RSS/watch")
-	b.ReportMetric(float64(heap1-heap0)/float64(n)/1024, "KiB-heap+stack/watch")
-	b.Logf("Portcullis with %d idle watches: RSS %d → %d MiB, Go heap+stacks %d → %d MiB", n, rss0>>20, rss1>>20, heap0>>20, heap1>>20)
+	b.ReportMetric((mem1.heap-mem0.heap)/float64(n)/1024, "KiB-heap/watch")
+	b.ReportMetric((mem1.stack-mem0.stack)/float64(n)/1024, "KiB-stack/watch")
+	b.ReportMetric((mem1.goroutines-mem0.goroutines)/float64(n), "goroutines/watch")
+	b.Logf("Portcullis with %d idle watches: RSS %d → %d MiB, Go heap %.0f → %.0f MiB, stacks %.0f → %.0f MiB",
+		n, rss0>>20, rss1>>20, mem0.heap/(1<<20), mem1.heap/(1<<20), mem0.stack/(1<<20), mem1.stack/(1<<20))
 }
 
 // processRSS is the resident set of pid, in bytes.
@@ -222,30 +252,36 @@ func processRSS(t testing.TB, pid int) int64 {
 	return 0
 }
 
-// goMemory is Portcullis's Go heap in use plus goroutine stacks, from its
-// /metrics.
-func goMemory(t testing.TB, s *proxyStack) int64 {
+// goMemory reads Portcullis's Go heap in use, goroutine stacks in use and
+// goroutine count from its /metrics.
+func goMemory(t testing.TB, s *proxyStack) goMem {
 	resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var total float64
+	var m goMem
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		for _, name := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes "} {
+		for name, dst := range map[string]*float64{
+			"go_memstats_heap_inuse_bytes ":  &m.heap,
+			"go_memstats_stack_inuse_bytes ": &m.stack,
+			"go_goroutines ":                 &m.goroutines,
+		} {
 			if v, ok := strings.CutPrefix(sc.Text(), name); ok {
 				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 				if err != nil {
 					t.Fatal(err)
 				}
-				total += f
+				*dst = f
 			}
 		}
 	}
-	return int64(total)
+	return m
 }
+
+type goMem struct{ heap, stack, goroutines float64 }
 
 func benchExecStream(b *testing.B, kubeconfig string, payload []byte) {
 	b.SetBytes(int64(len(payload)))
