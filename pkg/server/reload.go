@@ -115,5 +115,8 @@ func (s *Server) applyConfig(cfg *v1alpha1.PortcullisConfiguration) {
 	}
 	s.state.cur.Store(newLoaded(cfg))
 	s.Policy.Store(policy.New(cfg))
+	if err := s.Proxy.Update(cfg.Clusters); err != nil {
+		klog.ErrorS(err, "The proxy could not take the new clusters; it keeps the previous ones")
+	}
 	klog.InfoS("Configuration reloaded", "clusters", len(cfg.Clusters), "groupMappings", len(cfg.GroupMappings))
 }

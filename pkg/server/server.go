@@ -24,6 +24,7 @@ import (
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/registry"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
@@ -41,6 +42,7 @@ type Server struct {
 	IdPs     *identity.Providers
 	Policy   *policy.Holder
 	Authn    *authn.Authenticator
+	Proxy    *proxy.Proxy
 
 	state  *configState
 	opts   *Options
@@ -146,7 +148,10 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	gc.Authorization.Authorizer = registry.WithPublicResources(gc.Authorization.Authorizer)
 	buildChain := gc.BuildHandlerChainFunc
 	gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return buildChain(registry.WithClientAddress(h), c)
+		// The proxy judges a client's own Impersonate-* headers against the
+		// upstream cluster's RBAC, so they must be set aside before the
+		// generic chain's impersonation filter sees them.
+		return proxy.WithDeferredImpersonation(buildChain(registry.WithClientAddress(h), c))
 	}
 	// aggregated API wiring (helper) — end
 
@@ -179,6 +184,11 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		Metrics:        webhook.DefaultMetrics(),
 	}
 	mux.Handle(webhook.PathPrefix, wh)
+	proxy.RegisterMetrics()
+	if s.Proxy, err = proxy.New(cfg.Clusters, proxy.Options{}); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	mux.HandlePrefix(ClusterPathPrefix, s.Proxy)
 	mux.HandlePrefix(webhook.PathPrefix+"/", wh)
 
 	// portal wiring (helper)
@@ -212,6 +222,7 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	})
 	s.Generic.AddPreShutdownHookOrDie("portcullis-store", func() error {
 		s.cancel()
+		s.Proxy.Close()
 		return nil
 	})
 	return s, nil
