@@ -32,6 +32,11 @@ type cachedToken struct {
 	Token     string    `json:"token"`
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Exchanged marks a token got by exchanging an ID token (login
+	// --id-token-file); IDTokenFile is where that ID token was read from,
+	// for exchanging again ("" for stdin). The ID token is never cached.
+	Exchanged   bool   `json:"exchanged,omitempty"`
+	IDTokenFile string `json:"id_token_file,omitempty"`
 }
 
 // refreshMargin is how long before its expiry a token is replaced: a

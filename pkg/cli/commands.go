@@ -25,6 +25,7 @@ import (
 
 // targetFlags are the flags that say which Portcullis and cluster.
 type targetFlags struct {
+	idTokenFile                          string
 	server, cluster, caFile, caData, idp string
 	device, noBrowser                    bool
 	cacheDir                             string
@@ -177,6 +178,9 @@ enter in a browser on any other device.`,
 			if err != nil {
 				return err
 			}
+			if src := d.idTokenSource(f.idTokenFile); src != "" {
+				return d.loginWithIDToken(cmd.Context(), f, t, src)
+			}
 			cred, err := d.getCredential(cmd.Context(), t, credentialOptions{
 				cacheDir: f.cacheDir, interactive: true, noBrowser: f.noBrowser, forceLogin: true,
 			})
@@ -201,6 +205,7 @@ enter in a browser on any other device.`,
 	f.addTarget(cmd.Flags())
 	f.addLogin(cmd.Flags())
 	f.addKubeconfig(cmd.Flags())
+	cmd.Flags().StringVar(&f.idTokenFile, "id-token-file", "", "Exchange the identity provider ID token in this file (\"-\": stdin) for a cluster token, without a browser (for CI; default $"+idTokenFileEnv+"). The file is read again when the token expires.")
 	return cmd
 }
 
@@ -312,6 +317,20 @@ func (d *Deps) whoami(ctx context.Context, f *targetFlags, t *target, kc *kubeCo
 	fmt.Fprintf(w, "Portcullis:         %s\n", t.server)
 	if entry.RefreshToken == "" {
 		fmt.Fprintf(w, "Session:            none (run: %s)\n", loginCommand(t))
+		// Tokens got by exchanging an ID token have no session: ask
+		// Portcullis about the token itself.
+		for cluster, tok := range entry.Tokens {
+			if !tok.Exchanged || (t.cluster != "" && cluster != t.cluster) {
+				continue
+			}
+			state := "valid until " + tok.ExpiresAt.Local().Format(time.RFC1123)
+			if !tok.usable(d.Now()) {
+				fmt.Fprintf(w, "Token for %-9s expired (exchanged again from the ID token file on next use)\n", cluster+":")
+				continue
+			}
+			fmt.Fprintf(w, "Token for %-9s %s (exchanged from an ID token)\n", cluster+":", state)
+			d.whoAmIRequestLine(ctx, w, t, tok.Token)
+		}
 		return nil
 	}
 	s := entry.Session

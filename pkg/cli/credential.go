@@ -94,6 +94,14 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 			return &credential{token: tok.Token, expiresAt: tok.ExpiresAt, session: entry.Session}, nil
 		}
 	}
+	if !opts.forceLogin && t.cluster != "" {
+		if tok, ok := entry.Tokens[t.cluster]; ok && tok.Exchanged {
+			return d.reExchange(ctx, cache, entry, t, tok)
+		}
+		if src := d.Getenv(idTokenFileEnv); entry.RefreshToken == "" && src != "" && src != "-" {
+			return d.exchangeAndCache(ctx, cache, entry, t, src)
+		}
+	}
 	client, err := d.newPortalClient(t)
 	if err != nil {
 		return nil, err
