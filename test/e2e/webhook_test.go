@@ -281,6 +281,46 @@ func TestWebhookMode(t *testing.T) {
 				}
 			})
 
+			// The exchange does not depend on the webhook version: run it once.
+			if version == "v1" {
+				t.Run("the CLI exchanges a Dex ID token file for a cluster token that kube-apiserver accepts", func(t *testing.T) {
+					dir := t.TempDir()
+					idFile := filepath.Join(dir, "id-token")
+					if err := os.WriteFile(idFile, []byte(idToken), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					run := func(args ...string) string {
+						cmd := exec.Command(framework.PortcullisCLIBinary(t), args...)
+						cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "PORTCULLIS_CACHE_DIR=" + filepath.Join(dir, "cache")}
+						out, err := cmd.CombinedOutput()
+						if err != nil {
+							t.Fatalf("portcullis %v: %v\n%s", args, err, out)
+						}
+						if strings.Contains(string(out), idToken) {
+							t.Fatalf("portcullis %v printed the ID token", args)
+						}
+						return string(out)
+					}
+					common := []string{"--server", s.portcullis.URL, "--cluster", webhookCluster, "--certificate-authority", s.portcullis.CACertFile()}
+					run(append([]string{"login", "--id-token-file", idFile}, common...)...)
+					var cred struct {
+						Status struct {
+							Token string `json:"token"`
+						} `json:"status"`
+					}
+					if err := json.Unmarshal([]byte(run(append([]string{"exec-credential"}, common...)...)), &cred); err != nil || cred.Status.Token == "" {
+						t.Fatalf("exec-credential did not print an ExecCredential with a token: %v", err)
+					}
+					w, stderr, err := whoamiJSON(t, api.KubeconfigFor(cred.Status.Token))
+					if err != nil {
+						t.Fatalf("kubectl auth whoami with the exchanged token: %v: %s", err, stderr)
+					}
+					if w.Status.UserInfo.Username != "alice@example.com" || !hasAll(w.Status.UserInfo.Groups, "devs") {
+						t.Fatalf("whoami = %+v, want alice@example.com in devs", w.Status.UserInfo)
+					}
+				})
+			}
+
 			t.Run("bad tokens are refused as Unauthorized", func(t *testing.T) {
 				parts := strings.Split(s.minted["carol"], ".")
 				tampered := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
