@@ -10,10 +10,12 @@
 // The proxy is a handler behind the generic apiserver handler chain, which
 // authenticates the client's token for the cluster in the path, applies the
 // central policy, audits, recovers panics and exempts long-running requests
-// (watch, logs, exec, attach, port-forward) from timeouts. Forwarding is
-// apimachinery's upgrade-aware proxy: ordinary requests over pooled HTTP/2
-// connections, flushed as they arrive (watches), and upgrades (SPDY and
-// WebSocket, for exec, attach, port-forward) over HTTP/1.1.
+// (watch, logs, exec, attach, port-forward) from timeouts. Ordinary requests
+// go through the standard library's reverse proxy (as apimachinery's
+// upgrade-aware handler sends them) over pooled HTTP/2 connections, streamed
+// responses flushed as they arrive (watches, logs -f); upgrades (SPDY and
+// WebSocket, for exec, attach, port-forward) go through apimachinery's
+// upgrade-aware handler over HTTP/1.1.
 //
 // What it must never do:
 //   - forward a client's credential: the client's Authorization (every

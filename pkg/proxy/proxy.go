@@ -32,14 +32,17 @@ import (
 const ExtraOriginalUser = "portcullis.dev/original-user"
 
 // forwardedPortcullisExtras are the extras of Portcullis's own namespace
-// that are sent upstream; any other portcullis.dev/ key is internal (such as
-// the policy-denied marker) and stays behind. Extras outside that namespace
-// (from the identity provider's claim mappings) are all sent.
+// that are sent upstream: where the identity came from and the session, so
+// the cluster's audit log can be tied to Portcullis's (which also has the
+// token id, under the same audit ID). Any other portcullis.dev/ key stays
+// behind: internal markers, the cluster (the cluster knows who it is) and
+// the token id (it changes at every refresh). Each extra value costs the
+// cluster an authorization check of the impersonation on every request.
+// Extras outside that namespace (from the identity provider's claim
+// mappings) are all sent.
 var forwardedPortcullisExtras = sets.New(
 	authn.ExtraIdentityProvider,
 	authn.ExtraSessionID,
-	authn.ExtraTokenID,
-	authn.ExtraCluster,
 )
 
 // Options tune the proxy. The zero value is usable.

@@ -148,6 +148,7 @@ var testUsers = map[string]user.Info{
 			authn.ExtraCluster:             {"c1", "c2"},
 			authn.ExtraIdentityProvider:    {"corp"},
 			authn.ExtraSessionID:           {"sid-1"},
+			authn.ExtraTokenID:             {"jti-1"},
 			"portcullis.dev/policy-denied": {""},
 			"portcullis.dev/internal":      {"x"},
 			"example.org/department":       {"eng"},
@@ -270,11 +271,10 @@ func identityHeaders(h http.Header) http.Header {
 
 // aliceUpstream is how alice must reach the upstream, whatever she sends.
 var aliceUpstream = http.Header{
-	"Authorization":     {"Bearer sa-token"},
-	"Impersonate-User":  {"alice@example.com"},
-	"Impersonate-Uid":   {"alice-uid"},
-	"Impersonate-Group": {"devs", "ops"},
-	"Impersonate-Extra-Portcullis.dev%2fcluster": {"c1", "c2"},
+	"Authorization":                              {"Bearer sa-token"},
+	"Impersonate-User":                           {"alice@example.com"},
+	"Impersonate-Uid":                            {"alice-uid"},
+	"Impersonate-Group":                          {"devs", "ops"},
 	"Impersonate-Extra-Portcullis.dev%2fidp":     {"corp"},
 	"Impersonate-Extra-Portcullis.dev%2fsid":     {"sid-1"},
 	"Impersonate-Extra-Example.org%2fdepartment": {"eng"},
@@ -760,7 +760,6 @@ func TestIdentityFor(t *testing.T) {
 	want := &identity{
 		User: "alice@example.com", UID: "alice-uid", Groups: []string{"devs", "ops"},
 		Extra: map[string][]string{
-			authn.ExtraCluster:          {"c1", "c2"},
 			authn.ExtraIdentityProvider: {"corp"},
 			authn.ExtraSessionID:        {"sid-1"},
 			"example.org/department":    {"eng"},
