@@ -9,11 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +34,8 @@ type proxyStack struct {
 	portcullis *framework.Portcullis
 	agent      *framework.NodeAgent
 	auditLog   string // Portcullis's own audit log
+	// auditSink receives Portcullis's audit webhook backend's events.
+	auditSink  *auditReceiver
 	tokens     map[string]string
 	kubeconfig map[string]string // "<user>@<cluster>" → kubeconfig path
 	admin      map[string]string // cluster → admin kubeconfig path (direct)
@@ -196,7 +200,13 @@ clusters:
 			t.Fatal(err)
 		}
 		s.auditLog = filepath.Join(dir, "portcullis-audit.log")
-		extra = []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json"}
+		s.auditSink = startAuditReceiver(t, s.pki)
+		webhookConfig := filepath.Join(dir, "audit-webhook.kubeconfig")
+		if err := os.WriteFile(webhookConfig, []byte(framework.WebhookKubeconfig(s.auditSink.url, s.pki.CA.CertPEM, nil)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json",
+			"--audit-webhook-config-file=" + webhookConfig, "--audit-webhook-mode=blocking"}
 	}
 	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: config, Port: port, ExtraArgs: extra})
 	for key, tok := range s.tokens {
@@ -594,6 +604,12 @@ data:
 			ev.Annotations["proxy.portcullis.dev/verb"] != "list" || ev.Annotations["proxy.portcullis.dev/resource"] != "configmaps" {
 			t.Fatalf("Portcullis audit event: %+v", ev)
 		}
+		// The same event reached the audit webhook backend.
+		if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
+			return s.auditSink.has(resp.Header.Get("Audit-Id"), "alice", "c1"), nil
+		}); err != nil {
+			t.Fatalf("the audit webhook backend never received the proxied request's event")
+		}
 		// The same request, under the same audit ID, in the cluster's log.
 		up := findAuditEvent(t, s.c1.AuditLogPath, resp.Header.Get("Audit-Id"))
 		if up.ImpersonatedUser == nil || up.ImpersonatedUser.Username != "alice" {
@@ -725,4 +741,49 @@ func testTTY(t *testing.T, s *proxyStack, env []string) {
 	if err != nil || !strings.Contains(out, "tty 33x101") {
 		t.Fatalf("exec -it tty-size under a terminal: %v: %q", err, out)
 	}
+}
+
+// auditReceiver is an audit webhook backend: an HTTPS endpoint that keeps the
+// events Portcullis posts to it.
+type auditReceiver struct {
+	url    string
+	mu     sync.Mutex
+	events []auditEvent
+}
+
+func startAuditReceiver(t testing.TB, pki *framework.PKI) *auditReceiver {
+	r := &auditReceiver{}
+	kp := pki.IssueServing("127.0.0.1")
+	cert, err := kp.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var list struct {
+			Items []auditEvent `json:"items"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&list); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.events = append(r.events, list.Items...)
+		r.mu.Unlock()
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/audit"
+	return r
+}
+
+func (r *auditReceiver) has(auditID, user, cluster string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.events {
+		if ev.AuditID == auditID && ev.User.Username == user && ev.Annotations["proxy.portcullis.dev/cluster"] == cluster {
+			return true
+		}
+	}
+	return false
 }
