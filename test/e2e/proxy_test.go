@@ -224,21 +224,11 @@ clusters:
 // store no running server holds, and returns the token.
 func proxyMint(t testing.TB, configPath string, args ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	policy := filepath.Join(dir, "audit-policy.yaml")
-	if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+	tok, err := mint(t, configPath, args...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"mint", "--config", configPath, "--audit-policy-file", policy, "--audit-log-path", filepath.Join(dir, "mint-audit.log")}, args...)
-	out, err := exec.Command(framework.PortcullisServerBinary(t), full...).Output()
-	if err != nil {
-		stderr := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("portcullis-server mint %v: %v: %s", args, err, stderr)
-	}
-	return strings.TrimSpace(string(out))
+	return tok
 }
 
 // kubectl runs kubectl through Portcullis as key ("alice@c1").

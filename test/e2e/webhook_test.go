@@ -65,7 +65,7 @@ webhook:
 
 // mint runs `portcullis-server mint` against a configuration whose store is
 // not held by a running server.
-func mint(t *testing.T, configPath string, args ...string) (string, error) {
+func mint(t testing.TB, configPath string, args ...string) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
 	policy := filepath.Join(dir, "audit-policy.yaml")
