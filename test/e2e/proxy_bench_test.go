@@ -7,11 +7,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"portcullis.dev/portcullis/test/e2e/framework"
@@ -41,15 +44,34 @@ import (
 //
 //	go test ./test/e2e -run '^$' -bench ProxyMode -benchtime 5s -timeout 20m
 //
-// Audit is off on both sides. Everything (load generator, Portcullis,
-// kube-apiserver, etcd) shares the machine's cores, so the proxied figures
-// include the cost of Portcullis competing with kube-apiserver for CPU.
+// Audit is off on both sides. By default (-placement=separate) the benchmark
+// models Portcullis and the cluster on separate hosts: etcd and
+// kube-apiserver run on CPU 0, Portcullis, the load generator, kubectl and
+// the node agent on CPU 1. With -placement=shared everything shares all
+// cores, so the proxied figures include Portcullis competing with
+// kube-apiserver for CPU.
 func BenchmarkProxyMode(b *testing.B) {
+	switch *benchPlacement {
+	case "separate":
+		// Model separate hosts: the cluster's control plane on core 0,
+		// Portcullis and the clients (this process, kubectl, the node
+		// agent) on core 1.
+		if runtime.NumCPU() < 2 {
+			b.Fatal("-placement=separate needs two CPUs")
+		}
+		framework.PlaceProcesses(b, map[string]string{"etcd": "0", "kube-apiserver": "0", "portcullis-server": "1"})
+		framework.PinSelf(b, 1)
+	case "shared":
+	default:
+		b.Fatalf("-placement=%q: want separate or shared", *benchPlacement)
+	}
 	directToken := "alice-direct-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	s := startProxyStack(b, proxyStackOptions{
 		clusters:     []string{"c1"},
 		directTokens: []framework.StaticToken{{Token: directToken, User: "alice", UID: "alice-direct", Groups: []string{"devs"}}},
 		users:        map[string][]string{"alice@c1": {"--user", "alice", "--group", "devs"}},
+		// forceGC asks /debug/pprof for a collection.
+		extraArgs: []string{"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*"},
 	})
 	if _, stderr, err := framework.Kubectl(b, s.admin["c1"], "create", "configmap", "small", "--from-literal=k=v"); err != nil {
 		b.Fatalf("create configmap: %v: %s", err, stderr)
@@ -62,17 +84,25 @@ func BenchmarkProxyMode(b *testing.B) {
 	direct := newBenchClient(b, s.c1.URL, s.c1.CAFile, directToken)
 	proxied := newBenchClient(b, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), s.tokens["alice@c1"])
 	const getPath = "/api/v1/namespaces/default/configmaps/small"
-	for _, c := range []struct {
-		name string
-		cl   *benchClient
-	}{{"direct", direct}, {"proxied", proxied}} {
-		b.Run("get/"+c.name, func(b *testing.B) {
-			procs := map[string]int{"apiserver": s.c1.Process.Pid(), "portcullis": s.portcullis.Process.Pid(), "client": os.Getpid()}
+	runGet := func(name string, cl *benchClient) {
+		b.Run("get/"+name, func(b *testing.B) {
+			procs := map[string]int{"apiserver": s.c1.Process.Pid(), "etcd": s.c1.Etcd.Process.Pid(), "portcullis": s.portcullis.Process.Pid(), "client": os.Getpid()}
 			cpu0 := map[string]time.Duration{}
 			for name, pid := range procs {
 				cpu0[name] = processCPU(b, pid)
 			}
-			n := benchGet(b, c.cl, getPath)
+			var profiled sync.WaitGroup
+			if *benchProfile != "" {
+				admin := newBenchClient(b, s.c1.URL, s.c1.CAFile, s.c1.AdminToken)
+				portcullis := &benchClient{base: s.portcullis.URL, hc: s.portcullis.HTTPClient()}
+				for proc, cl := range map[string]*benchClient{"kube-apiserver": admin, "portcullis": portcullis} {
+					profiled.Go(func() {
+						saveProfile(b, cl, filepath.Join(*benchProfile, "get-"+name+"-"+proc+".pprof"))
+					})
+				}
+			}
+			n := benchGet(b, cl, getPath)
+			profiled.Wait()
 			for name, pid := range procs {
 				if n > 0 {
 					b.ReportMetric(float64((processCPU(b, pid)-cpu0[name]).Microseconds())/float64(n), name+"-cpu-µs/req")
@@ -80,7 +110,8 @@ func BenchmarkProxyMode(b *testing.B) {
 			}
 		})
 	}
-
+	runGet("direct", direct)
+	runGet("proxied", proxied)
 	b.Run("idle-watches", func(b *testing.B) {
 		for range b.N {
 			benchIdleWatches(b, s, proxied, 1000)
@@ -93,11 +124,56 @@ func BenchmarkProxyMode(b *testing.B) {
 	if _, err := rand.Read(payload); err != nil {
 		b.Fatal(err)
 	}
-	for _, c := range []struct{ name, kubeconfig string }{
-		{"direct", directKubeconfig},
-		{"proxied", s.kubeconfig["alice@c1"]},
-	} {
-		b.Run("exec-stream/"+c.name, func(b *testing.B) { benchExecStream(b, c.kubeconfig, payload) })
+	b.Run("exec-stream/direct", func(b *testing.B) { benchExecStream(b, directKubeconfig, payload) })
+	b.Run("exec-stream/proxied", func(b *testing.B) { benchExecStream(b, s.kubeconfig["alice@c1"], payload) })
+
+	// The same with the optional constrained-impersonation RBAC
+	// (artifacts/rbac/proxy-clusterrole-constrained.yaml), which lets
+	// kube-apiserver cache its impersonation checks.
+	manifest := filepath.Join(framework.RepoRoot(b), "artifacts", "rbac", "proxy-clusterrole-constrained.yaml")
+	if _, stderr, err := framework.Kubectl(b, s.admin["c1"], "apply", "-f", manifest); err != nil {
+		b.Fatalf("applying %s: %v: %s", manifest, err, stderr)
+	}
+	// kube-apiserver remembers, per requester, the impersonation mode that
+	// last succeeded (legacy, until now) and tries it first: restart it so
+	// that it starts from the constrained modes, as a cluster that had both
+	// ClusterRoles from the start would.
+	if err := s.c1.Process.Restart(); err != nil {
+		b.Fatalf("restarting kube-apiserver: %v", err)
+	}
+	if err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		code, err := proxied.get(ctx, getPath)
+		return err == nil && code == http.StatusOK, nil
+	}); err != nil {
+		b.Fatalf("kube-apiserver did not come back through the proxy: %v", err)
+	}
+	runGet("proxied-constrained", proxied)
+	b.Run("exec-stream/proxied-constrained", func(b *testing.B) { benchExecStream(b, s.kubeconfig["alice@c1"], payload) })
+}
+
+var benchPlacement = flag.String("placement", "separate", "BenchmarkProxyMode: separate (control plane on CPU 0, Portcullis and clients on CPU 1) or shared (all processes on all CPUs)")
+
+var benchProfile = flag.String("bench-profile", "", "BenchmarkProxyMode: folder to write 4 s CPU profiles of kube-apiserver and Portcullis into, taken during each get phase")
+
+// saveProfile writes a 4 s CPU profile of the server behind cl to file.
+func saveProfile(t testing.TB, cl *benchClient, file string) {
+	req, _ := http.NewRequest(http.MethodGet, cl.base+"/debug/pprof/profile?seconds=4", nil)
+	if cl.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cl.token)
+	}
+	resp, err := cl.hc.Do(req)
+	if err != nil {
+		t.Errorf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("profile %s: %s", file, resp.Status)
+		return
+	}
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -198,6 +274,7 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 	pid := s.portcullis.Process.Pid()
 	// Let earlier benchmarks' garbage settle before the baseline.
 	time.Sleep(3 * time.Second)
+	forceGC(b, s)
 	rss0, mem0 := processRSS(b, pid), goMemory(b, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -224,6 +301,9 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 		bodies = append(bodies, resp.Body)
 	}
 	time.Sleep(3 * time.Second)
+	// A watch lives for minutes, through many collections; a collection also
+	// shrinks goroutine stacks that grew while the request was set up.
+	forceGC(b, s)
 	rss1, mem1 := processRSS(b, pid), goMemory(b, s)
 	b.ReportMetric(float64(rss1-rss0)/float64(n)/1024, "KiB-RSS/watch")
 	b.ReportMetric((mem1.heap-mem0.heap)/float64(n)/1024, "KiB-heap/watch")
@@ -231,6 +311,20 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 	b.ReportMetric((mem1.goroutines-mem0.goroutines)/float64(n), "goroutines/watch")
 	b.Logf("Portcullis with %d idle watches: RSS %d → %d MiB, Go heap %.0f → %.0f MiB, stacks %.0f → %.0f MiB",
 		n, rss0>>20, rss1>>20, mem0.heap/(1<<20), mem1.heap/(1<<20), mem0.stack/(1<<20), mem1.stack/(1<<20))
+}
+
+// forceGC makes Portcullis run a garbage collection (pprof's heap profile
+// with gc=1).
+func forceGC(t testing.TB, s *proxyStack) {
+	resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /debug/pprof/heap?gc=1: %s", resp.Status)
+	}
 }
 
 // processRSS is the resident set of pid, in bytes.

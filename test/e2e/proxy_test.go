@@ -104,6 +104,8 @@ type proxyStackOptions struct {
 	// mint arguments; default alice (devs) on every cluster, carol
 	// (viewers) and dave (nobody) on c1.
 	users map[string][]string
+	// extraArgs are more portcullis-server flags.
+	extraArgs []string
 }
 
 func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
@@ -208,6 +210,7 @@ clusters:
 		extra = []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json",
 			"--audit-webhook-config-file=" + webhookConfig, "--audit-webhook-mode=blocking"}
 	}
+	extra = append(extra, o.extraArgs...)
 	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: config, Port: port, ExtraArgs: extra})
 	for key, tok := range s.tokens {
 		cluster := key[strings.Index(key, "@")+1:]

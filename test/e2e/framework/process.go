@@ -95,7 +95,8 @@ func (p *Process) start() error {
 	}
 	fmt.Fprintf(logf, "==> %s starting %s %s\n", time.Now().Format(time.RFC3339Nano), p.spec.Path, strings.Join(p.spec.Args, " "))
 
-	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	path, args := placed(p.spec)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = p.spec.Dir
 	cmd.Env = append(os.Environ(), p.spec.Env...)
 	cmd.Stdout = logf
