@@ -133,14 +133,30 @@ func newWebhookClientAuthenticator(w v1alpha1.WebhookConfig) (authenticator.Requ
 	if err != nil {
 		return nil, fmt.Errorf("reading webhook.clientCAFile: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemBytes) {
+	// The same certificates AppendCertsFromPEM would add; the cache needs
+	// their expiry.
+	roots := parseCertificatesPEM(pemBytes)
+	if len(roots) == 0 {
 		return nil, fmt.Errorf("webhook.clientCAFile %s holds no PEM certificate", w.ClientCAFile)
 	}
-	inner := x509request.New(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, x509request.CommonNameUserConversion)
-	allowed := slices.Clone(w.AllowedClientNames)
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	// The roots are read once, here, and fixed for this authenticator's life,
+	// which is what makes caching verifications sound: see certCache.
+	inner := newCertCache(x509request.New(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, x509request.CommonNameUserConversion), roots, 0, 0, nil)
+	return webhookCallers(inner, w.AllowedClientNames), nil
+}
+
+// webhookCallers wraps verified, the client-certificate authenticator: it
+// applies webhook.allowedClientNames on every request (after the cache, which
+// sits inside verified) and puts the caller in WebhookCallerGroup. It never
+// modifies the Response verified returns, which certCache shares between hits.
+func webhookCallers(verified authenticator.Request, allowedClientNames []string) authenticator.Request {
+	allowed := slices.Clone(allowedClientNames)
 	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
-		resp, ok, err := inner.AuthenticateRequest(req)
+		resp, ok, err := verified.AuthenticateRequest(req)
 		if !ok || err != nil {
 			return resp, ok, err
 		}
@@ -151,5 +167,5 @@ func newWebhookClientAuthenticator(w v1alpha1.WebhookConfig) (authenticator.Requ
 			Name:   resp.User.GetName(),
 			Groups: append(slices.Clone(resp.User.GetGroups()), WebhookCallerGroup),
 		}}, true, nil
-	}), nil
+	})
 }

@@ -45,7 +45,7 @@ func benchServe(b *testing.B, h http.Handler, body []byte) {
 	req := httptest.NewRequestWithContext(audit.WithAuditContext(context.Background()), http.MethodPost, PathPrefix+"/"+clusterC1, bytes.NewReader(body))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"authenticated": true`)) {
+	if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"authenticated":true`)) {
 		var out reviewResponse
 		_ = json.Unmarshal(rec.Body.Bytes(), &out)
 		b.Fatalf("HTTP %d, authenticated=%v, error %q", rec.Code, out.Status.Authenticated, out.Status.Error)

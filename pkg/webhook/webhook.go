@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -16,9 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/audit"
-	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/klog/v2"
+	kjson "sigs.k8s.io/json"
 
 	"portcullis.dev/portcullis/pkg/authn"
 )
@@ -73,7 +76,10 @@ type Handler struct {
 	Metrics        *Metrics
 }
 
+// review is what the handler needs of a TokenReview request.
 type review struct {
+	name      string
+	uid       types.UID
 	token     string
 	audiences []string
 	v1beta1   bool
@@ -98,70 +104,91 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, apierrors.NewNotFound(schema.GroupResource{Resource: "clusters"}, cluster))
 		return
 	}
-	rv, obj, err := decode(r)
+	rv, err := decode(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 
-	status, err := h.review(r.Context(), cluster, rv, apiAuds)
+	oc, err := h.review(r.Context(), cluster, rv, apiAuds)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	var out runtime.Object
-	gv := authenticationv1.SchemeGroupVersion
+	var out any
+	meta := metav1.ObjectMeta{Name: rv.name, UID: rv.uid, CreationTimestamp: metav1.Now()}
 	if rv.v1beta1 {
-		gv = authenticationv1beta1.SchemeGroupVersion
-		in := obj.(*authenticationv1beta1.TokenReview)
+		st := authenticationv1beta1.TokenReviewStatus{Authenticated: oc.user != nil, Audiences: oc.audiences, Error: oc.reason}
+		if u := oc.user; u != nil {
+			st.User = authenticationv1beta1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups, Extra: convertExtra[authenticationv1beta1.ExtraValue](u.Extra)}
+		}
 		out = &authenticationv1beta1.TokenReview{
-			TypeMeta:   metav1.TypeMeta{APIVersion: gv.String(), Kind: "TokenReview"},
-			ObjectMeta: metav1.ObjectMeta{Name: in.Name, UID: in.UID, CreationTimestamp: metav1.Now()},
-			Status: authenticationv1beta1.TokenReviewStatus{
-				Authenticated: status.Authenticated,
-				User: authenticationv1beta1.UserInfo{
-					Username: status.User.Username, UID: status.User.UID, Groups: status.User.Groups,
-					Extra: toV1beta1Extra(status.User.Extra),
-				},
-				Audiences: status.Audiences,
-				Error:     status.Error,
-			},
+			TypeMeta:   metav1.TypeMeta{APIVersion: apiVersionV1beta1, Kind: "TokenReview"},
+			ObjectMeta: meta,
+			Status:     st,
 		}
 	} else {
-		in := obj.(*authenticationv1.TokenReview)
+		st := authenticationv1.TokenReviewStatus{Authenticated: oc.user != nil, Audiences: oc.audiences, Error: oc.reason}
+		if u := oc.user; u != nil {
+			st.User = authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups, Extra: convertExtra[authenticationv1.ExtraValue](u.Extra)}
+		}
 		out = &authenticationv1.TokenReview{
-			TypeMeta:   metav1.TypeMeta{APIVersion: gv.String(), Kind: "TokenReview"},
-			ObjectMeta: metav1.ObjectMeta{Name: in.Name, UID: in.UID, CreationTimestamp: metav1.Now()},
-			Status:     status,
+			TypeMeta:   metav1.TypeMeta{APIVersion: apiVersionV1, Kind: "TokenReview"},
+			ObjectMeta: meta,
+			Status:     st,
 		}
 	}
-	h.Metrics.observe(status, time.Since(start))
-	responsewriters.WriteRawJSON(http.StatusOK, out, w)
+	h.Metrics.observe(authenticationv1.TokenReviewStatus{Authenticated: oc.user != nil}, time.Since(start))
+	writeJSON(w, http.StatusOK, out)
 }
 
-func toV1beta1Extra(in map[string]authenticationv1.ExtraValue) map[string]authenticationv1beta1.ExtraValue {
-	if in == nil {
+// writeJSON answers with v as compact JSON. (The apiserver's
+// responsewriters.WriteRawJSON indents, which costs a second pass and a
+// larger body; kube-apiserver does not care.)
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// convertExtra is a user's extra in a TokenReview version's type.
+func convertExtra[V ~[]string](in map[string][]string) map[string]V {
+	if len(in) == 0 {
 		return nil
 	}
-	out := make(map[string]authenticationv1beta1.ExtraValue, len(in))
+	out := make(map[string]V, len(in))
 	for k, v := range in {
-		out[k] = authenticationv1beta1.ExtraValue(v)
+		out[k] = v
 	}
 	return out
 }
 
-// review authenticates the token and shapes the status. Every outcome is
-// annotated on the request's audit event; the token never is.
+// outcome is a review's answer, in no particular TokenReview version.
+type outcome struct {
+	// user is who the token authenticates; nil if it does not.
+	user      *user.DefaultInfo
+	audiences []string
+	// reason is why the token does not authenticate.
+	reason string
+}
+
+// review authenticates the token and decides the answer. Every outcome is
+// annotated on the request's audit event (in one call: one lock of the
+// event); the token never is.
 //
 // The error is an API error, returned only when Portcullis could not decide
 // (its own fault): kube-apiserver caches authenticated: false answers for
 // its --authentication-token-webhook-cache-ttl, but retries errors and never
 // caches them, so an outage must not be reported as a bad token.
-func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds []string) (authenticationv1.TokenReviewStatus, error) {
-	audit.AddAuditAnnotations(ctx, AnnotationCluster, cluster)
-	deny := func(reason string) (authenticationv1.TokenReviewStatus, error) {
-		audit.AddAuditAnnotations(ctx, AnnotationDecision, "deny", AnnotationReason, reason)
-		return authenticationv1.TokenReviewStatus{Authenticated: false, Error: reason}, nil
+func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds []string) (outcome, error) {
+	deny := func(reason string) (outcome, error) {
+		audit.AddAuditAnnotations(ctx, AnnotationCluster, cluster, AnnotationDecision, "deny", AnnotationReason, reason)
+		return outcome{reason: reason}, nil
 	}
 	if rv.token == "" {
 		return deny("no token in spec.token")
@@ -185,59 +212,145 @@ func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds
 		var ae *authn.Error
 		if errors.As(err, &ae) && ae.Internal {
 			klog.ErrorS(err, "TokenReview could not be completed", "cluster", cluster)
-			audit.AddAuditAnnotations(ctx, AnnotationDecision, "error", AnnotationReason, ae.Reason)
-			return authenticationv1.TokenReviewStatus{}, apierrors.NewInternalError(errors.New(ae.Reason))
+			audit.AddAuditAnnotations(ctx, AnnotationCluster, cluster, AnnotationDecision, "error", AnnotationReason, ae.Reason)
+			return outcome{}, apierrors.NewInternalError(errors.New(ae.Reason))
 		}
+		reason := err.Error()
 		if res != nil && res.User != nil {
 			// A valid token the policy refused: say who was refused.
 			audit.AddAuditAnnotations(ctx,
+				AnnotationCluster, cluster,
+				AnnotationDecision, "deny",
+				AnnotationReason, reason,
 				AnnotationUser, res.User.Name,
 				AnnotationGroups, strings.Join(res.User.Groups, ","),
 				AnnotationSource, res.Source,
 			)
+			return outcome{reason: reason}, nil
 		}
-		return deny(err.Error())
+		return deny(reason)
 	}
 	audit.AddAuditAnnotations(ctx,
+		AnnotationCluster, cluster,
 		AnnotationDecision, "allow",
 		AnnotationUser, res.User.Name,
 		AnnotationGroups, strings.Join(res.User.Groups, ","),
 		AnnotationSource, res.Source,
 	)
-	extra := make(map[string]authenticationv1.ExtraValue, len(res.User.Extra))
-	for k, v := range res.User.Extra {
-		extra[k] = v
-	}
-	return authenticationv1.TokenReviewStatus{
-		Authenticated: true,
-		User: authenticationv1.UserInfo{
-			Username: res.User.Name, UID: res.User.UID, Groups: res.User.Groups, Extra: extra,
-		},
-		Audiences: auds,
-	}, nil
+	return outcome{user: res.User, audiences: auds}, nil
 }
+
+const (
+	apiVersionV1      = "authentication.k8s.io/v1"
+	apiVersionV1beta1 = "authentication.k8s.io/v1beta1"
+)
 
 // decode reads a TokenReview of either version. Errors are API errors the
 // caller can be answered with.
-func decode(r *http.Request) (review, runtime.Object, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+func decode(r *http.Request) (review, error) {
+	body, err := readBody(r)
 	if err != nil {
-		return review{}, nil, apierrors.NewBadRequest("reading the request body: " + err.Error())
+		return review{}, apierrors.NewBadRequest("reading the request body: " + err.Error())
 	}
 	if len(body) > MaxBodyBytes {
-		return review{}, nil, apierrors.NewRequestEntityTooLargeError("a TokenReview is limited to 128 KiB")
+		return review{}, apierrors.NewRequestEntityTooLargeError("a TokenReview is limited to 128 KiB")
 	}
+	return decodeBody(body)
+}
+
+// decodeBody decodes a TokenReview: kube-apiserver's JSON on a fast path, and
+// anything else as the universal deserializer does.
+func decodeBody(body []byte) (review, error) {
+	if rv, ok := decodeJSON(body); ok {
+		return rv, nil
+	}
+	return decodeUniversal(body)
+}
+
+// decodeUniversal decodes a TokenReview in any format apimachinery reads
+// (JSON, YAML, protobuf).
+func decodeUniversal(body []byte) (review, error) {
 	obj, gvk, err := codecs.UniversalDeserializer().Decode(body, nil, nil)
 	if err != nil {
-		return review{}, nil, apierrors.NewBadRequest("the body is not a TokenReview (authentication.k8s.io/v1 or v1beta1): " + sanitize(err.Error()))
+		return review{}, apierrors.NewBadRequest("the body is not a TokenReview (authentication.k8s.io/v1 or v1beta1): " + sanitize(err.Error()))
 	}
 	switch in := obj.(type) {
 	case *authenticationv1.TokenReview:
-		return review{token: in.Spec.Token, audiences: in.Spec.Audiences}, in, nil
+		return review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences}, nil
 	case *authenticationv1beta1.TokenReview:
-		return review{token: in.Spec.Token, audiences: in.Spec.Audiences, v1beta1: true}, in, nil
+		return review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences, v1beta1: true}, nil
 	}
-	return review{}, nil, apierrors.NewBadRequest("expected a TokenReview, got " + gvk.String())
+	return review{}, apierrors.NewBadRequest("expected a TokenReview, got " + gvk.String())
+}
+
+// readBody reads up to MaxBodyBytes+1 bytes of the body, sized by
+// Content-Length when there is one (io.ReadAll would grow its buffer from
+// 512 bytes).
+func readBody(r *http.Request) ([]byte, error) {
+	size := 512
+	if n := r.ContentLength; n > 0 && n <= MaxBodyBytes {
+		size = int(n) + 1 // room to read EOF without growing
+	}
+	buf := make([]byte, 0, size)
+	lr := io.LimitReader(r.Body, MaxBodyBytes+1)
+	for {
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+// decodeJSON is the fast path for what kube-apiserver sends: a JSON v1 or
+// v1beta1 TokenReview. It decodes the body once, as the universal
+// deserializer's JSON decoder does (case-sensitive keys, into the same Go
+// type: v1 and v1beta1 TokenReviews have the same fields and JSON names), and
+// skips the deserializer's own passes (recognising the format, then reading
+// apiVersion and kind with a case-insensitive decoder before decoding the
+// object).
+//
+// It reports false for anything that is not plainly such a review, and the
+// caller then takes the universal deserializer's path, so every body is
+// accepted or refused (with the same message) as before:
+//   - a body that does not start with '{' (YAML, protobuf, a byte-order mark,
+//     not JSON at all);
+//   - JSON that does not decode into a TokenReview (the deserializer's error
+//     messages are kept);
+//   - any key that is not a TokenReview field (a "Kind" or "APIVERSION" that
+//     the deserializer's case-insensitive apiVersion and kind lookup would
+//     have read, a misspelling) and any key given twice: the deserializer
+//     ignores unknown keys and keeps the last of duplicates, and taking its
+//     path for those keeps its exact reading of apiVersion and kind;
+//   - an apiVersion or kind other than a v1 or v1beta1 TokenReview.
+func decodeJSON(body []byte) (review, bool) {
+	i := 0
+	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+		i++
+	}
+	if i == len(body) || body[i] != '{' {
+		return review{}, false
+	}
+	var in authenticationv1.TokenReview
+	strictErrs, err := kjson.UnmarshalStrict(body, &in)
+	if err != nil || len(strictErrs) > 0 || in.Kind != "TokenReview" {
+		return review{}, false
+	}
+	rv := review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences}
+	switch in.APIVersion {
+	case apiVersionV1:
+	case apiVersionV1beta1:
+		rv.v1beta1 = true
+	default:
+		return review{}, false
+	}
+	return rv, true
 }
 
 // sanitize keeps a decoder message short: decoders may quote the input, and
@@ -259,5 +372,5 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	// API errors carry no type: set it, as the apiserver's codecs would, so
 	// that clients (client-go) recognise the body as a Status.
 	s.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}
-	responsewriters.WriteRawJSON(int(s.Code), &s, w)
+	writeJSON(w, int(s.Code), &s)
 }
