@@ -50,6 +50,10 @@ func isHotPath(path string) bool {
 // judged against the upstream cluster; on /tokenreview impersonation is
 // refused outright (kube-apiserver never impersonates when calling a
 // webhook).
+// hotPathWorkers is how many requests at a time run on workers (see
+// withWorkers); more run on their own goroutines.
+const hotPathWorkers = 64
+
 func hotPathChain(h http.Handler, c *genericapiserver.Config) http.Handler {
 	handler := genericapifilters.WithAuthorization(h, c.Authorization.Authorizer, c.Serializer)
 	handler = genericfilters.WithMaxInFlightLimit(handler, c.MaxRequestsInFlight, c.MaxMutatingRequestsInFlight, c.LongRunningFunc)
@@ -61,6 +65,7 @@ func hotPathChain(h http.Handler, c *genericapiserver.Config) http.Handler {
 	handler = genericapifilters.WithRequestDeadline(handler, c.AuditBackend, c.AuditPolicyRuleEvaluator, c.LongRunningFunc, c.Serializer, c.RequestTimeout)
 	handler = genericfilters.WithWaitGroup(handler, c.LongRunningFunc, c.NonLongRunningRequestWaitGroup)
 	handler = genericfilters.WithHTTPLogging(handler)
+	handler = withWorkers(handler, hotPathWorkers, c.LongRunningFunc)
 	handler = genericapifilters.WithRequestInfo(handler, c.RequestInfoResolver)
 	handler = genericapifilters.WithRequestReceivedTimestamp(handler)
 	handler = genericfilters.WithPanicRecovery(handler, c.RequestInfoResolver)

@@ -212,3 +212,32 @@ func FuzzDecodeMatchesUniversalDeserializer(f *testing.F) {
 		assertDecodesAsUniversal(t, body)
 	})
 }
+
+// TestKubeAPIServerBodyTakesTheScanner: what kube-apiserver sends is read by
+// scanReview, without reflection, and means what the reference decoder says.
+func TestKubeAPIServerBodyTakesTheScanner(t *testing.T) {
+	for _, version := range versions {
+		for _, auds := range [][]string{nil, {audDefault}, {audDefault, "https://other.example"}} {
+			body := kubeAPIServerBody(t, version, "a.b.c", auds...)
+			if _, ok := scanReview(body); !ok {
+				t.Fatalf("%s: scanReview refused %s", version, body)
+			}
+			assertDecodesAsUniversal(t, body)
+		}
+	}
+	for _, body := range []string{
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"a"}}`,
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"a\u0062"}}`,
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"a"}} x`,
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"a","extra":1}}`,
+		`{"Kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"a"}}`,
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":"2026-01-01T00:00:00Z"},"spec":{"token":"a"}}`,
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"é"}}`,
+		`{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"a"},"status":{"authenticated":true}}`,
+	} {
+		if _, ok := scanReview([]byte(body)); ok {
+			t.Errorf("scanReview took %s, which it must leave to the reference decoders", body)
+		}
+		assertDecodesAsUniversal(t, []byte(body))
+	}
+}

@@ -261,6 +261,9 @@ func decode(r *http.Request) (review, error) {
 // decodeBody decodes a TokenReview: kube-apiserver's JSON on a fast path, and
 // anything else as the universal deserializer does.
 func decodeBody(body []byte) (review, error) {
+	if rv, ok := scanReview(body); ok {
+		return rv, nil
+	}
 	if rv, ok := decodeJSON(body); ok {
 		return rv, nil
 	}
