@@ -106,6 +106,9 @@ type proxyStackOptions struct {
 	users map[string][]string
 	// extraArgs are more portcullis-server flags.
 	extraArgs []string
+	// rbac are the manifests in artifacts/rbac applied in every cluster;
+	// default proxy-clusterrole.yaml.
+	rbac []string
 }
 
 func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
@@ -148,10 +151,15 @@ func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
 			t.Fatal(err)
 		}
 		s.admin[name] = admin
-		// The manifest operators apply, as they apply it.
-		manifest := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "proxy-clusterrole.yaml")
-		if out, stderr, err := framework.Kubectl(t, admin, "apply", "-f", manifest); err != nil {
-			t.Fatalf("%s: applying %s: %v\n%s%s", name, manifest, err, out, stderr)
+		// The manifests operators apply, as they apply them.
+		if len(o.rbac) == 0 {
+			o.rbac = []string{"proxy-clusterrole.yaml"}
+		}
+		for _, file := range o.rbac {
+			manifest := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", file)
+			if out, stderr, err := framework.Kubectl(t, admin, "apply", "-f", manifest); err != nil {
+				t.Fatalf("%s: applying %s: %v\n%s%s", name, manifest, err, out, stderr)
+			}
 		}
 		tok, stderr, err := framework.Kubectl(t, admin, "create", "token", "portcullis-proxy", "-n", "portcullis", "--duration", "2h")
 		if err != nil {
@@ -779,4 +787,51 @@ func (r *auditReceiver) has(auditID, user, cluster string) bool {
 		}
 	}
 	return false
+}
+
+// TestProxyMode_ConstrainedImpersonationRBAC: with the optional
+// constrained-impersonation ClusterRole next to the minimal one, the real
+// kube-apiserver admits the proxy's impersonation through its cached
+// user-info mode, and everything kubectl does still works.
+func TestProxyMode_ConstrainedImpersonationRBAC(t *testing.T) {
+	t.Parallel()
+	s := startProxyStack(t, proxyStackOptions{
+		clusters: []string{"c1"},
+		users:    map[string][]string{"alice@c1": {"--user", "alice", "--group", "devs"}},
+		rbac:     []string{"proxy-clusterrole.yaml", "proxy-clusterrole-constrained.yaml"},
+	})
+	if out, stderr, err := s.kubectl(t, "alice@c1", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"); err != nil || !strings.HasPrefix(out, "alice ") || !strings.Contains(out, "devs") {
+		t.Fatalf("auth whoami through the proxy: %q %v: %s", out, err, stderr)
+	}
+	if _, stderr, err := s.kubectl(t, "alice@c1", "create", "configmap", "constrained", "--from-literal=k=v"); err != nil {
+		t.Fatalf("create through the proxy: %v: %s", err, stderr)
+	}
+	if out, stderr, err := s.kubectl(t, "alice@c1", "get", "configmap", "constrained", "-o", "name"); err != nil || strings.TrimSpace(out) != "configmap/constrained" {
+		t.Fatalf("get through the proxy: %q %v: %s", out, err, stderr)
+	}
+	// kube-apiserver counts impersonations by the mode that allowed them.
+	metrics, stderr, err := framework.Kubectl(t, s.admin["c1"], "get", "--raw", "/metrics")
+	if err != nil {
+		t.Fatalf("kube-apiserver /metrics: %v: %s", err, stderr)
+	}
+	var userInfo, legacy bool
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "apiserver_impersonation_attempts_total{") && strings.Contains(line, `decision="allowed"`) {
+			userInfo = userInfo || strings.Contains(line, `mode="user-info"`)
+			legacy = legacy || strings.Contains(line, `mode="legacy"`)
+		}
+	}
+	if !userInfo || legacy {
+		t.Errorf("impersonations allowed by mode user-info: %v, legacy: %v; want only user-info:\n%s", userInfo, legacy, grepLines(metrics, "apiserver_impersonation_attempts_total"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
