@@ -97,7 +97,9 @@ type workerPanic struct {
 	stack []byte
 }
 
-func (p *workerPanic) Error() string { return fmt.Sprintf("%v\n\nworker goroutine:\n%s", p.value, p.stack) }
+func (p *workerPanic) Error() string {
+	return fmt.Sprintf("%v\n\nworker goroutine:\n%s", p.value, p.stack)
+}
 
 func (p *workerPanic) Unwrap() error {
 	err, _ := p.value.(error)
