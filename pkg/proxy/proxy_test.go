@@ -161,17 +161,23 @@ var testUsers = map[string]user.Info{
 // fakeChain stands in for the generic apiserver handler chain: it
 // authenticates the bearer token (and, unlike the real chain, leaves the
 // Authorization header in place, so the proxy must drop it itself), with
-// WithDeferredImpersonation around it as the server wires it.
+// WithDeferredImpersonation around it and WithStreamHandoff inside it as
+// the server wires them.
 func fakeChain(p http.Handler) http.Handler {
-	return WithDeferredImpersonation(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return WithDeferredImpersonation(fakeAuthentication(WithStreamHandoff(p)))
+}
+
+// fakeAuthentication authenticates the bearer token as one of testUsers.
+func fakeAuthentication(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		u, ok := testUsers[tok]
 		if !ok {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		p.ServeHTTP(w, r.WithContext(request.WithUser(r.Context(), u)))
-	}))
+		h.ServeHTTP(w, r.WithContext(request.WithUser(r.Context(), u)))
+	})
 }
 
 type testEnv struct {

@@ -54,7 +54,8 @@ type upstream struct {
 
 	forward http.RoundTripper
 	// proxy forwards ordinary requests; streamProxy watches and followed
-	// logs, with small copy buffers. Both use forward.
+	// logs, with small copy buffers, and hands their bodies to
+	// WithStreamHandoff. Both use forward.
 	proxy, streamProxy *httputil.ReverseProxy
 	// upgrade dials upgrade requests (with upgradeBase) after forward has
 	// set the credentials on them.
@@ -143,6 +144,9 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	u.forward = &upstreamTransport{u: u, next: u.base}
 	u.proxy = u.reverseProxy(largeBuffers)
 	u.streamProxy = u.reverseProxy(smallBuffers)
+	// A stream's body goes to WithStreamHandoff, when it is in the chain,
+	// to be copied from a shallower frame.
+	u.streamProxy.ModifyResponse = handOffStream
 	// WrapRequest runs the request through upstreamTransport over
 	// MirrorRequest (sanitize, then set credentials); the dial itself uses
 	// upgradeBase's dialer and TLS configuration.

@@ -11,6 +11,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 
+	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
@@ -58,6 +59,12 @@ func hotPathChain(h http.Handler, c *genericapiserver.Config) http.Handler {
 	handler := genericapifilters.WithAuthorization(h, c.Authorization.Authorizer, c.Serializer)
 	handler = genericfilters.WithMaxInFlightLimit(handler, c.MaxRequestsInFlight, c.MaxMutatingRequestsInFlight, c.LongRunningFunc)
 	handler = withoutWebhookImpersonation(handler, c)
+	// Inside the audit filter, so a proxied stream's audit event still ends
+	// (ResponseComplete) when the stream does, but outside everything else:
+	// the stream is copied from here once authorization, the mux and the
+	// reverse proxy have returned, so an idle watch keeps none of their
+	// state, nor the reverse proxy's 4 KiB copy buffer.
+	handler = proxy.WithStreamHandoff(handler)
 	handler = genericapifilters.WithAudit(handler, c.AuditBackend, c.AuditPolicyRuleEvaluator, c.LongRunningFunc)
 	failed := genericapifilters.Unauthorized(c.Serializer)
 	failed = genericapifilters.WithFailedAuthenticationAudit(failed, c.AuditBackend, c.AuditPolicyRuleEvaluator)
