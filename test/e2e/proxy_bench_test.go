@@ -40,10 +40,11 @@ import (
 //   - idle-watches: 1,000 idle watches held open through Portcullis;
 //     reports Portcullis's memory per watch (RSS, and Go heap+stacks) after
 //     a garbage collection;
-//   - exec-stream/direct, exec-stream/proxied: kubectl exec -i cat of 32 MiB
-//     through the node agent and back; reports MB/s (of the payload, each
-//     way);
-//   - get-constrained, exec-stream/proxied-constrained: the same once the
+//   - exec-stream: kubectl exec -i cat of 32 MiB through the node agent and
+//     back, directly and through Portcullis alternately, 5 times each
+//     (-exec-rounds); reports MB/s (of the payload, each way) and
+//     proxied/direct;
+//   - get-constrained, exec-stream-constrained: the same once the
 //     optional constrained-impersonation RBAC is applied and kube-apiserver
 //     restarted.
 //
@@ -51,15 +52,15 @@ import (
 //
 //	go test ./test/e2e -run '^$' -bench ProxyMode -timeout 20m
 //
-// Audit is off on both sides. With -placement=separate (the default) etcd and
-// kube-apiserver run on CPU 0, Portcullis, the load generator, kubectl and
-// the node agent on CPU 1; -placement=shared lets every process use both.
-// Neither makes them separate hosts: the two vCPUs of this machine slow each
-// other down (see docs/benchmarks.md).
+// Audit is off on both sides. By default (-placement=shared) every process
+// may use every CPU. With -placement=separate etcd and kube-apiserver run on
+// CPU 0, Portcullis, the load generator, kubectl and the node agent on CPU 1;
+// that does not make them separate hosts: the two vCPUs of this machine slow
+// each other down (see docs/benchmarks.md).
 func BenchmarkProxyMode(b *testing.B) {
 	switch *benchPlacement {
 	case "separate":
-		// Model separate hosts: the cluster's control plane on core 0,
+		// The control plane on core 0,
 		// Portcullis and the clients (this process, kubectl, the node
 		// agent) on core 1.
 		if runtime.NumCPU() < 2 {
@@ -90,14 +91,14 @@ func BenchmarkProxyMode(b *testing.B) {
 	direct := newBenchClient(b, s.c1.URL, s.c1.CAFile, directToken)
 	proxied := newBenchClient(b, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), s.tokens["alice@c1"])
 	const getPath = "/api/v1/namespaces/default/configmaps/small"
-	procs := map[string]int{"apiserver": s.c1.Process.Pid(), "etcd": s.c1.Etcd.Process.Pid(), "portcullis": s.portcullis.Process.Pid(), "client": os.Getpid()}
+	// Read when each comparison starts: kube-apiserver is restarted between them.
+	procs := func() map[string]int {
+		return map[string]int{"apiserver": s.c1.Process.Pid(), "etcd": s.c1.Etcd.Process.Pid(), "portcullis": s.portcullis.Process.Pid(), "client": os.Getpid()}
+	}
 	targets := []getTarget{{name: "direct", cl: direct}, {name: "proxied", cl: proxied}}
-	b.Run("get", func(b *testing.B) { benchGetSideBySide(b, targets, getPath, procs) })
-	b.Run("idle-watches", func(b *testing.B) {
-		for range b.N {
-			benchIdleWatches(b, s, proxied, 1000)
-		}
-	})
+	b.Run("get", func(b *testing.B) { benchGetSideBySide(b, targets, getPath, procs()) })
+	// Once, whatever b.N: a second round would start from the first's RSS.
+	b.Run("idle-watches", func(b *testing.B) { benchIdleWatches(b, s, proxied, 1000) })
 
 	agent := framework.StartNodeAgent(b, s.c1, "bench-node")
 	agent.CreatePod("default", "p")
@@ -105,8 +106,9 @@ func BenchmarkProxyMode(b *testing.B) {
 	if _, err := rand.Read(payload); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("exec-stream/direct", func(b *testing.B) { benchExecStream(b, directKubeconfig, payload) })
-	b.Run("exec-stream/proxied", func(b *testing.B) { benchExecStream(b, s.kubeconfig["alice@c1"], payload) })
+	b.Run("exec-stream", func(b *testing.B) {
+		benchExecSideBySide(b, directKubeconfig, s.kubeconfig["alice@c1"], payload)
+	})
 
 	// The same with the optional constrained-impersonation RBAC
 	// (artifacts/rbac/proxy-clusterrole-constrained.yaml), which lets
@@ -128,15 +130,18 @@ func BenchmarkProxyMode(b *testing.B) {
 	}); err != nil {
 		b.Fatalf("kube-apiserver did not come back through the proxy: %v", err)
 	}
-	b.Run("get-constrained", func(b *testing.B) { benchGetSideBySide(b, targets, getPath, procs) })
-	b.Run("exec-stream/proxied-constrained", func(b *testing.B) { benchExecStream(b, s.kubeconfig["alice@c1"], payload) })
+	b.Run("get-constrained", func(b *testing.B) { benchGetSideBySide(b, targets, getPath, procs()) })
+	b.Run("exec-stream-constrained", func(b *testing.B) {
+		benchExecSideBySide(b, directKubeconfig, s.kubeconfig["alice@c1"], payload)
+	})
 }
 
-var benchPlacement = flag.String("placement", "separate", "BenchmarkProxyMode: separate (control plane on CPU 0, Portcullis and clients on CPU 1) or shared (all processes on all CPUs)")
+var benchPlacement = flag.String("placement", "shared", "BenchmarkProxyMode: shared (all processes on all CPUs) or separate (control plane on CPU 0, Portcullis and clients on CPU 1)")
 
 var (
 	getDuration = flag.Duration("get-duration", 10*time.Second, "BenchmarkProxyMode: how long each side of the GET comparison runs")
 	getSlice    = flag.Duration("get-slice", time.Second, "BenchmarkProxyMode: the GET comparison alternates direct and proxied in slices this long")
+	execRounds  = flag.Int("exec-rounds", 5, "BenchmarkProxyMode: kubectl exec runs of each side, alternating")
 )
 
 // benchClient is one HTTP/2 connection's worth of client, as client-go uses.
@@ -395,13 +400,24 @@ func goMemory(t testing.TB, s *proxyStack) goMem {
 
 type goMem struct{ heap, stack, goroutines float64 }
 
-func benchExecStream(b *testing.B, kubeconfig string, payload []byte) {
-	b.SetBytes(int64(len(payload)))
-	for range b.N {
-		out, stderr, err := framework.KubectlWith(b, framework.KubectlOptions{Kubeconfig: kubeconfig, Stdin: bytes.NewReader(payload), Timeout: 5 * time.Minute},
-			"exec", "-i", "p", "--", "cat")
-		if err != nil || len(out) != len(payload) {
-			b.Fatalf("exec cat: %d of %d bytes back, %v: %s", len(out), len(payload), err, stderr)
+// benchExecSideBySide runs kubectl exec -i cat of payload directly and
+// through Portcullis in turn, -exec-rounds times each, and reports the MB/s
+// of each (of the payload, each way) and proxied/direct.
+func benchExecSideBySide(b *testing.B, direct, proxied string, payload []byte) {
+	var took [2]time.Duration
+	for range *execRounds {
+		for i, kubeconfig := range []string{direct, proxied} {
+			start := time.Now()
+			out, stderr, err := framework.KubectlWith(b, framework.KubectlOptions{Kubeconfig: kubeconfig, Stdin: bytes.NewReader(payload), Timeout: 5 * time.Minute},
+				"exec", "-i", "p", "--", "cat")
+			took[i] += time.Since(start)
+			if err != nil || len(out) != len(payload) {
+				b.Fatalf("exec cat: %d of %d bytes back, %v: %s", len(out), len(payload), err, stderr)
+			}
 		}
 	}
+	rate := func(d time.Duration) float64 { return float64(*execRounds*len(payload)) / d.Seconds() / 1e6 }
+	b.ReportMetric(rate(took[0]), "direct-MB/s")
+	b.ReportMetric(rate(took[1]), "proxied-MB/s")
+	b.ReportMetric(rate(took[1])/rate(took[0]), "proxied/direct")
 }
