@@ -96,7 +96,16 @@ func scanReview(body []byte) (review, bool) {
 		}
 		return false
 	})
-	if !ok || !s.end() || kind != "TokenReview" {
+	if !ok || !s.end() {
+		return review{}, false
+	}
+	return typed(rv, kind, apiVersion)
+}
+
+// typed completes rv with its version, if kind and apiVersion are a
+// TokenReview of a version the handler answers.
+func typed(rv review, kind, apiVersion string) (review, bool) {
+	if kind != "TokenReview" {
 		return review{}, false
 	}
 	switch apiVersion {

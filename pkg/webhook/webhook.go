@@ -342,18 +342,10 @@ func decodeJSON(body []byte) (review, bool) {
 	}
 	var in authenticationv1.TokenReview
 	strictErrs, err := kjson.UnmarshalStrict(body, &in)
-	if err != nil || len(strictErrs) > 0 || in.Kind != "TokenReview" {
+	if err != nil || len(strictErrs) > 0 {
 		return review{}, false
 	}
-	rv := review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences}
-	switch in.APIVersion {
-	case apiVersionV1:
-	case apiVersionV1beta1:
-		rv.v1beta1 = true
-	default:
-		return review{}, false
-	}
-	return rv, true
+	return typed(review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences}, in.Kind, in.APIVersion)
 }
 
 // sanitize keeps a decoder message short: decoders may quote the input, and
