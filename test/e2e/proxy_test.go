@@ -40,6 +40,7 @@ type proxyStack struct {
 	kubeconfig map[string]string // "<user>@<cluster>" → kubeconfig path
 	admin      map[string]string // cluster → admin kubeconfig path (direct)
 	tokenFile  map[string]string // cluster → upstream.tokenFile
+	dex        *framework.Dex
 }
 
 const proxySA = "system:serviceaccount:portcullis:portcullis-proxy"
@@ -109,6 +110,9 @@ type proxyStackOptions struct {
 	// rbac are the manifests in artifacts/rbac applied in every cluster;
 	// default proxy-clusterrole.yaml.
 	rbac []string
+	// dex adds a Dex identity provider whose ID tokens Portcullis accepts
+	// as bearer tokens, mapping alice@example.com to group devs.
+	dex bool
 }
 
 func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
@@ -187,13 +191,33 @@ func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
 
 	port := framework.FreePort(t)
 	configPath := filepath.Join(dir, "config.yaml")
+	var idps string
+	if o.dex {
+		s.dex = framework.StartDex(t, framework.DexOptions{PKI: s.pki, PasswordGrant: true})
+		idps = fmt.Sprintf(`identityProviders:
+- name: dex
+  issuer:
+    url: %s
+  certificateAuthorityFile: %s
+  clientID: %s
+  acceptIDTokens: true
+  claimMappings:
+    username:
+      claim: email
+      prefix: ""
+groupMappings:
+- match:
+    emails: [alice@example.com]
+  groups: [devs]
+`, s.dex.IssuerURL, s.dex.CAFile, s.dex.ClientID)
+	}
 	config := fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
 kind: PortcullisConfiguration
 issuerURL: https://127.0.0.1:%d
 store:
   path: %s
-clusters:
-%s`, port, filepath.Join(dir, "state.db"), clusters.String())
+%sclusters:
+%s`, port, filepath.Join(dir, "state.db"), idps, clusters.String())
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -789,17 +813,48 @@ func (r *auditReceiver) has(auditID, user, cluster string) bool {
 	return false
 }
 
-// TestProxyMode_ConstrainedImpersonationRBAC: with the optional
+// TestProxyMode_IdPTokensAndConstrainedRBAC: an identity provider's ID token
+// (Dex, static user without groups) reaches the cluster through the proxy as
+// the IdP user with the operator's mapped groups; and with the optional
 // constrained-impersonation ClusterRole next to the minimal one, the real
 // kube-apiserver admits the proxy's impersonation through its cached
-// user-info mode, and everything kubectl does still works.
-func TestProxyMode_ConstrainedImpersonationRBAC(t *testing.T) {
+// user-info mode.
+func TestProxyMode_IdPTokensAndConstrainedRBAC(t *testing.T) {
 	t.Parallel()
 	s := startProxyStack(t, proxyStackOptions{
 		clusters: []string{"c1"},
 		users:    map[string][]string{"alice@c1": {"--user", "alice", "--group", "devs"}},
 		rbac:     []string{"proxy-clusterrole.yaml", "proxy-clusterrole-constrained.yaml"},
+		dex:      true,
 	})
+
+	idToken, err := s.dex.IDToken(context.Background(), "alice@example.com", "alice-password", s.dex.ClientID, s.dex.ClientSecret, []string{"openid", "email", "profile"})
+	if err != nil {
+		t.Fatalf("Dex ID token: %v", err)
+	}
+	idp := filepath.Join(framework.WorkDir(t), "kubeconfigs", "proxy-idp-alice.kubeconfig")
+	if err := framework.WriteKubeconfig(idp, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), &clientcmdapi.AuthInfo{Token: idToken}); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := framework.Kubectl(t, idp, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups} {.status.userInfo.extra}")
+	if err != nil || !strings.HasPrefix(out, "alice@example.com ") || !strings.Contains(out, "devs") || !strings.Contains(out, "portcullis.dev/idp") {
+		t.Fatalf("auth whoami through the proxy with a Dex ID token: %q %v: %s", out, err, stderr)
+	}
+	if _, stderr, err := framework.Kubectl(t, idp, "create", "configmap", "from-idp", "--from-literal=k=v"); err != nil {
+		t.Fatalf("create through the proxy with a Dex ID token (group devs may): %v: %s", err, stderr)
+	}
+	if _, stderr, err := framework.Kubectl(t, idp, "get", "secrets"); err == nil || !strings.Contains(stderr, "Forbidden") {
+		t.Errorf("get secrets with a Dex ID token: %v: %s, want Forbidden from the cluster's RBAC", err, stderr)
+	}
+	// A tampered ID token is a 401 from Portcullis, never forwarded.
+	bad := filepath.Join(framework.WorkDir(t), "kubeconfigs", "proxy-idp-bad.kubeconfig")
+	if err := framework.WriteKubeconfig(bad, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), &clientcmdapi.AuthInfo{Token: idToken[:len(idToken)-4] + "AAAA"}); err != nil {
+		t.Fatal(err)
+	}
+	// (kubectl's words for a 401.)
+	if _, stderr, err := framework.Kubectl(t, bad, "get", "configmaps"); err == nil || !strings.Contains(stderr, "You must be logged in to the server") {
+		t.Errorf("a tampered ID token through the proxy: %v: %s, want a 401", err, stderr)
+	}
 	if out, stderr, err := s.kubectl(t, "alice@c1", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"); err != nil || !strings.HasPrefix(out, "alice ") || !strings.Contains(out, "devs") {
 		t.Fatalf("auth whoami through the proxy: %q %v: %s", out, err, stderr)
 	}
