@@ -262,7 +262,8 @@ func (a *APIServer) kubeconfig(key string, user *clientcmdapi.AuthInfo) string {
 		return p
 	}
 	a.kubeconfigIndex++
-	path := fmt.Sprintf("%s/kubeconfigs/%d.kubeconfig", WorkDir(a.t), a.kubeconfigIndex)
+	// Named after this kube-apiserver's port: a test may run several.
+	path := fmt.Sprintf("%s/kubeconfigs/apiserver-%s-%d.kubeconfig", WorkDir(a.t), a.URL[strings.LastIndex(a.URL, ":")+1:], a.kubeconfigIndex)
 	if err := WriteKubeconfig(path, a.URL, a.CAFile, user); err != nil {
 		a.t.Fatalf("writing %s: %v", path, err)
 	}

@@ -199,3 +199,20 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || len(s) < i+3 || s[i+2] != 'Z'
 }
+
+func TestProcessesWithOneNameKeepSeparateLogs(t *testing.T) {
+	a := StartProcess(t, ProcessSpec{Name: "twin", Path: "/bin/sh", Args: []string{"-c", "echo first; sleep 300"}})
+	b := StartProcess(t, ProcessSpec{Name: "twin", Path: "/bin/sh", Args: []string{"-c", "echo second; sleep 300"}})
+	if a.LogPath == b.LogPath {
+		t.Fatalf("both processes log to %s", a.LogPath)
+	}
+	for p, want := range map[*Process]string{a: "first", b: "second"} {
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(p.Log(), want) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if log := p.Log(); !strings.Contains(log, want) || strings.Contains(log, map[string]string{"first": "second", "second": "first"}[want]) {
+			t.Errorf("%s holds %q, want only %q", p.LogPath, log, want)
+		}
+	}
+}

@@ -19,8 +19,9 @@ const LogTailLines = 200
 
 // ProcessSpec describes a process run by StartProcess.
 type ProcessSpec struct {
-	// Name names the component in logs and failure output, e.g. "etcd".
-	// It must be unique within the test; it also names the log file.
+	// Name names the component in logs and failure output, e.g. "etcd",
+	// and its log file (processes of one test with the same name, started
+	// one after the other, get kube-apiserver.log, kube-apiserver-2.log...).
 	Name string
 	Path string
 	Args []string
@@ -50,6 +51,20 @@ type Process struct {
 	stopped bool // Stop was called for the current run
 }
 
+// logPath is a log file for a process called name that no other process of
+// the test uses: two kube-apiservers in one test get kube-apiserver.log and
+// kube-apiserver-2.log.
+func logPath(t testing.TB, name string) string {
+	base := filepath.Join(WorkDir(t), "logs", unsafeChars.ReplaceAllString(name, "_"))
+	path := base + ".log"
+	for i := 2; ; i++ {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return path
+		}
+		path = fmt.Sprintf("%s-%d.log", base, i)
+	}
+}
+
 // StartProcess starts spec's binary and registers its cleanup with t.
 func StartProcess(t testing.TB, spec ProcessSpec) *Process {
 	t.Helper()
@@ -61,7 +76,7 @@ func StartProcess(t testing.TB, spec ProcessSpec) *Process {
 	}
 	p := &Process{
 		Name:    spec.Name,
-		LogPath: filepath.Join(WorkDir(t), "logs", unsafeChars.ReplaceAllString(spec.Name, "_")+".log"),
+		LogPath: logPath(t, spec.Name),
 		spec:    spec,
 		t:       t,
 	}
