@@ -2,13 +2,11 @@ package authn
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -70,10 +68,6 @@ type Authenticator struct {
 	Policy    *policy.Holder
 	Grants    GrantLister
 	Clock     func() time.Time
-
-	// ours remembers tokens the Portcullis verifier accepted, so that their
-	// next presentations skip looksLikeOurs.
-	ours routeMemo
 }
 
 // Authenticate verifies raw for cluster and applies the central policy.
@@ -83,6 +77,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 	pol := a.Policy.Load()
 	if !pol.HasCluster(cluster) {
 		return nil, &Error{Reason: ReasonUnknownCluster + " " + quote(cluster)}
+	}
+	// No token Portcullis or kube-apiserver accepts is this large: refuse it
+	// before hashing or parsing it.
+	if len(raw) > token.MaxTokenSize {
+		return nil, &Error{Reason: token.ReasonTooLarge}
 	}
 	var (
 		id  *identity.Identity
@@ -102,9 +101,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 		ownGroups bool
 	)
 	ext[ExtraCluster] = one(cluster)
-	key, memoizable := routeKey(raw)
-	if a.ours.contains(a.IssuerURL, &key) || a.looksLikeOurs(raw) {
-		claims, err := a.Verifier.Verify(ctx, raw, []string{cluster})
+	// A token the verifier has cached is ours without parsing it; the
+	// verifier still checks everything.
+	digest := token.Digest(raw)
+	if a.Verifier.Known(&digest) || a.looksLikeOurs(raw) {
+		claims, err := a.Verifier.VerifyDigest(ctx, raw, &digest, []string{cluster})
 		if err != nil {
 			var ve *token.VerifyError
 			if errors.As(err, &ve) {
@@ -112,9 +113,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 			}
 			klog.ErrorS(err, "Verifying a cluster token failed", "cluster", cluster)
 			return nil, &Error{Reason: ReasonInternal, Internal: true}
-		}
-		if memoizable {
-			a.ours.add(a.IssuerURL, &key)
 		}
 		id = &identity.Identity{
 			Username:         claims.Username,
@@ -191,95 +189,6 @@ func (a *Authenticator) looksLikeOurs(raw string) bool {
 	return ok && iss == a.IssuerURL
 }
 
-// maxRoutedToken is the largest token looksLikeOurs reads; larger ones are
-// never ours.
-const maxRoutedToken = 64 << 10
-
-// routeKey is the key of raw in routeMemo, and whether raw may be memoized
-// (it is not too large to be ours).
-func routeKey(raw string) ([sha256.Size]byte, bool) {
-	if len(raw) > maxRoutedToken {
-		return [sha256.Size]byte{}, false
-	}
-	// Most tokens fit on the stack: no copy of the token on the heap.
-	var buf [2048]byte
-	if len(raw) <= len(buf) {
-		return sha256.Sum256(buf[:copy(buf[:], raw)]), true
-	}
-	return sha256.Sum256([]byte(raw)), true
-}
-
-// routeMemoSize bounds routeMemo: the tokens of a few thousand active users
-// and controllers (about 50 bytes each).
-const routeMemoSize = 16384
-
-const routeMemoShards = 16
-
-// routeMemo is a bounded set of the SHA-256 of tokens that looksLikeOurs
-// accepted and the Portcullis verifier then verified, for one issuer. It
-// caches a pure function of the token (its unverified "iss" equals the
-// issuer), so a hit decides exactly what looksLikeOurs would, only without
-// base64- and JSON-decoding the payload: it routes, and decides nothing else
-// (the verifier still checks everything on every presentation). Only tokens
-// that verified are added, so garbage cannot fill it; when a shard is full an
-// arbitrary entry is dropped, which costs one looksLikeOurs.
-type routeMemo struct {
-	once   sync.Once
-	issuer string
-	shards [routeMemoShards]routeShard
-}
-
-type routeShard struct {
-	mu sync.RWMutex
-	m  map[[sha256.Size]byte]struct{}
-}
-
-func (m *routeMemo) init(issuer string) {
-	m.once.Do(func() {
-		m.issuer = issuer
-		for i := range m.shards {
-			m.shards[i].m = make(map[[sha256.Size]byte]struct{})
-		}
-	})
-}
-
-func (m *routeMemo) shard(key *[sha256.Size]byte) *routeShard {
-	return &m.shards[key[0]%routeMemoShards]
-}
-
-// contains reports whether the token whose key is key was added for issuer.
-func (m *routeMemo) contains(issuer string, key *[sha256.Size]byte) bool {
-	m.init(issuer)
-	if issuer != m.issuer {
-		return false
-	}
-	s := m.shard(key)
-	s.mu.RLock()
-	_, ok := s.m[*key]
-	s.mu.RUnlock()
-	return ok
-}
-
-func (m *routeMemo) add(issuer string, key *[sha256.Size]byte) {
-	m.init(issuer)
-	if issuer != m.issuer {
-		return
-	}
-	s := m.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[*key]; ok {
-		return
-	}
-	if len(s.m) >= routeMemoSize/routeMemoShards {
-		for k := range s.m {
-			delete(s.m, k)
-			break
-		}
-	}
-	s.m[*key] = struct{}{}
-}
-
 // UnverifiedIssuer returns the "iss" claim of a compact JWS without verifying
 // anything; for routing only.
 func UnverifiedIssuer(raw string) (string, bool) {
@@ -297,7 +206,7 @@ func UnverifiedIssuer(raw string) (string, bool) {
 }
 
 func unverifiedPayload(raw string) ([]byte, bool) {
-	if len(raw) > maxRoutedToken {
+	if len(raw) > token.MaxTokenSize {
 		return nil, false
 	}
 	_, rest, ok := strings.Cut(raw, ".")

@@ -123,25 +123,21 @@ func TestAuthenticateResult(t *testing.T) {
 	}
 }
 
-// TestRouteMemo: a token is remembered only once the verifier accepted it,
-// and a remembered token is routed to the verifier without reading its
-// payload; the verifier still decides.
-func TestRouteMemo(t *testing.T) {
+// TestKnownTokensSkipParsing: a token is known only once the verifier
+// accepted it, and a known token is routed to the verifier without reading
+// its payload; the verifier still decides.
+func TestKnownTokensSkipParsing(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	good := f.mint("carol", "ops")
-	if f.authn.ours.contains(testIssuer, key(good)) {
-		t.Fatal("remembered before any authentication")
+	if f.authn.Verifier.Known(key(good)) {
+		t.Fatal("known before any authentication")
 	}
 	if _, err := f.authn.Authenticate(ctx, "c1", good); err != nil {
 		t.Fatal(err)
 	}
-	if !f.authn.ours.contains(testIssuer, key(good)) {
-		t.Fatal("a verified token was not remembered")
-	}
-	// For another issuer the memo knows nothing.
-	if f.authn.ours.contains("https://other.test", key(good)) {
-		t.Fatal("remembered for another issuer")
+	if !f.authn.Verifier.Known(key(good)) {
+		t.Fatal("a verified token is not known")
 	}
 
 	// A token the policy refuses was still verified: it is ours.
@@ -151,11 +147,11 @@ func TestRouteMemo(t *testing.T) {
 	if !errors.As(err, &ae) || !ae.Denied || res == nil {
 		t.Fatalf("mallory: %v", err)
 	}
-	if !f.authn.ours.contains(testIssuer, key(refused)) {
-		t.Fatal("a verified, refused token was not remembered")
+	if !f.authn.Verifier.Known(key(refused)) {
+		t.Fatal("a verified, refused token is not known")
 	}
 
-	// Tokens the verifier refuses, and tokens not ours, are not remembered.
+	// Tokens the verifier refuses, and tokens not ours, are not known.
 	parts := strings.Split(f.mint("carol", "ops"), ".")
 	badSig := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(make([]byte, 64))
 	foreign := unsignedToken(t, map[string]any{"iss": "https://idp.example.com", "sub": "x"})
@@ -165,8 +161,8 @@ func TestRouteMemo(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: authenticated", name)
 		}
-		if f.authn.ours.contains(testIssuer, key(raw)) {
-			t.Errorf("%s: remembered", name)
+		if f.authn.Verifier.Known(key(raw)) {
+			t.Errorf("%s: known", name)
 		}
 		if ours := name == "bad signature"; (f.verifications.Load() > n) != ours {
 			t.Errorf("%s: verifier consulted: %v, want %v", name, !ours, ours)
@@ -175,11 +171,20 @@ func TestRouteMemo(t *testing.T) {
 			t.Errorf("%s: %v, want %q", name, err, ReasonNotOurs)
 		}
 	}
+
+	// An oversized token is refused as such, before anything reads it.
+	n := f.verifications.Load()
+	if _, err := f.authn.Authenticate(ctx, "c1", good+strings.Repeat("A", token.MaxTokenSize)); err == nil || err.Error() != token.ReasonTooLarge {
+		t.Errorf("oversized token: %v, want %q", err, token.ReasonTooLarge)
+	}
+	if f.verifications.Load() != n {
+		t.Error("the verifier was consulted for an oversized token")
+	}
 }
 
-// TestRouteMemoHitStillVerifies: a remembered token goes to the verifier,
-// which refuses it for another cluster (not for "not ours").
-func TestRouteMemoHitStillVerifies(t *testing.T) {
+// TestKnownTokenStillVerifies: a known token goes to the verifier, which
+// refuses it for another cluster (not for "not ours").
+func TestKnownTokenStillVerifies(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	raw := f.mint("carol", "ops")
@@ -200,22 +205,7 @@ func TestRouteMemoHitStillVerifies(t *testing.T) {
 	}
 }
 
-func TestRouteMemoIsBounded(t *testing.T) {
-	var m routeMemo
-	for i := range 3 * routeMemoSize {
-		k := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
-		m.add(testIssuer, &k)
-	}
-	n := 0
-	for i := range m.shards {
-		n += len(m.shards[i].m)
-	}
-	if n > routeMemoSize {
-		t.Fatalf("%d entries, want at most %d", n, routeMemoSize)
-	}
-}
-
-func TestRouteMemoConcurrent(t *testing.T) {
+func TestAuthenticateConcurrent(t *testing.T) {
 	f := newFixture(t)
 	var toks []string
 	for i := range 8 {
@@ -256,22 +246,11 @@ func BenchmarkUnverifiedIssuer(b *testing.B) {
 	p, _ := json.Marshal(map[string]any{"iss": testIssuer, "sub": "CgVjYXJvbBIEY29ycA", "aud": []string{"c1"}, "exp": 1790000000, "iat": 1790000000, "nbf": 1790000000, "jti": "0123456789abcdef0123456789", "sid": "session-0123456789abcdef", "username": "carol@example.com", "uid": "uid-carol", "groups": []string{"ops", "oncall", "devs"}, "email": "carol@example.com", "idp": "corp"})
 	b64 := base64.RawURLEncoding
 	raw := b64.EncodeToString([]byte(`{"alg":"ES256","kid":"0123456789012345678901234567890123456789012","typ":"JWT"}`)) + "." + b64.EncodeToString(p) + "." + b64.EncodeToString(make([]byte, 64))
-	var m routeMemo
-	k, _ := routeKey(raw)
-	m.add(testIssuer, &k)
 	b.Run("parse", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if iss, _ := UnverifiedIssuer(raw); iss != testIssuer {
 				b.Fatal(iss)
-			}
-		}
-	})
-	b.Run("memo", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if k, _ := routeKey(raw); !m.contains(testIssuer, &k) {
-				b.Fatal("miss")
 			}
 		}
 	})

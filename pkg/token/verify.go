@@ -141,11 +141,32 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	if len(raw) > MaxTokenSize {
 		return nil, reject(ReasonTooLarge)
 	}
+	digest := Digest(raw)
+	return v.VerifyDigest(ctx, raw, &digest, audiences)
+}
+
+// Digest is the SHA-256 of a token, the key of the verification cache.
+func Digest(raw string) [32]byte {
+	return sha256.Sum256([]byte(raw))
+}
+
+// Known says whether a token whose Digest is digest is in the verification
+// cache, unexpired: whether this verifier has verified it as its own. It
+// decides nothing else (Verify still checks everything); callers use it to
+// route a token without parsing it.
+func (v *Verifier) Known(digest *[32]byte) bool {
+	return v.cache != nil && v.cache.get(digest, v.clock()) != nil
+}
+
+// VerifyDigest is Verify for a caller that has computed Digest(raw) already.
+func (v *Verifier) VerifyDigest(ctx context.Context, raw string, digest *[32]byte, audiences []string) (*Claims, error) {
+	if len(raw) > MaxTokenSize {
+		return nil, reject(ReasonTooLarge)
+	}
 	now := v.clock()
-	var key [32]byte
+	key := *digest
 	var e *verified
 	if v.cache != nil {
-		key = sha256.Sum256([]byte(raw))
 		e = v.cache.get(&key, now)
 	}
 	if e != nil {
