@@ -194,22 +194,7 @@ func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
 	var idps string
 	if o.dex {
 		s.dex = framework.StartDex(t, framework.DexOptions{PKI: s.pki, PasswordGrant: true})
-		idps = fmt.Sprintf(`identityProviders:
-- name: dex
-  issuer:
-    url: %s
-  certificateAuthorityFile: %s
-  clientID: %s
-  acceptIDTokens: true
-  claimMappings:
-    username:
-      claim: email
-      prefix: ""
-groupMappings:
-- match:
-    emails: [alice@example.com]
-  groups: [devs]
-`, s.dex.IssuerURL, s.dex.CAFile, s.dex.ClientID)
+		idps = dexIdentityProvider(s.dex)
 	}
 	config := fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
 kind: PortcullisConfiguration

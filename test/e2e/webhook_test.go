@@ -33,13 +33,12 @@ type webhookStack struct {
 
 const webhookCluster = "c1"
 
-func portcullisConfig(port int, stateDir string, dex *framework.Dex, clientCA string) string {
-	return fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
-kind: PortcullisConfiguration
-issuerURL: https://127.0.0.1:%d
-store:
-  path: %s
-identityProviders:
+// dexIdentityProvider is the configuration of Dex as an identity provider
+// whose ID tokens are accepted as bearer tokens (username: the email), and
+// the group mapping that puts alice@example.com, a static user without
+// groups, in devs.
+func dexIdentityProvider(dex *framework.Dex) string {
+	return fmt.Sprintf(`identityProviders:
 - name: dex
   issuer:
     url: %s
@@ -54,13 +53,22 @@ groupMappings:
 - match:
     emails: [alice@example.com]
   groups: [devs]
-clusters:
+`, dex.IssuerURL, dex.CAFile, dex.ClientID)
+}
+
+func portcullisConfig(port int, stateDir string, dex *framework.Dex, clientCA string) string {
+	return fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
+kind: PortcullisConfiguration
+issuerURL: https://127.0.0.1:%d
+store:
+  path: %s
+%sclusters:
 - name: %s
   access:
     groups: [devs, ops]
 webhook:
   clientCAFile: %s
-`, port, filepath.Join(stateDir, "state.db"), dex.IssuerURL, dex.CAFile, dex.ClientID, webhookCluster, clientCA)
+`, port, filepath.Join(stateDir, "state.db"), dexIdentityProvider(dex), webhookCluster, clientCA)
 }
 
 // mint runs `portcullis-server mint` against a configuration whose store is
