@@ -2,6 +2,7 @@ package token
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,15 +21,18 @@ const DefaultCacheSize = 8192
 const cacheShards = 16
 
 // verifyCache maps the SHA-256 of a token to its verification. It is sharded
-// to keep lock contention low, bounded per shard, and never returns an entry
-// at or after its token's exp. Only tokens whose signature verified are
-// inserted, so an attacker cannot fill it with garbage; when a shard is full
-// it first drops expired entries and otherwise an arbitrary one (Go's map
-// iteration order), which is good enough for a cache whose misses cost one
-// signature check.
+// to keep lock contention low, holds at most size entries in all (not per
+// shard, so a working set as large as size fits however it hashes), and
+// never returns an entry at or after its token's exp. Only tokens whose
+// signature verified are inserted, so an attacker cannot fill it with
+// garbage; when it is full, an insertion first drops the expired entries of
+// its shard and otherwise an arbitrary one of them (Go's map iteration
+// order), which is good enough for a cache whose misses cost one signature
+// check.
 type verifyCache struct {
-	perShard int
-	shards   [cacheShards]cacheShard
+	size   int64
+	total  atomic.Int64
+	shards [cacheShards]cacheShard
 }
 
 type cacheShard struct {
@@ -38,11 +42,10 @@ type cacheShard struct {
 }
 
 func newVerifyCache(size int) *verifyCache {
-	per := (size + cacheShards - 1) / cacheShards
-	if per < 1 {
-		per = 1
+	if size < 1 {
+		size = 1
 	}
-	c := &verifyCache{perShard: per}
+	c := &verifyCache{size: int64(size)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[[32]byte]*verified)
 	}
@@ -71,22 +74,41 @@ func (c *verifyCache) put(key *[32]byte, e *verified, now time.Time) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[*key]; !ok && len(s.m) >= c.perShard {
-		// Sweeping is O(shard size); do it at most once a second.
-		if now.Sub(s.lastSweep) >= time.Second || now.Before(s.lastSweep) {
-			s.lastSweep = now
-			for k, old := range s.m {
-				if !now.Before(old.exp) {
-					delete(s.m, k)
-				}
-			}
-		}
-		if len(s.m) >= c.perShard {
-			for k := range s.m {
+	if _, ok := s.m[*key]; ok {
+		s.m[*key] = e
+		return
+	}
+	if c.total.Load() >= c.size && (now.Sub(s.lastSweep) >= time.Second || now.Before(s.lastSweep)) {
+		// Full: drop this shard's expired entries first. Sweeping is
+		// O(shard size); do it at most once a second.
+		s.lastSweep = now
+		for k, old := range s.m {
+			if !now.Before(old.exp) {
 				delete(s.m, k)
-				break
+				c.total.Add(-1)
 			}
 		}
+	}
+	// Take a place if there is one (several shards insert at once), or
+	// else replace an arbitrary entry of this shard.
+	for {
+		t := c.total.Load()
+		if t >= c.size {
+			break
+		}
+		if c.total.CompareAndSwap(t, t+1) {
+			s.m[*key] = e
+			return
+		}
+	}
+	if len(s.m) == 0 {
+		// Everything is in other shards: leave this token out rather than
+		// go over the bound.
+		return
+	}
+	for k := range s.m {
+		delete(s.m, k)
+		break
 	}
 	s.m[*key] = e
 }
