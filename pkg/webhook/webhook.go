@@ -115,31 +115,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	var out any
-	meta := metav1.ObjectMeta{Name: rv.name, UID: rv.uid, CreationTimestamp: metav1.Now()}
+	apiVersion := apiVersionV1
 	if rv.v1beta1 {
-		st := authenticationv1beta1.TokenReviewStatus{Authenticated: oc.user != nil, Audiences: oc.audiences, Error: oc.reason}
-		if u := oc.user; u != nil {
-			st.User = authenticationv1beta1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups, Extra: convertExtra[authenticationv1beta1.ExtraValue](u.Extra)}
-		}
-		out = &authenticationv1beta1.TokenReview{
-			TypeMeta:   metav1.TypeMeta{APIVersion: apiVersionV1beta1, Kind: "TokenReview"},
-			ObjectMeta: meta,
-			Status:     st,
-		}
-	} else {
-		st := authenticationv1.TokenReviewStatus{Authenticated: oc.user != nil, Audiences: oc.audiences, Error: oc.reason}
-		if u := oc.user; u != nil {
-			st.User = authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups, Extra: convertExtra[authenticationv1.ExtraValue](u.Extra)}
-		}
-		out = &authenticationv1.TokenReview{
-			TypeMeta:   metav1.TypeMeta{APIVersion: apiVersionV1, Kind: "TokenReview"},
-			ObjectMeta: meta,
-			Status:     st,
-		}
+		apiVersion = apiVersionV1beta1
 	}
 	h.Metrics.observe(authenticationv1.TokenReviewStatus{Authenticated: oc.user != nil}, time.Since(start))
-	writeJSON(w, http.StatusOK, out)
+	body := appendAnswer(make([]byte, 0, 512), apiVersion, rv.name, rv.uid, time.Now(), oc)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // writeJSON answers with v as compact JSON. (The apiserver's
@@ -154,18 +138,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
-}
-
-// convertExtra is a user's extra in a TokenReview version's type.
-func convertExtra[V ~[]string](in map[string][]string) map[string]V {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make(map[string]V, len(in))
-	for k, v := range in {
-		out[k] = v
-	}
-	return out
 }
 
 // outcome is a review's answer, in no particular TokenReview version.
