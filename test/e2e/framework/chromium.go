@@ -196,9 +196,28 @@ func (c *Chromium) Eval(expr string, out any) error {
 }
 
 // Navigate loads u and waits until the page is loaded.
+//
+// A navigation Chromium itself reports as failed (its errorText, e.g.
+// net::ERR_CONNECTION_RESET, which shows its own error page) is retried
+// once, and logged; a second failure is an error.
 func (c *Chromium) Navigate(u string) error {
-	if _, err := c.Call("Page.navigate", map[string]any{"url": u}); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		raw, err := c.Call("Page.navigate", map[string]any{"url": u})
+		if err != nil {
+			return err
+		}
+		var res struct {
+			ErrorText string `json:"errorText"`
+		}
+		_ = json.Unmarshal(raw, &res)
+		if res.ErrorText == "" {
+			break
+		}
+		if attempt == 2 {
+			return fmt.Errorf("chromium could not load %s: %s", u, res.ErrorText)
+		}
+		c.t.Logf("chromium could not load %s (%s); retrying once", u, res.ErrorText)
+		time.Sleep(500 * time.Millisecond)
 	}
 	return c.WaitLoaded(func(string) bool { return true })
 }
