@@ -15,6 +15,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 	"k8s.io/apiserver/pkg/authentication/user"
+	certutil "k8s.io/client-go/util/cert"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
@@ -133,11 +134,10 @@ func newWebhookClientAuthenticator(w v1alpha1.WebhookConfig) (authenticator.Requ
 	if err != nil {
 		return nil, fmt.Errorf("reading webhook.clientCAFile: %w", err)
 	}
-	// The same certificates AppendCertsFromPEM would add; the cache needs
-	// their expiry.
-	roots := parseCertificatesPEM(pemBytes)
-	if len(roots) == 0 {
-		return nil, fmt.Errorf("webhook.clientCAFile %s holds no PEM certificate", w.ClientCAFile)
+	// The cache needs the roots' expiry, so they are parsed here.
+	roots, err := certutil.ParseCertsPEM(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("webhook.clientCAFile %s holds no PEM certificate, or a malformed one: %w", w.ClientCAFile, err)
 	}
 	pool := x509.NewCertPool()
 	for _, r := range roots {

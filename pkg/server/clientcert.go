@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/pem"
 	"net/http"
 	"slices"
 	"time"
@@ -161,26 +160,4 @@ func chainKey(chain []*x509.Certificate) [sha256.Size]byte {
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	return key
-}
-
-// parseCertificatesPEM returns the certificates in pemBytes that
-// x509.CertPool.AppendCertsFromPEM would add, skipping what it skips.
-func parseCertificatesPEM(pemBytes []byte) []*x509.Certificate {
-	var certs []*x509.Certificate
-	for len(pemBytes) > 0 {
-		var block *pem.Block
-		block, pemBytes = pem.Decode(pemBytes)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			continue
-		}
-		certs = append(certs, cert)
-	}
-	return certs
 }
