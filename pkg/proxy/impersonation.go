@@ -29,7 +29,7 @@ func WithDeferredImpersonation(handler http.Handler) http.Handler {
 		}
 		var captured http.Header
 		for name, values := range req.Header {
-			if isImpersonationHeader(name) {
+			if IsImpersonationHeader(name) {
 				if captured == nil {
 					captured = http.Header{}
 				}
@@ -48,9 +48,10 @@ func WithDeferredImpersonation(handler http.Handler) http.Handler {
 	})
 }
 
-// isImpersonationHeader matches every spelling a client might try; only the
-// canonical ones are interpreted, the rest are dropped.
-func isImpersonationHeader(name string) bool {
+// IsImpersonationHeader matches every spelling of an Impersonate- header a
+// client might try (Impersonate_User too); the proxy interprets only the
+// canonical ones and drops the rest, the TokenReview endpoint refuses them all.
+func IsImpersonationHeader(name string) bool {
 	return len(name) >= len("impersonate") && strings.EqualFold(name[:len("impersonate")], "impersonate")
 }
 
@@ -98,7 +99,7 @@ func (u *upstream) impersonate(w http.ResponseWriter, req *http.Request, usr use
 	r := req.WithContext(ctx)
 	r.Header = req.Header.Clone()
 	for name := range r.Header {
-		if isImpersonationHeader(name) {
+		if IsImpersonationHeader(name) {
 			delete(r.Header, name)
 		}
 	}

@@ -103,8 +103,7 @@ var errImpersonationRefused = impersonationRefused{}
 
 func hasImpersonation(h http.Header) bool {
 	for k := range h {
-		// Any spelling (Impersonate_User too), as pkg/proxy treats them.
-		if len(k) >= len("impersonate") && strings.EqualFold(k[:len("impersonate")], "impersonate") {
+		if proxy.IsImpersonationHeader(k) {
 			return true
 		}
 	}
