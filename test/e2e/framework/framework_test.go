@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -214,5 +215,40 @@ func TestProcessesWithOneNameKeepSeparateLogs(t *testing.T) {
 		if log := p.Log(); !strings.Contains(log, want) || strings.Contains(log, map[string]string{"first": "second", "second": "first"}[want]) {
 			t.Errorf("%s holds %q, want only %q", p.LogPath, log, want)
 		}
+	}
+}
+
+func TestPlaceProcessesPinsByName(t *testing.T) {
+	var mine unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mine); err != nil {
+		t.Fatal(err)
+	}
+	if mine.Count() < 2 {
+		t.Skip("needs two CPUs to tell a placement from none")
+	}
+	last := -1
+	for c := range 1024 {
+		if mine.IsSet(c) {
+			last = c
+		}
+	}
+	PlaceProcesses(t, map[string]string{"placed": strconv.Itoa(last)})
+	script := "grep Cpus_allowed_list /proc/self/status; sleep 300"
+	placed := StartProcess(t, ProcessSpec{Name: "placed-one", Path: "/bin/sh", Args: []string{"-c", script}})
+	free := StartProcess(t, ProcessSpec{Name: "free-one", Path: "/bin/sh", Args: []string{"-c", script}})
+	allowed := func(p *Process) string {
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(p.Log(), "Cpus_allowed_list:") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, v, _ := strings.Cut(p.Log(), "Cpus_allowed_list:")
+		v, _, _ = strings.Cut(v, "\n")
+		return strings.TrimSpace(v)
+	}
+	if got := allowed(placed); got != strconv.Itoa(last) {
+		t.Errorf("placed-one may run on %q, want %d", got, last)
+	}
+	if got := allowed(free); got == strconv.Itoa(last) || got == "" {
+		t.Errorf("free-one may run on %q, want every CPU the test may use", got)
 	}
 }
