@@ -11,15 +11,10 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// streamReadSize is the buffer a handed-off stream waits on. An idle watch
-// holds it for as long as it is open, so it is small; a read that fills it
-// is followed by reads into a pooled buffer (smallBuffers) until the burst
-// is drained.
-const streamReadSize = 512
-
 // streamSlot receives, from the streaming reverse proxy's ModifyResponse,
-// the upstream body of a stream that WithStreamHandoff copies.
+// the upstream response of a stream whose body WithStreamHandoff copies.
 type streamSlot struct {
+	res  *http.Response
 	body io.ReadCloser
 }
 
@@ -43,22 +38,45 @@ type streamSlotKey struct{}
 // http.ErrAbortHandler, as the reverse proxy does, so the client sees the
 // stream reset rather than a clean end.
 func WithStreamHandoff(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		// Without a cancellation signal in the request's context the
-		// reverse proxy may make a context of its own for the upstream
-		// request, which it cancels when it returns.
-		if req.Method != http.MethodGet || !strings.HasPrefix(req.URL.Path, PathPrefix) || !mayStream(req.URL) || req.Context().Done() == nil {
-			h.ServeHTTP(w, req)
-			return
-		}
-		slot := &streamSlot{}
-		defer slot.close() // if h panics after the hand-off
-		h.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), streamSlotKey{}, slot)))
-		if body := slot.body; body != nil {
-			slot.body = nil
-			copyStream(w, body)
-		}
-	})
+	return &streamHandoff{next: h}
+}
+
+// streamHandoff is a type rather than a closure: an idle stream waits under
+// this frame and every frame above it, so each is kept small (see
+// copyStream).
+type streamHandoff struct {
+	next http.Handler
+}
+
+func (s *streamHandoff) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	slot, req := withStreamSlot(req)
+	if slot == nil {
+		s.next.ServeHTTP(w, req)
+		return
+	}
+	defer slot.close() // if next panics after the hand-off
+	s.next.ServeHTTP(w, req)
+	if body := slot.body; body != nil {
+		// The reverse proxy has copied the upstream's response headers and
+		// written them; the upstream transport keeps the response for as long
+		// as the stream lasts, but reads its headers no more.
+		slot.res.Header = nil
+		slot.res, slot.body = nil, nil
+		copyStream(w, body)
+	}
+}
+
+// withStreamSlot returns a slot and a request carrying it for a GET that may
+// be a stream, and no slot otherwise.
+func withStreamSlot(req *http.Request) (*streamSlot, *http.Request) {
+	// Without a cancellation signal in the request's context the
+	// reverse proxy may make a context of its own for the upstream
+	// request, which it cancels when it returns.
+	if req.Method != http.MethodGet || !strings.HasPrefix(req.URL.Path, PathPrefix) || !mayStream(req.URL) || req.Context().Done() == nil {
+		return nil, req
+	}
+	slot := &streamSlot{}
+	return slot, req.WithContext(context.WithValue(req.Context(), streamSlotKey{}, slot))
 }
 
 // mayStream is a quick test that spares ordinary GETs the slot (and the
@@ -77,11 +95,11 @@ func (s *streamSlot) close() {
 	}
 }
 
-// handOffStream is the streaming reverse proxy's ModifyResponse: it moves
+// HandOffStream is the streaming reverse proxy's ModifyResponse: it moves
 // the body of a streamed answer into the request's slot, if there is one,
 // so that the reverse proxy writes the headers, copies nothing and returns.
 // It runs after the reverse proxy has removed the hop-by-hop headers.
-func handOffStream(res *http.Response) error {
+func HandOffStream(res *http.Response) error {
 	if res.StatusCode != http.StatusOK || res.ContentLength != -1 || len(res.Trailer) > 0 || res.Request == nil {
 		// Trailers are copied by the reverse proxy after the body.
 		return nil
@@ -90,61 +108,79 @@ func handOffStream(res *http.Response) error {
 	if !ok || slot.body != nil {
 		return nil
 	}
-	slot.body = res.Body
+	slot.res, slot.body = res, res.Body
 	res.Body = http.NoBody
 	return nil
 }
 
 // copyStream copies a handed-off upstream body to w, flushing the headers
-// first and then every write. It waits for data on a small buffer; a read
-// that fills it is followed by reads into a pooled buffer, each written and
-// flushed, until one comes back short, and the pooled buffer is returned
-// before waiting again. It stops when the client is gone (a failed write or
-// flush) and panics with http.ErrAbortHandler on an upstream read error
-// other than io.EOF. It closes body in every case.
+// first and then every write. It stops when the client is gone (a failed
+// write or flush) and panics with http.ErrAbortHandler on an upstream read
+// error other than io.EOF. It closes body in every case.
+//
+// An idle stream spends its life in the first Read below, so that is kept
+// cheap: the wait is a one-byte read, and only when data comes does relay
+// borrow a pooled buffer for it. The goroutine's stack matters as much: the
+// runtime halves an idle goroutine's stack only while it uses less than a
+// quarter of it, so this frame, and those of the filters above it, stay
+// small (see hotPathChain).
 func copyStream(w http.ResponseWriter, body io.ReadCloser) {
 	defer body.Close()
 	rc := http.NewResponseController(w)
 	if !flush(rc) {
 		return
 	}
-	small := make([]byte, streamReadSize)
+	first := make([]byte, 1)
 	for {
-		n, err := body.Read(small)
-		if n > 0 && !writeFlush(w, rc, small[:n]) {
-			return
-		}
-		if err == nil && n == len(small) {
-			err = drainBurst(w, rc, body)
+		n, err := body.Read(first)
+		if n > 0 {
+			err = relay(w, rc, body, first[0], err)
 		}
 		if err != nil {
-			if err == io.EOF || err == errClientGone {
-				return
-			}
-			if !errors.Is(err, context.Canceled) {
-				klog.V(2).InfoS("Reverse proxy: read error during body copy", "err", err)
-			}
-			panic(http.ErrAbortHandler)
+			endStream(err)
+			return
 		}
 	}
+}
+
+// endStream handles the end of a copied stream: nothing for io.EOF or a
+// client that went away, an aborted response for an upstream read error.
+func endStream(err error) {
+	if err == io.EOF || err == errClientGone {
+		return
+	}
+	if !errors.Is(err, context.Canceled) {
+		klog.V(2).InfoS("Reverse proxy: read error during body copy", "err", err)
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // errClientGone reports a failed write or flush to the client.
 var errClientGone = errors.New("client gone")
 
-// drainBurst copies what follows a read that filled the small buffer with a
-// pooled buffer, until a read comes back short or fails.
-func drainBurst(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) error {
+// relay writes first, and whatever the upstream has ready after it, with a
+// pooled buffer: one write and one flush for an event that arrived whole. A
+// read that fills the buffer is followed by more, each written and flushed,
+// until one comes back short or fails. readErr is the error of the read that
+// returned first; relay returns the error that ends the stream, if any.
+func relay(w http.ResponseWriter, rc *http.ResponseController, body io.Reader, first byte, readErr error) error {
 	buf := smallBuffers.Get()
 	defer smallBuffers.Put(buf)
+	buf[0] = first
+	n, off := 1, 1
 	for {
-		n, err := body.Read(buf)
-		if n > 0 && !writeFlush(w, rc, buf[:n]) {
+		if readErr == nil {
+			var m int
+			m, readErr = body.Read(buf[off:])
+			n += m
+		}
+		if !writeFlush(w, rc, buf[:n]) {
 			return errClientGone
 		}
-		if err != nil || n < len(buf) {
-			return err
+		if readErr != nil || n < len(buf) {
+			return readErr
 		}
+		n, off = 0, 0
 	}
 }
 

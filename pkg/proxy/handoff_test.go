@@ -296,11 +296,11 @@ func TestStreamHandoffClientGoneCancelsUpstream(t *testing.T) {
 
 func TestStreamHandoffCopiesBurstsIntact(t *testing.T) {
 	e := newHandoffEnv(t)
-	// Events of awkward sizes around the buffers' (512 B and 4 KiB), one
-	// of them much larger than both.
+	// Events of awkward sizes around the one-byte wait and the 4 KiB
+	// buffer, one of them much larger.
 	var want bytes.Buffer
 	var events []string
-	for i, size := range []int{streamReadSize - 1, streamReadSize, streamReadSize + 1, 4096, 4097, 100000, 10} {
+	for i, size := range []int{0, 1, 2, 4094, 4095, 4096, 4097, 100000, 10} {
 		ev := fmt.Sprintf(`{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", size))
 		events = append(events, ev)
 		want.WriteString(ev)
@@ -433,17 +433,17 @@ func (f *flushRecorder) Flush() { f.log = append(f.log, "flush") }
 
 func TestCopyStream(t *testing.T) {
 	big := bytes.Repeat([]byte("b"), 4096)
-	full := bytes.Repeat([]byte("s"), streamReadSize)
+	full := bytes.Repeat([]byte("s"), 512)
 	body := &scriptedBody{chunks: [][]byte{[]byte("hello"), full, big, []byte("tail"), []byte("x")}, err: io.EOF}
 	w := &flushRecorder{}
 	copyStream(w, body)
-	want := []string{"flush", "write 5", "flush", fmt.Sprintf("write %d", streamReadSize), "flush", "write 4096", "flush", "write 4", "flush", "write 1", "flush"}
+	want := []string{"flush", "write 5", "flush", "write 512", "flush", "write 4096", "flush", "write 4", "flush", "write 1", "flush"}
 	if !slices.Equal(w.log, want) {
 		t.Errorf("writes and flushes %v, want %v", w.log, want)
 	}
-	// Small reads while waiting; the pooled buffer only after a full read,
-	// until a short one.
-	wantReads := []int{streamReadSize, streamReadSize, 4096, 4096, streamReadSize, streamReadSize}
+	// One-byte reads while waiting; then the rest of what came, after that
+	// byte, in a pooled buffer, and more while reads fill it.
+	wantReads := []int{1, 4095, 1, 4095, 1, 4095, 4096, 1, 4095}
 	if !slices.Equal(body.reads, wantReads) {
 		t.Errorf("read buffer sizes %v, want %v", body.reads, wantReads)
 	}
@@ -452,11 +452,13 @@ func TestCopyStream(t *testing.T) {
 	}
 
 	// A write error stops the copy quietly.
-	body = &scriptedBody{chunks: [][]byte{[]byte("a"), []byte("b"), []byte("c")}, err: io.EOF}
-	w = &flushRecorder{failFrom: 3} // the headers' flush, write a, flush; then fail
+	// (The first two chunks go out in one write: "a" is the one-byte wait,
+	// "b" what the read after it finds.)
+	body = &scriptedBody{chunks: [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d")}, err: io.EOF}
+	w = &flushRecorder{failFrom: 3} // the headers' flush, write ab, flush; then fail
 	copyStream(w, body)
-	if w.buf.String() != "a" || !body.closed {
-		t.Errorf("after a failed write: wrote %q, closed %v; want \"a\" and closed", w.buf.String(), body.closed)
+	if w.buf.String() != "ab" || !body.closed {
+		t.Errorf("after a failed write: wrote %q, closed %v; want \"ab\" and closed", w.buf.String(), body.closed)
 	}
 
 	// An upstream read error aborts the response.
@@ -492,7 +494,7 @@ func TestHandOffStreamOnlyTakesStreams(t *testing.T) {
 		slot.body = nil
 		body := io.NopCloser(strings.NewReader("x"))
 		c.res.Body, c.res.Request = body, req
-		if err := handOffStream(c.res); err != nil {
+		if err := HandOffStream(c.res); err != nil {
 			t.Fatal(err)
 		}
 		if took := slot.body != nil; took != c.take {
@@ -504,7 +506,7 @@ func TestHandOffStreamOnlyTakesStreams(t *testing.T) {
 	}
 	// Without a slot (no WithStreamHandoff in the chain) the proxy copies.
 	res := &http.Response{StatusCode: 200, ContentLength: -1, Body: http.NoBody, Request: httptest.NewRequest("GET", "/", nil)}
-	if err := handOffStream(res); err != nil || res.Body != http.NoBody {
+	if err := HandOffStream(res); err != nil || res.Body != http.NoBody {
 		t.Errorf("without a slot: %v %T", err, res.Body)
 	}
 }

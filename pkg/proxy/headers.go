@@ -5,6 +5,8 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 )
@@ -104,23 +106,46 @@ type identity struct {
 	Extra  map[string][]string
 }
 
-// setCredentials sets Portcullis's bearer token and the impersonation
-// headers for id. It must run after sanitizeHeaders.
-func setCredentials(h http.Header, bearer string, id *identity) {
-	h.Set("Authorization", "Bearer "+bearer)
-	h.Set(authenticationv1.ImpersonateUserHeader, id.User)
-	for _, g := range id.Groups {
-		h.Add(authenticationv1.ImpersonateGroupHeader, g)
+// setCredentials sets Portcullis's credential (authorization, the whole
+// Authorization header value) and the impersonation headers for id. It must
+// run after sanitizeHeaders. The header values share id's slices, which
+// belong to the request being forwarded.
+func setCredentials(h http.Header, authorization string, id *identity) {
+	h["Authorization"] = []string{authorization}
+	h[authenticationv1.ImpersonateUserHeader] = []string{id.User}
+	if len(id.Groups) > 0 {
+		// One Impersonate-Group header per group.
+		h[authenticationv1.ImpersonateGroupHeader] = id.Groups
 	}
 	if id.UID != "" {
-		h.Set(authenticationv1.ImpersonateUIDHeader, id.UID)
+		h[authenticationv1.ImpersonateUIDHeader] = []string{id.UID}
 	}
 	for k, vs := range id.Extra {
-		name := authenticationv1.ImpersonateUserExtraHeaderPrefix + escapeExtraKey(k)
-		for _, v := range vs {
-			h.Add(name, v)
+		if len(vs) > 0 {
+			h[extraHeaderName(k)] = vs
 		}
 	}
+}
+
+// extraHeaderNames remembers the canonical Impersonate-Extra- header name of
+// each extra key seen: keys come from Portcullis and the operator's claim
+// mappings, a handful, and each proxied request carries several.
+var extraHeaderNames sync.Map // string → string
+
+// maxExtraHeaderNames bounds extraHeaderNames, should keys ever vary.
+const maxExtraHeaderNames = 256
+
+var extraHeaderNameCount atomic.Int32
+
+func extraHeaderName(key string) string {
+	if name, ok := extraHeaderNames.Load(key); ok {
+		return name.(string)
+	}
+	name := http.CanonicalHeaderKey(authenticationv1.ImpersonateUserExtraHeaderPrefix + escapeExtraKey(key))
+	if extraHeaderNameCount.Add(1) <= maxExtraHeaderNames {
+		extraHeaderNames.Store(key, name)
+	}
+	return name
 }
 
 // escapeExtraKey percent-encodes an extra key for an Impersonate-Extra-

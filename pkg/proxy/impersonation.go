@@ -23,29 +23,38 @@ import (
 // whether the real user may impersonate (see upstream.impersonate).
 func WithDeferredImpersonation(handler http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if !strings.HasPrefix(req.URL.Path, PathPrefix) {
-			handler.ServeHTTP(w, req)
-			return
-		}
-		var captured http.Header
-		for name, values := range req.Header {
-			if IsImpersonationHeader(name) {
-				if captured == nil {
-					captured = http.Header{}
-				}
-				captured[name] = values
-			}
-		}
-		if captured == nil {
-			handler.ServeHTTP(w, req)
-			return
-		}
-		out := req.Clone(context.WithValue(req.Context(), deferredImpersonationKey{}, captured))
-		for name := range captured {
-			delete(out.Header, name)
-		}
-		handler.ServeHTTP(w, out)
+		handler.ServeHTTP(w, DeferImpersonation(req))
 	})
+}
+
+// DeferImpersonation is WithDeferredImpersonation for a caller that routes
+// requests itself: on a proxied path with Impersonate-* headers it returns a
+// copy of req without them, carrying them in its context; otherwise req.
+// It is never inlined, so its locals stay out of the caller's frame, under
+// which a proxied watch waits for as long as it is open.
+//
+//go:noinline
+func DeferImpersonation(req *http.Request) *http.Request {
+	if !strings.HasPrefix(req.URL.Path, PathPrefix) {
+		return req
+	}
+	var captured http.Header
+	for name, values := range req.Header {
+		if IsImpersonationHeader(name) {
+			if captured == nil {
+				captured = http.Header{}
+			}
+			captured[name] = values
+		}
+	}
+	if captured == nil {
+		return req
+	}
+	out := req.Clone(context.WithValue(req.Context(), deferredImpersonationKey{}, captured))
+	for name := range captured {
+		delete(out.Header, name)
+	}
+	return out
 }
 
 // IsImpersonationHeader matches every spelling of an Impersonate- header a

@@ -24,6 +24,7 @@ type tokenFile struct {
 
 	mu        sync.Mutex
 	token     string
+	bearer    string // "Bearer " + token, made once per token
 	modTime   time.Time
 	size      int64
 	checkedAt time.Time
@@ -38,6 +39,27 @@ func newTokenFile(path string, recheck time.Duration, now func() time.Time) *tok
 func (t *tokenFile) Get() (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.getLocked()
+}
+
+// Authorization returns the value of the Authorization header for the
+// current token. It is made once per token, not per request: a
+// service-account token is about a kilobyte, and a proxied watch holds its
+// request's headers for as long as it is open.
+func (t *tokenFile) Authorization() (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tok, err := t.getLocked()
+	if err != nil {
+		return "", err
+	}
+	if t.bearer == "" || t.bearer[len("Bearer "):] != tok {
+		t.bearer = "Bearer " + tok
+	}
+	return t.bearer, nil
+}
+
+func (t *tokenFile) getLocked() (string, error) {
 	now := t.now()
 	if t.loaded && now.Sub(t.checkedAt) < t.recheck {
 		return t.token, nil

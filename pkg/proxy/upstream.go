@@ -146,7 +146,7 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	u.streamProxy = u.reverseProxy(smallBuffers)
 	// A stream's body goes to WithStreamHandoff, when it is in the chain,
 	// to be copied from a shallower frame.
-	u.streamProxy.ModifyResponse = handOffStream
+	u.streamProxy.ModifyResponse = HandOffStream
 	// WrapRequest runs the request through upstreamTransport over
 	// MirrorRequest (sanitize, then set credentials); the dial itself uses
 	// upgradeBase's dialer and TLS configuration.
@@ -274,13 +274,13 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if !ok || fw.id == nil || fw.id.User == "" {
 		return nil, fmt.Errorf("cluster %q: refusing to forward a request without a resolved identity", t.u.name)
 	}
-	tok, err := t.u.token.Get()
+	authorization, err := t.u.token.Authorization()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoToken, err)
 	}
 	out := req.Clone(req.Context())
 	sanitizeHeaders(out.Header, httpstream.IsUpgradeRequest(req))
-	setCredentials(out.Header, tok, fw.id)
+	setCredentials(out.Header, authorization, fw.id)
 	if fw.clientIP != "" {
 		out.Header.Set("X-Forwarded-For", fw.clientIP)
 	}
@@ -331,12 +331,12 @@ type bearerTransport struct {
 }
 
 func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	tok, err := t.token.Get()
+	authorization, err := t.token.Authorization()
 	if err != nil {
 		return nil, err
 	}
 	out := req.Clone(req.Context())
-	out.Header.Set("Authorization", "Bearer "+tok)
+	out.Header["Authorization"] = []string{authorization}
 	resp, err := t.next.RoundTrip(out)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		t.token.Invalidate()

@@ -154,7 +154,7 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		// upstream cluster's RBAC, so they must be set aside before the
 		// generic chain's impersonation filter sees them.
 		full := buildChain(registry.WithClientAddress(h), c)
-		return proxy.WithDeferredImpersonation(withHotPaths(full, hotPathChain(h, c)))
+		return &hotPathRouter{full: full, hot: hotPathChain(h, c)}
 	}
 	// aggregated API wiring (helper) — end
 
@@ -188,7 +188,7 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	}
 	mux.Handle(webhook.PathPrefix, wh)
 	proxy.RegisterMetrics()
-	if s.Proxy, err = proxy.New(cfg.Clusters, proxy.Options{}); err != nil {
+	if s.Proxy, err = proxy.New(cfg.Clusters, proxy.Options{Unaudited: gc.AuditBackend == nil}); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	mux.HandlePrefix(ClusterPathPrefix, s.Proxy)

@@ -21,42 +21,61 @@ import (
 // used by two goroutines at once, as with the timeout filter, which runs the
 // chain in a goroutine of its own.
 //
-// Long-running requests (watches, logs -f, upgrades) are served on the
-// request's own goroutine: they would hold a worker for minutes. So is any
-// request that arrives while every worker is busy.
-func withWorkers(h http.Handler, workers int, longRunning apirequest.LongRunningRequestCheck) http.Handler {
-	p := &workerPool{handler: h, jobs: make(chan *job)}
+// Long-running requests (watches, logs -f, upgrades) would hold a worker
+// for minutes: they go to long on the request's own goroutine, and so does
+// any request that arrives while every worker is busy (to short).
+func withWorkers(short http.Handler, long longRunningChain, workers int, longRunning apirequest.LongRunningRequestCheck) http.Handler {
+	p := &workerPool{handler: short, long: long, longRunning: longRunning, jobs: make(chan *job)}
 	for range workers {
 		go p.work()
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if longRunning != nil {
-			if info, ok := apirequest.RequestInfoFrom(r.Context()); ok && longRunning(r, info) {
-				h.ServeHTTP(w, r)
-				return
-			}
-		}
-		j := jobs.Get().(*job)
-		j.w, j.r = w, r
-		select {
-		case p.jobs <- j:
-			panicked := <-j.done
-			j.w, j.r = nil, nil
-			jobs.Put(j)
-			if panicked != nil {
-				panic(panicked)
-			}
-		default:
-			j.w, j.r = nil, nil
-			jobs.Put(j)
-			h.ServeHTTP(w, r)
-		}
-	})
+	return p
 }
 
 type workerPool struct {
-	handler http.Handler
-	jobs    chan *job
+	handler     http.Handler
+	long        longRunningChain
+	longRunning apirequest.LongRunningRequestCheck
+	jobs        chan *job
+}
+
+// ServeHTTP is kept small: an idle watch waits under its frame.
+func (p *workerPool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.isLongRunning(r) {
+		// Not p.long.serve(w, r): one frame fewer under an idle watch.
+		p.long.handler().ServeHTTP(w, r)
+		return
+	}
+	p.dispatch(w, r)
+}
+
+func (p *workerPool) isLongRunning(r *http.Request) bool {
+	if p.longRunning == nil {
+		return false
+	}
+	info, ok := apirequest.RequestInfoFrom(r.Context())
+	return ok && p.longRunning(r, info)
+}
+
+// dispatch serves r on a worker, or on this goroutine if none is free.
+//
+//go:noinline
+func (p *workerPool) dispatch(w http.ResponseWriter, r *http.Request) {
+	j := jobs.Get().(*job)
+	j.w, j.r = w, r
+	select {
+	case p.jobs <- j:
+		panicked := <-j.done
+		j.w, j.r = nil, nil
+		jobs.Put(j)
+		if panicked != nil {
+			panic(panicked)
+		}
+	default:
+		j.w, j.r = nil, nil
+		jobs.Put(j)
+		p.handler.ServeHTTP(w, r)
+	}
 }
 
 type job struct {

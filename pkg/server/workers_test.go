@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"flag"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	apirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/klog/v2"
 )
 
 func workerRequest(path string, longRunning bool) *http.Request {
@@ -33,12 +35,57 @@ func goid() string {
 	return strings.Fields(string(buf[:runtime.Stack(buf, false)]))[1]
 }
 
+// onWorkers runs h through withWorkers for short and long-running requests.
+func onWorkers(h http.Handler, workers int) http.Handler {
+	return withWorkers(h, longRunningChain{plain: h, logged: h}, workers, isWatch)
+}
+
+// Long-running requests go to the long-running chain, the variant with HTTP
+// logging only when klog's verbosity turns the logging filter on.
+func TestWorkersSendLongRunningRequestsToTheirChain(t *testing.T) {
+	var got string
+	mark := func(name string) http.Handler {
+		return http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got = name })
+	}
+	h := withWorkers(mark("short"), longRunningChain{plain: mark("plain"), logged: mark("logged")}, 1, isWatch)
+	settle()
+	for _, tc := range []struct {
+		verbosity   string
+		longRunning bool
+		want        string
+	}{
+		{"0", false, "short"},
+		{"0", true, "plain"},
+		{"3", true, "logged"},
+		{"3", false, "short"},
+		{"2", true, "plain"},
+	} {
+		setVerbosity(t, tc.verbosity)
+		got = ""
+		h.ServeHTTP(httptest.NewRecorder(), workerRequest("/clusters/c1/api", tc.longRunning))
+		if got != tc.want {
+			t.Errorf("-v=%s, long-running %v: served by %q, want %q", tc.verbosity, tc.longRunning, got, tc.want)
+		}
+	}
+}
+
+func setVerbosity(t *testing.T, v string) {
+	t.Helper()
+	var fs flag.FlagSet
+	klog.InitFlags(&fs)
+	old := fs.Lookup("v").Value.String()
+	if err := fs.Set("v", v); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fs.Set("v", old) })
+}
+
 func TestWorkersServeOnAnotherGoroutine(t *testing.T) {
 	var served string
-	h := withWorkers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := onWorkers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served = goid()
 		w.WriteHeader(http.StatusTeapot)
-	}), 2, isWatch)
+	}), 2)
 	settle()
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, workerRequest("/tokenreview/c1", false))
@@ -56,7 +103,7 @@ func TestWorkersServeOnAnotherGoroutine(t *testing.T) {
 
 func TestWorkersCarryPanicsBack(t *testing.T) {
 	boom := errors.New("boom")
-	h := withWorkers(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(boom) }), 1, isWatch)
+	h := onWorkers(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(boom) }), 1)
 	settle()
 	func() {
 		defer func() {
@@ -68,7 +115,7 @@ func TestWorkersCarryPanicsBack(t *testing.T) {
 		}()
 		h.ServeHTTP(httptest.NewRecorder(), workerRequest("/tokenreview/c1", false))
 	}()
-	abort := withWorkers(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }), 1, isWatch)
+	abort := onWorkers(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }), 1)
 	settle()
 	func() {
 		defer func() {
@@ -79,7 +126,7 @@ func TestWorkersCarryPanicsBack(t *testing.T) {
 		abort.ServeHTTP(httptest.NewRecorder(), workerRequest("/tokenreview/c1", false))
 	}()
 	// The worker survived both.
-	ok := withWorkers(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }), 1, isWatch)
+	ok := onWorkers(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }), 1)
 	w := httptest.NewRecorder()
 	ok.ServeHTTP(w, workerRequest("/tokenreview/c1", false))
 	if w.Code != http.StatusNoContent {
@@ -92,10 +139,10 @@ func TestWorkersCarryPanicsBack(t *testing.T) {
 func TestWorkersOverflowRunsInline(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 8)
-	h := withWorkers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := onWorkers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}
 		<-release
-	}), 2, isWatch)
+	}), 2)
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), workerRequest("/tokenreview/c1", false)) })

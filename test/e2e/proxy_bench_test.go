@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -135,6 +136,8 @@ func BenchmarkProxyMode(b *testing.B) {
 		benchExecSideBySide(b, directKubeconfig, s.kubeconfig["alice@c1"], payload)
 	})
 }
+
+var watchDump = flag.String("watch-dump", "", "BenchmarkProxyMode: write Portcullis's goroutine dump, heap profile and binary to this directory while the idle watches are open")
 
 var benchPlacement = flag.String("placement", "shared", "BenchmarkProxyMode: shared (all processes on all CPUs) or separate (control plane on CPU 0, Portcullis and clients on CPU 1)")
 
@@ -327,12 +330,41 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 	// shrinks goroutine stacks that grew while the request was set up.
 	forceGC(b, s)
 	rss1, mem1 := processRSS(b, pid), goMemory(b, s)
+	if *watchDump != "" {
+		dumpPortcullis(b, s, pid, *watchDump)
+	}
 	b.ReportMetric(float64(rss1-rss0)/float64(n)/1024, "KiB-RSS/watch")
 	b.ReportMetric((mem1.heap-mem0.heap)/float64(n)/1024, "KiB-heap/watch")
 	b.ReportMetric((mem1.stack-mem0.stack)/float64(n)/1024, "KiB-stack/watch")
+	b.ReportMetric((mem1.heap+mem1.stack-mem0.heap-mem0.stack)/float64(n)/1024, "KiB-go/watch")
 	b.ReportMetric((mem1.goroutines-mem0.goroutines)/float64(n), "goroutines/watch")
 	b.Logf("Portcullis with %d idle watches: RSS %d → %d MiB, Go heap %.0f → %.0f MiB, stacks %.0f → %.0f MiB",
 		n, rss0>>20, rss1>>20, mem0.heap/(1<<20), mem1.heap/(1<<20), mem0.stack/(1<<20), mem1.stack/(1<<20))
+}
+
+// dumpPortcullis writes Portcullis's goroutines, heap profile and binary to
+// dir, to find out what an idle watch holds:
+//
+//	go tool pprof -traces dir/portcullis-server dir/heap.pb.gz
+func dumpPortcullis(b *testing.B, s *proxyStack, pid int, dir string) {
+	for name, path := range map[string]string{"goroutines.txt": "/debug/pprof/goroutine?debug=2", "heap.pb.gz": "/debug/pprof/heap"} {
+		resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", fmt.Sprintf("/proc/%d/exe", pid), filepath.Join(dir, "portcullis-server")).CombinedOutput(); err != nil {
+		b.Fatalf("copying the binary: %v: %s", err, out)
+	}
+	b.Logf("goroutines, heap profile and binary of Portcullis in %s", dir)
 }
 
 // forceGC makes Portcullis run a garbage collection (pprof's heap profile
