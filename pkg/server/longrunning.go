@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/url"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/sets"
 	apirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -30,7 +31,7 @@ func longRunning(base apirequest.LongRunningRequestCheck) apirequest.LongRunning
 			return true
 		}
 		cluster, ok := clusterFromPath(r.URL.Path)
-		if !ok {
+		if !ok || !mayBeLongRunning(r.URL.Path, r.URL.RawQuery) {
 			return false
 		}
 		// Only method, path and query matter to the classification.
@@ -43,4 +44,25 @@ func longRunning(base apirequest.LongRunningRequestCheck) apirequest.LongRunning
 		}
 		return upstreamLongRunning(inner, upInfo)
 	}
+}
+
+// longRunningMarks are the path segments that can make a request
+// long-running: the watch and proxy verbs, the streaming subresources, and
+// kube-apiserver's profiling endpoints.
+var longRunningMarks = []string{"/watch", "/proxy", "/exec", "/attach", "/portforward", "/log", "/debug/pprof"}
+
+// mayBeLongRunning is a quick test that is true for every request the full
+// classification finds long-running, so that most requests skip it: every
+// filter of the chain asks, several times per request. A query that spells
+// anything with percent-escapes gets the full classification.
+func mayBeLongRunning(path, rawQuery string) bool {
+	if strings.Contains(rawQuery, "watch") || strings.Contains(rawQuery, "%") {
+		return true
+	}
+	for _, m := range longRunningMarks {
+		if strings.Contains(path, m) {
+			return true
+		}
+	}
+	return false
 }
