@@ -326,9 +326,12 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 		bodies = append(bodies, resp.Body)
 	}
 	time.Sleep(3 * time.Second)
-	// A watch lives for minutes, through many collections; a collection also
-	// shrinks goroutine stacks that grew while the request was set up.
-	forceGC(b, s)
+	// A watch lives for minutes, through many collections; each collection
+	// also halves goroutine stacks that use under a quarter of theirs, down
+	// to what an idle watch needs, so run a few.
+	for range 4 {
+		forceGC(b, s)
+	}
 	rss1, mem1 := processRSS(b, pid), goMemory(b, s)
 	if *watchDump != "" {
 		dumpPortcullis(b, s, pid, *watchDump)
