@@ -164,6 +164,11 @@ type forward struct {
 	auditID  string
 	// location is the upstream URL of the request.
 	location *url.URL
+	// prepared is set by the reverse proxies' Rewrite once it has set the
+	// outgoing headers (prepareHeaders), with the error that kept it from
+	// doing so, if any.
+	prepared   bool
+	prepareErr error
 }
 
 type forwardKey struct{}

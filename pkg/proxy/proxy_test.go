@@ -761,6 +761,27 @@ func TestUpstreamTransportRefusesRequestsWithoutIdentity(t *testing.T) {
 	}
 }
 
+// A request with an identity but headers the reverse proxy's Rewrite did not
+// prepare (or failed to) is refused too: it would carry the client's
+// headers and no impersonation.
+func TestUpstreamTransportRefusesUnpreparedRequests(t *testing.T) {
+	env := newTestEnv(t)
+	u := env.proxy.state.Load().upstreams["c1"]
+	for name, fw := range map[string]*forward{
+		"not prepared":       {id: &identity{User: "alice"}},
+		"failed preparation": {id: &identity{User: "alice"}, prepared: true, prepareErr: errNoToken},
+	} {
+		req, _ := http.NewRequestWithContext(withForward(context.Background(), fw), "GET", env.up.server.URL+"/api", nil)
+		req.Header.Set("Authorization", "Bearer alice-token")
+		if _, err := u.forward.RoundTrip(req); err == nil {
+			t.Errorf("%s: sent upstream", name)
+		}
+	}
+	if len(env.up.requests()) != 0 {
+		t.Fatal("the upstream received an unprepared request")
+	}
+}
+
 func TestIdentityFor(t *testing.T) {
 	id := identityFor(testUsers["alice-token"])
 	want := &identity{

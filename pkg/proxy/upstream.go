@@ -185,9 +185,15 @@ func (u *upstream) reverseProxy(buffers httputil.BufferPool) *httputil.ReversePr
 				// The transport refuses requests without an identity.
 				return
 			}
-			loc := *fw.location
-			pr.Out.URL = &loc
-			pr.Out.Host = loc.Host
+			// fw is this request's own: its location can be the outgoing URL.
+			pr.Out.URL = fw.location
+			pr.Out.Host = fw.location.Host
+			// The reverse proxy has removed the hop-by-hop headers (and those
+			// the client named in Connection) before calling Rewrite and
+			// touches none after it: the credential set here is what the
+			// upstream gets. The transport refuses the request if this failed.
+			fw.prepareErr = u.prepareHeaders(pr.Out.Header, fw, false)
+			fw.prepared = true
 		},
 		Transport: u.forward,
 		// The reverse proxy flushes every write of a response of unknown
@@ -256,13 +262,13 @@ func (u *upstream) close() {
 }
 
 // upstreamTransport is the last step before a request leaves for the
-// upstream: it drops whatever the client sent that must not get there, then
-// sets Portcullis's credential and the impersonation headers of the identity
-// the handler resolved. Doing this in the transport, after the reverse proxy
-// has done its own header handling, means no client header (not even one
-// named in Connection) can remove or replace them. Without a resolved
-// identity it refuses to send anything: a request must never reach the
-// upstream as Portcullis itself.
+// upstream. Without a resolved identity, or with headers that were not
+// prepared (prepareHeaders: the client's dangerous headers dropped,
+// Portcullis's credential and the identity's impersonation headers set), it
+// refuses to send anything: a request must never reach the upstream as
+// Portcullis itself. The reverse proxies prepare the request they own in
+// their Rewrite, after their own header handling; for upgrades (mirror) the
+// transport prepares a copy itself.
 type upstreamTransport struct {
 	u      *upstream
 	next   http.RoundTripper
@@ -274,22 +280,13 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if !ok || fw.id == nil || fw.id.User == "" {
 		return nil, fmt.Errorf("cluster %q: refusing to forward a request without a resolved identity", t.u.name)
 	}
-	authorization, err := t.u.token.Authorization()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoToken, err)
-	}
-	out := req.Clone(req.Context())
-	sanitizeHeaders(out.Header, httpstream.IsUpgradeRequest(req))
-	setCredentials(out.Header, authorization, fw.id)
-	if fw.clientIP != "" {
-		out.Header.Set("X-Forwarded-For", fw.clientIP)
-	}
-	if fw.auditID != "" {
-		// kube-apiserver adopts a client's Audit-ID: both audit logs then
-		// share one ID for the request.
-		out.Header.Set("Audit-Id", fw.auditID)
-	}
+	out := req
 	if t.mirror {
+		// An upgrade request from the upgrade-aware handler: prepare a copy.
+		out = req.Clone(req.Context())
+		if err := t.u.prepareHeaders(out.Header, fw, httpstream.IsUpgradeRequest(req)); err != nil {
+			return nil, err
+		}
 		// The upgrade-aware handler dials (TCP and TLS) with this request's
 		// context, and uses it for nothing after: bound the dial here, as
 		// the transport's timeouts do for ordinary requests. A deadline
@@ -297,6 +294,13 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		ctx, cancel := context.WithTimeout(out.Context(), 2*t.u.dialTimeout)
 		context.AfterFunc(req.Context(), cancel)
 		return t.next.RoundTrip(out.WithContext(ctx))
+	}
+	// From the reverse proxies, whose Rewrite prepared the request it owns.
+	if !fw.prepared {
+		return nil, fmt.Errorf("cluster %q: refusing to forward a request whose headers were not prepared", t.u.name)
+	}
+	if fw.prepareErr != nil {
+		return nil, fw.prepareErr
 	}
 
 	start := time.Now()
@@ -321,6 +325,30 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 	}
 	return resp, nil
+}
+
+// prepareHeaders makes h, the headers of an outgoing request, what the
+// upstream may see: it drops whatever the client sent that must not get
+// there (sanitizeHeaders), then sets Portcullis's credential, the
+// impersonation headers of fw's identity, X-Forwarded-For and Audit-Id. It
+// runs last, after any other header handling, so no client header (not even
+// one named in Connection) can remove or replace them.
+func (u *upstream) prepareHeaders(h http.Header, fw *forward, upgrade bool) error {
+	authorization, err := u.token.Authorization()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNoToken, err)
+	}
+	sanitizeHeaders(h, upgrade)
+	setCredentials(h, authorization, fw.id)
+	if fw.clientIP != "" {
+		h["X-Forwarded-For"] = []string{fw.clientIP}
+	}
+	if fw.auditID != "" {
+		// kube-apiserver adopts a client's Audit-ID: both audit logs then
+		// share one ID for the request.
+		h["Audit-Id"] = []string{fw.auditID}
+	}
+	return nil
 }
 
 // bearerTransport authenticates Portcullis's own calls to the upstream
