@@ -75,7 +75,12 @@ type handoffEnv struct {
 
 func newHandoffEnv(t *testing.T) *handoffEnv {
 	t.Helper()
-	e := &handoffEnv{testEnv: newTestEnv(t), sink: &recordingSink{}}
+	return newHandoffEnvWith(t, Options{})
+}
+
+func newHandoffEnvWith(t *testing.T, opts Options) *handoffEnv {
+	t.Helper()
+	e := &handoffEnv{testEnv: newTestEnvWith(t, opts), sink: &recordingSink{}}
 	counted := func(n *atomic.Int32, h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n.Add(1)
@@ -245,6 +250,29 @@ func TestStreamHandoffDeliversEventsAtOnceAndAuditsTheEnd(t *testing.T) {
 		t.Errorf("audit annotations %v, want the proxy's", ev.Annotations)
 	}
 	within(t, "the audit filter to return", func() bool { return e.outer.Load() == 0 })
+}
+
+// Without audit the proxy classifies only the requests that may be streams;
+// every kind of stream is still handed off.
+func TestStreamHandoffWithoutAudit(t *testing.T) {
+	e := newHandoffEnvWith(t, Options{Unaudited: true})
+	next := make(chan string)
+	defer close(next)
+	e.up.setHandler(watchUpstream(next, nil))
+	for _, path := range []string{
+		watchPath + "?watch=true",
+		"/clusters/c1/api/v1/watch/namespaces/default/configmaps",
+		"/clusters/c1/api/v1/namespaces/default/pods/p/log?follow=true",
+	} {
+		resp, lines, _, cancel := e.get(t, path)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", path, resp.StatusCode)
+		}
+		readLine(t, lines, "ADDED")
+		within(t, path+" to be handed off", func() bool { return e.inner.Load() == 0 && e.outer.Load() == 1 })
+		cancel()
+		within(t, path+" to end", func() bool { return e.outer.Load() == 0 })
+	}
 }
 
 func TestStreamHandoffUpstreamErrorResetsTheStream(t *testing.T) {

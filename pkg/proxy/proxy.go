@@ -221,13 +221,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	info := upstreamRequestInfo(req, rt)
+	// How the upstream will classify the request: for the audit annotations,
+	// nested impersonation and telling streams apart. Most requests need
+	// none of these.
+	requested := deferredImpersonation(ctx)
+	var info *request.RequestInfo
+	if !p.opts.Unaudited || len(requested) > 0 || mayStream(req.URL) || strings.Contains(req.URL.RawQuery, "%") {
+		info = upstreamRequestInfo(req, rt)
+	}
 	if !p.opts.Unaudited {
 		annotateAudit(ctx, rt.cluster, info)
 	}
 
 	id := identityFor(usr)
-	if requested := deferredImpersonation(ctx); len(requested) > 0 {
+	if len(requested) > 0 {
 		nestedID, ok := u.impersonate(rec, req, usr, requested, info)
 		if !ok {
 			return
@@ -245,7 +252,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !httpstream.IsUpgradeRequest(req) {
 		// Watches and followed logs stay open and mostly idle for a long
 		// time, holding their copy buffer: theirs is small.
-		if info.Verb == "watch" || req.URL.Query().Has("follow") {
+		if info != nil && (info.Verb == "watch" || req.URL.Query().Has("follow")) {
 			u.streamProxy.ServeHTTP(rec, req)
 		} else {
 			u.proxy.ServeHTTP(rec, req)

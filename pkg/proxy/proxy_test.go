@@ -192,12 +192,20 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, Options{})
+}
+
+// newTestEnvWith is newTestEnv with opts (its Clock and DialTimeout are the
+// test's).
+func newTestEnvWith(t testing.TB, opts Options) *testEnv {
+	t.Helper()
 	up := newFakeUpstream(t)
 	env := &testEnv{up: up, ca: writeCA(t, up.server), token: writeToken(t, "sa-token\n"), clock: &fakeClock{now: time.Now()}}
+	opts.Clock, opts.DialTimeout = env.clock.Now, 2*time.Second
 	p, err := New([]v1alpha1.Cluster{
 		cluster("c1", up.server.URL, env.ca, env.token),
 		{Name: "webhook-only"},
-	}, Options{Clock: env.clock.Now, DialTimeout: 2 * time.Second})
+	}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
