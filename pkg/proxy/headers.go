@@ -142,7 +142,7 @@ func extraHeaderName(key string) string {
 		return name.(string)
 	}
 	name := http.CanonicalHeaderKey(authenticationv1.ImpersonateUserExtraHeaderPrefix + escapeExtraKey(key))
-	if extraHeaderNameCount.Add(1) <= maxExtraHeaderNames {
+	if extraHeaderNameCount.Load() < maxExtraHeaderNames && extraHeaderNameCount.Add(1) <= maxExtraHeaderNames {
 		extraHeaderNames.Store(key, name)
 	}
 	return name

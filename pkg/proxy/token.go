@@ -24,7 +24,7 @@ type tokenFile struct {
 
 	mu        sync.Mutex
 	token     string
-	bearer    string // "Bearer " + token, made once per token
+	bearer    string // "Bearer " + token, made when the token is read
 	modTime   time.Time
 	size      int64
 	checkedAt time.Time
@@ -49,12 +49,8 @@ func (t *tokenFile) Get() (string, error) {
 func (t *tokenFile) Authorization() (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tok, err := t.getLocked()
-	if err != nil {
+	if _, err := t.getLocked(); err != nil {
 		return "", err
-	}
-	if t.bearer == "" || t.bearer[len("Bearer "):] != tok {
-		t.bearer = "Bearer " + tok
 	}
 	return t.bearer, nil
 }
@@ -84,6 +80,7 @@ func (t *tokenFile) getLocked() (string, error) {
 		klog.InfoS("Upstream token file changed; using the new token", "path", t.path)
 	}
 	t.token, t.modTime, t.size, t.loaded = tok, fi.ModTime(), fi.Size(), true
+	t.bearer = "Bearer " + tok
 	return t.token, nil
 }
 

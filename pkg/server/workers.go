@@ -42,7 +42,8 @@ type workerPool struct {
 // ServeHTTP is kept small: an idle watch waits under its frame.
 func (p *workerPool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.isLongRunning(r) {
-		// Not p.long.serve(w, r): one frame fewer under an idle watch.
+		// handler() returns before the request is served: no frame of
+		// its own under an idle watch.
 		p.long.handler().ServeHTTP(w, r)
 		return
 	}
