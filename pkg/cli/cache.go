@@ -78,6 +78,16 @@ func (d *Deps) cacheDir(flag string) (string, error) {
 	return filepath.Join(base, "portcullis"), nil
 }
 
+// openCache opens the token cache in the directory flag names, or the
+// default one (cacheDir).
+func (d *Deps) openCache(flag string) (*tokenCache, error) {
+	dir, err := d.cacheDir(flag)
+	if err != nil {
+		return nil, err
+	}
+	return openCache(dir)
+}
+
 func openCache(dir string) (*tokenCache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the token cache %s: %w", dir, err)

@@ -156,6 +156,29 @@ func decodeCAData(s string) ([]byte, error) {
 	return b, nil
 }
 
+// send sends req to the server and returns its answer, the body read (at
+// most 1 MiB) and closed.
+func (c *portalClient) send(req *http.Request) (*http.Response, []byte, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, describeConnError(c.t.server, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the answer of %s: %w", c.t.server, err)
+	}
+	return resp, raw, nil
+}
+
+// decodeAnswer decodes the successful answer raw to path into out.
+func (c *portalClient) decodeAnswer(raw []byte, path string, out any) error {
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s answered %s with something that is not a Portcullis answer: is it a Portcullis server?", c.t.server, path)
+	}
+	return nil
+}
+
 func (c *portalClient) do(ctx context.Context, method, path string, form url.Values, out any) error {
 	var body io.Reader
 	if form != nil {
@@ -169,14 +192,9 @@ func (c *portalClient) do(ctx context.Context, method, path string, form url.Val
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	resp, raw, err := c.send(req)
 	if err != nil {
-		return describeConnError(c.t.server, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", c.t.server, err)
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		ae := &apiError{Status: resp.StatusCode}
@@ -185,10 +203,7 @@ func (c *portalClient) do(ctx context.Context, method, path string, form url.Val
 		}
 		return ae
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("%s answered %s with something that is not a Portcullis answer: is it a Portcullis server?", c.t.server, path)
-	}
-	return nil
+	return c.decodeAnswer(raw, path, out)
 }
 
 func (c *portalClient) exchange(ctx context.Context, code, verifier, redirect, cluster string) (*tokenResponse, error) {

@@ -296,11 +296,7 @@ kubeconfig context who it sees (a SelfSubjectReview).`,
 }
 
 func (d *Deps) whoami(ctx context.Context, f *targetFlags, t *target, kc *kubeContext) error {
-	dir, err := d.cacheDir(f.cacheDir)
-	if err != nil {
-		return err
-	}
-	cache, err := openCache(dir)
+	cache, err := d.openCache(f.cacheDir)
 	if err != nil {
 		return err
 	}
@@ -407,11 +403,7 @@ cluster tokens stop working within seconds, and the cache is emptied.`,
 			if err != nil {
 				return err
 			}
-			dir, err := d.cacheDir(f.cacheDir)
-			if err != nil {
-				return err
-			}
-			cache, err := openCache(dir)
+			cache, err := d.openCache(f.cacheDir)
 			if err != nil {
 				return err
 			}

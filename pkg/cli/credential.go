@@ -60,11 +60,7 @@ func loginCommand(t *target) string {
 // or by a login when that is allowed. Processes share the work through the
 // cache lock.
 func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOptions) (*credential, error) {
-	dir, err := d.cacheDir(opts.cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	cache, err := openCache(dir)
+	cache, err := d.openCache(opts.cacheDir)
 	if err != nil {
 		return nil, err
 	}

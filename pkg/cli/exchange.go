@@ -85,14 +85,9 @@ func (c *portalClient) postJSON(ctx context.Context, path, bearer string, in, ou
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := c.http.Do(req)
+	resp, raw, err := c.send(req)
 	if err != nil {
-		return describeConnError(c.t.server, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", c.t.server, err)
+		return err
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		var st metav1.Status
@@ -101,10 +96,7 @@ func (c *portalClient) postJSON(ctx context.Context, path, bearer string, in, ou
 		}
 		return fmt.Errorf("%s answered %s to %s: is it a Portcullis server (check --server)?", c.t.server, resp.Status, path)
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("%s answered %s with something that is not a Portcullis answer: is it a Portcullis server?", c.t.server, path)
-	}
-	return nil
+	return c.decodeAnswer(raw, path, out)
 }
 
 // exchangeToken exchanges idToken for a token for cluster.
@@ -214,11 +206,7 @@ func (d *Deps) loginWithIDToken(ctx context.Context, f *targetFlags, t *target, 
 	if t.cluster == "" {
 		return errors.New("--cluster is required with --id-token-file: which cluster is the token for?")
 	}
-	dir, err := d.cacheDir(f.cacheDir)
-	if err != nil {
-		return err
-	}
-	cache, err := openCache(dir)
+	cache, err := d.openCache(f.cacheDir)
 	if err != nil {
 		return err
 	}
