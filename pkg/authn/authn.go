@@ -101,11 +101,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 		ownGroups bool
 	)
 	ext[ExtraCluster] = one(cluster)
-	// A token the verifier has cached is ours without parsing it; the
-	// verifier still checks everything.
+	// A token the verifier has cached is ours without parsing it (and is
+	// checked with the same lookup); the verifier still checks everything.
 	digest := token.Digest(raw)
-	if a.Verifier.Known(&digest) || a.looksLikeOurs(raw) {
-		claims, err := a.Verifier.VerifyDigest(ctx, raw, &digest, []string{cluster})
+	audiences := []string{cluster}
+	claims, ours, err := a.Verifier.VerifyCached(ctx, &digest, audiences)
+	if !ours && a.looksLikeOurs(raw) {
+		claims, err = a.Verifier.VerifyDigest(ctx, raw, &digest, audiences)
+		ours = true
+	}
+	if ours {
 		if err != nil {
 			var ve *token.VerifyError
 			if errors.As(err, &ve) {

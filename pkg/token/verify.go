@@ -158,33 +158,52 @@ func (v *Verifier) Known(digest *[32]byte) bool {
 	return v.cache != nil && v.cache.get(digest, v.clock()) != nil
 }
 
+// VerifyCached is VerifyDigest for a token in the verification cache, with
+// one lookup: a caller that routes tokens (this verifier's, or an identity
+// provider's) learns with it both whether the token is this verifier's and,
+// if so, the result. For a token not in the cache known is false and nothing
+// was checked.
+func (v *Verifier) VerifyCached(ctx context.Context, digest *[32]byte, audiences []string) (claims *Claims, known bool, err error) {
+	if v.cache == nil {
+		return nil, false, nil
+	}
+	now := v.clock()
+	e := v.cache.get(digest, now)
+	if e == nil {
+		return nil, false, nil
+	}
+	if v.onHit != nil {
+		v.onHit()
+	}
+	claims, err = v.present(ctx, e, now, audiences)
+	return claims, true, err
+}
+
 // VerifyDigest is Verify for a caller that has computed Digest(raw) already.
 func (v *Verifier) VerifyDigest(ctx context.Context, raw string, digest *[32]byte, audiences []string) (*Claims, error) {
 	if len(raw) > MaxTokenSize {
 		return nil, reject(ReasonTooLarge)
 	}
+	if claims, known, err := v.VerifyCached(ctx, digest, audiences); known {
+		return claims, err
+	}
+	if v.onMiss != nil {
+		v.onMiss()
+	}
 	now := v.clock()
-	key := *digest
-	var e *verified
+	e, err := v.verifySignedToken(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
 	if v.cache != nil {
-		e = v.cache.get(&key, now)
+		v.cache.put(digest, e, now)
 	}
-	if e != nil {
-		if v.onHit != nil {
-			v.onHit()
-		}
-	} else {
-		if v.onMiss != nil {
-			v.onMiss()
-		}
-		var err error
-		if e, err = v.verifySignedToken(ctx, raw, now); err != nil {
-			return nil, err
-		}
-		if v.cache != nil {
-			v.cache.put(&key, e, now)
-		}
-	}
+	return v.present(ctx, e, now, audiences)
+}
+
+// present checks a verified token as presented now to audiences and returns
+// a copy of its claims.
+func (v *Verifier) present(ctx context.Context, e *verified, now time.Time, audiences []string) (*Claims, error) {
 	if err := v.checkPresentation(ctx, e, now, audiences); err != nil {
 		return nil, err
 	}
