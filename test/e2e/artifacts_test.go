@@ -21,7 +21,7 @@ import (
 )
 
 // artifactModes are the overlays of artifacts/overlays.
-var artifactModes = []string{"webhook", "proxy", "aggregated"}
+var artifactModes = []string{"webhook", "proxy", "aggregated", "webhook-ha", "proxy-ha"}
 
 // portcullisSA is the service account every overlay runs Portcullis as.
 const portcullisSA = "system:serviceaccount:portcullis:portcullis"
@@ -196,7 +196,19 @@ func TestArtifacts_RBACGrantsEachModeOnlyWhatItNeeds(t *testing.T) {
 		// means exactly those (see artifacts/rbac/proxy-clusterrole.yaml).
 		"impersonate authentication.k8s.io/*",
 	}
+	// The kubernetes store and the chores Lease, in Portcullis's namespace.
+	var store []string
+	for _, res := range []string{"/secrets", "/configmaps"} {
+		for _, v := range []string{"create", "delete", "get", "list", "update", "watch"} {
+			store = append(store, v+" "+res+" in portcullis")
+		}
+	}
+	for _, v := range []string{"create", "get", "update"} {
+		store = append(store, v+" coordination.k8s.io/leases in portcullis")
+	}
 	want := map[string]map[string][]string{
+		"webhook-ha": {portcullisSA: store},
+		"proxy-ha":   {portcullisSA: append(slices.Clone(proxy), store...)},
 		// Portcullis only answers kube-apiserver's TokenReviews.
 		"webhook": {},
 		"proxy":   {portcullisSA: proxy},
@@ -345,6 +357,66 @@ func TestArtifacts_DeploymentIsHardenedAndConfigured(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestArtifacts_HAOverlaysKeepTwoReplicasServing checks the promises of the
+// -ha overlays: three replicas spread across nodes, rolled one at a time
+// with none down before its successor is ready, a budget that keeps two,
+// and no state on the pod.
+func TestArtifacts_HAOverlaysKeepTwoReplicasServing(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"webhook-ha", "proxy-ha"} {
+		t.Run(mode, func(t *testing.T) {
+			objs := decodeObjects(t, renderOverlay(t, mode))
+			d := findObject(objs, "Deployment", "portcullis")
+			if d == nil {
+				t.Fatal("no Deployment")
+			}
+			if n, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "replicas"); number(n) != 3 {
+				t.Errorf("replicas = %d, want 3", n)
+			}
+			strategy, _, _ := unstructured.NestedMap(d.Object, "spec", "strategy")
+			if strategy["type"] != "RollingUpdate" {
+				t.Errorf("strategy = %v, want RollingUpdate", strategy)
+			}
+			if mu, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "strategy", "rollingUpdate", "maxUnavailable"); mu == nil || number(mu) != 0 {
+				t.Errorf("maxUnavailable = %v, want 0", mu)
+			}
+			spread, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "topologySpreadConstraints")
+			if len(spread) == 0 || spread[0].(map[string]any)["topologyKey"] != "kubernetes.io/hostname" {
+				t.Errorf("topologySpreadConstraints = %v, want a spread across nodes", spread)
+			}
+			if findObject(objs, "PersistentVolumeClaim", "portcullis-state") != nil {
+				t.Error("a state volume claim is rendered: replicas keep nothing on the pod")
+			}
+			pdb := findObject(objs, "PodDisruptionBudget", "portcullis")
+			if pdb == nil {
+				t.Fatal("no PodDisruptionBudget")
+			}
+			if ma, _, _ := unstructured.NestedFieldNoCopy(pdb.Object, "spec", "minAvailable"); number(ma) != 2 {
+				t.Errorf("PodDisruptionBudget minAvailable = %v, want 2", ma)
+			}
+			if _, found, _ := unstructured.NestedFieldNoCopy(pdb.Object, "spec", "maxUnavailable"); found {
+				t.Error("PodDisruptionBudget sets both minAvailable and maxUnavailable")
+			}
+			cm := findObject(objs, "ConfigMap", "portcullis-config")
+			data, _, _ := unstructured.NestedString(cm.Object, "data", "portcullis.yaml")
+			if !strings.Contains(data, "type: kubernetes") {
+				t.Errorf("the configuration does not use the kubernetes store:\n%s", data)
+			}
+		})
+	}
+}
+
+// number reads a decoded YAML number, whichever Go type the decoder chose.
+func number(v any) float64 {
+	switch n := v.(type) {
+	case int64:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return -1
 }
 
 // TestArtifacts_KubeAPIServerAcceptsEveryOverlay applies each overlay with
