@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,7 +26,7 @@ const (
 	kindLoginState       = "login-state"
 	dataKey              = "data"
 	namePrefix           = "portcullis-login-"
-	maxConflictRetries   = 8
+	maxConflictRetries   = 64
 	listPageSize         = 500
 	managedByPortcullis  = "portcullis"
 	loginStateSelector   = LabelKind + "=" + kindLoginState
@@ -188,7 +189,7 @@ func (k *Kubernetes) Take(ctx context.Context, kind Kind, key string) ([]byte, e
 
 // Update implements Store.
 func (k *Kubernetes) Update(ctx context.Context, kind Kind, key string, f func([]byte) ([]byte, bool, error)) ([]byte, error) {
-	for range maxConflictRetries {
+	for attempt := range maxConflictRetries {
 		s, err := k.getLive(ctx, kind, key)
 		if err != nil {
 			return nil, err
@@ -210,6 +211,7 @@ func (k *Kubernetes) Update(ctx context.Context, kind Kind, key string, f func([
 		case err == nil:
 			return next, nil
 		case apierrors.IsConflict(err):
+			backOff(ctx, attempt)
 			continue
 		default:
 			return nil, k.mapErr("updating a "+string(kind), err)
@@ -242,5 +244,17 @@ func (k *Kubernetes) Collect(ctx context.Context, now time.Time) (int, error) {
 			return n, nil
 		}
 		opts.Continue = list.Continue
+	}
+}
+
+// backOff waits a little, more after each lost race, so that writers
+// contending for one entry spread out instead of colliding again.
+func backOff(ctx context.Context, attempt int) {
+	d := time.Duration(1+rand.IntN(1+min(attempt, 20))) * 2 * time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
