@@ -21,7 +21,7 @@ tools: ## kube-apiserver, etcd and Dex for the tests, built from Go modules (cac
 unit:
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...
 	# Measures the stack frames of a production build: not under -race.
-	$(GO) test -count=1 -run '^TestIdleStreamWaitsOnAShallowStack$$' ./pkg/server
+	$(GO) test -count=1 -run '^TestIdleStreamWaitsOnAShallowStack$$' ./pkg/server/hotpath
 
 e2e: tools
 	$(GO) test -count=1 -timeout 40m -parallel $(E2E_PARALLEL) ./test/e2e/...
