@@ -6,9 +6,9 @@ import (
 
 	"k8s.io/component-base/cli"
 
-	"portcullis.dev/portcullis/pkg/cmd/server"
+	"portcullis.dev/portcullis/pkg/cmd/app"
 )
 
 func main() {
-	os.Exit(cli.Run(server.NewServerCommand(server.SignalContext())))
+	os.Exit(cli.Run(app.NewServerCommand(app.SignalContext())))
 }

@@ -1,29 +1,24 @@
 package server
 
 import (
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
-	"slices"
 	"strings"
 
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/request/anonymous"
 	"k8s.io/apiserver/pkg/authentication/request/union"
-	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 	"k8s.io/apiserver/pkg/authentication/user"
-	certutil "k8s.io/client-go/util/cert"
 
-	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/server/hotpath"
+	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
 
 // WebhookCallerGroup is given to clients presenting a certificate from
 // webhook.clientCAFile: the kube-apiservers allowed to call /tokenreview.
-const WebhookCallerGroup = "portcullis.dev:tokenreview-callers"
+const WebhookCallerGroup = callerauth.Group
 
 // clusterUser is a user Portcullis's bearer authenticator resolved for one
 // cluster. No other authenticator (front-proxy headers, client certificates)
@@ -37,17 +32,10 @@ type clusterUser struct {
 }
 
 // ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
-const ClusterPathPrefix = "/clusters/"
+const ClusterPathPrefix = hotpath.ClusterPathPrefix
 
 // clusterFromPath returns the cluster a /clusters/<name>/... path is for.
-func clusterFromPath(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, ClusterPathPrefix)
-	if !ok {
-		return "", false
-	}
-	name, _, _ := strings.Cut(rest, "/")
-	return name, name != ""
-}
+func clusterFromPath(path string) (string, bool) { return hotpath.ClusterFromPath(path) }
 
 // newRequestAuthenticator is the generic chain's authenticator: Portcullis's
 // bearer tokens, then the webhook callers' client certificates, then the
@@ -121,51 +109,4 @@ func bearerToken(req *http.Request) (string, bool) {
 	}
 	tok = strings.TrimSpace(tok)
 	return tok, tok != ""
-}
-
-// newWebhookClientAuthenticator accepts client certificates signed by
-// webhook.clientCAFile (optionally only some common names) and puts their
-// holders in WebhookCallerGroup.
-func newWebhookClientAuthenticator(w v1alpha1.WebhookConfig) (authenticator.Request, error) {
-	if w.ClientCAFile == "" {
-		return nil, nil
-	}
-	pemBytes, err := os.ReadFile(w.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading webhook.clientCAFile: %w", err)
-	}
-	// The cache needs the roots' expiry, so they are parsed here.
-	roots, err := certutil.ParseCertsPEM(pemBytes)
-	if err != nil {
-		return nil, fmt.Errorf("webhook.clientCAFile %s holds no PEM certificate, or a malformed one: %w", w.ClientCAFile, err)
-	}
-	pool := x509.NewCertPool()
-	for _, r := range roots {
-		pool.AddCert(r)
-	}
-	// The roots are read once, here, and fixed for this authenticator's life,
-	// which is what makes caching verifications sound: see certCache.
-	inner := newCertCache(x509request.New(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, x509request.CommonNameUserConversion), roots, 0, 0, nil)
-	return webhookCallers(inner, w.AllowedClientNames), nil
-}
-
-// webhookCallers wraps verified, the client-certificate authenticator: it
-// applies webhook.allowedClientNames on every request (after the cache, which
-// sits inside verified) and puts the caller in WebhookCallerGroup. It never
-// modifies the Response verified returns, which certCache shares between hits.
-func webhookCallers(verified authenticator.Request, allowedClientNames []string) authenticator.Request {
-	allowed := slices.Clone(allowedClientNames)
-	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
-		resp, ok, err := verified.AuthenticateRequest(req)
-		if !ok || err != nil {
-			return resp, ok, err
-		}
-		if len(allowed) > 0 && !slices.Contains(allowed, resp.User.GetName()) {
-			return nil, false, fmt.Errorf("client certificate %q is not in webhook.allowedClientNames", resp.User.GetName())
-		}
-		return &authenticator.Response{User: &user.DefaultInfo{
-			Name:   resp.User.GetName(),
-			Groups: append(slices.Clone(resp.User.GetGroups()), WebhookCallerGroup),
-		}}, true, nil
-	})
 }

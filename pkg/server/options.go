@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -19,6 +20,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	logininstall "portcullis.dev/portcullis/pkg/apis/login/install"
+	loginopenapi "portcullis.dev/portcullis/pkg/apis/login/openapi"
 )
 
 // certPairName is the base name of the self-signed serving certificate
@@ -38,8 +40,8 @@ type Options struct {
 	Features       *genericoptions.FeatureOptions
 	Logs           *logsapi.LoggingConfiguration
 
-	// Set by Complete.
-	Config *v1alpha1.PortcullisConfiguration
+	// PortcullisConfig is the configuration file, loaded by Complete.
+	PortcullisConfig *v1alpha1.PortcullisConfiguration
 }
 
 // NewOptions returns options with Portcullis's defaults.
@@ -96,7 +98,7 @@ func (o *Options) Complete() error {
 	if err != nil {
 		return err
 	}
-	o.Config = cfg
+	o.PortcullisConfig = cfg
 	return nil
 }
 
@@ -114,9 +116,30 @@ func (o *Options) Validate() error {
 	return utilerrors.NewAggregate(errs)
 }
 
+// Config returns the server's configuration from completed, validated
+// options.
+func (o *Options) Config() (*Config, error) {
+	scheme, codecs := NewCodecs()
+	gc, err := o.genericConfig(codecs)
+	if err != nil {
+		return nil, err
+	}
+	return &Config{
+		GenericConfig: gc,
+		ExtraConfig: ExtraConfig{
+			Portcullis:      o.PortcullisConfig,
+			ConfigFile:      o.ConfigFile,
+			ServingCertFile: o.SecureServing.ServerCert.CertKey.CertFile,
+			Scheme:          scheme,
+			Codecs:          codecs,
+		},
+	}, nil
+}
+
 // genericConfig builds the k8s.io/apiserver configuration: serving, audit,
-// delegated authn/authz. Portcullis's own authenticator and authorizer are
-// put in front of the delegated ones by New.
+// delegated authn/authz, and the OpenAPI of login.portcullis.dev (the
+// generic server needs it to install an API group). Portcullis's own
+// authenticator and authorizer are put in front of the delegated ones by New.
 func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserver.RecommendedConfig, error) {
 	if err := o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}); err != nil {
 		return nil, fmt.Errorf("creating a self-signed serving certificate in %s: %w (set --cert-dir to a writable folder, or give --tls-cert-file and --tls-private-key-file)", o.SecureServing.ServerCert.CertDirectory, err)
@@ -137,6 +160,10 @@ func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserv
 	if err := o.Audit.ApplyTo(&c.Config); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
+	c.OpenAPIConfig.Info.Title, c.OpenAPIConfig.Info.Version = "Portcullis", "v1alpha1"
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
+	c.OpenAPIV3Config.Info.Title, c.OpenAPIV3Config.Info.Version = "Portcullis", "v1alpha1"
 	return c, nil
 }
 
@@ -148,8 +175,6 @@ func NewCodecs() (*runtime.Scheme, serializer.CodecFactory) {
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 	scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
-	// aggregated API wiring (helper) — begin
 	logininstall.Install(scheme)
-	// aggregated API wiring (helper) — end
 	return scheme, serializer.NewCodecFactory(scheme)
 }

@@ -3,6 +3,11 @@
 // proxy, aggregated API) sits behind the generic handler chain, so TLS,
 // authentication, audit, authorization, panic recovery, max-in-flight and
 // long-running request handling are the apiserver's own.
+//
+// The assembly follows k8s.io/sample-apiserver: Options (flags) → Complete →
+// Validate → Config → Complete → New → PrepareRun → Run. The hot paths'
+// handler chain is in pkg/server/hotpath, the webhook callers' client
+// certificates in pkg/webhook/callerauth.
 package server
 
 import (
@@ -12,24 +17,23 @@ import (
 	"os"
 	"time"
 
-	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
-	logininstall "portcullis.dev/portcullis/pkg/apis/login/install"
-	loginopenapi "portcullis.dev/portcullis/pkg/apis/login/openapi"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/registry"
+	"portcullis.dev/portcullis/pkg/server/hotpath"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
+	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
 
 // Server is a configured portcullis-server, ready to run.
@@ -45,7 +49,7 @@ type Server struct {
 	Proxy    *proxy.Proxy
 
 	state  *configState
-	opts   *Options
+	config *v1alpha1.PortcullisConfiguration // as loaded at start
 	cancel context.CancelFunc
 }
 
@@ -73,25 +77,46 @@ func NewKeys(ctx context.Context, cfg *v1alpha1.PortcullisConfiguration, st stor
 	return km, nil
 }
 
-// New builds the server from completed, validated options.
-func New(ctx context.Context, o *Options) (*Server, error) {
-	cfg := o.Config
-	scheme, codecs := NewCodecs()
-	gc, err := o.genericConfig(codecs)
+// New builds the server. Portcullis's state comes first: the generic
+// server's authenticator and authorizer are Portcullis's, built over it.
+func (c CompletedConfig) New(ctx context.Context) (*Server, error) {
+	s := &Server{config: c.ExtraConfig.Portcullis}
+	ctx, s.cancel = context.WithCancel(ctx)
+	if err := s.openState(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.secureGenericChain(c.GenericConfig); err != nil {
+		return nil, err
+	}
+	generic, err := c.GenericConfig.Complete().New("portcullis-server", genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return nil, err
 	}
-
-	s := &Server{opts: o}
-	ctx, s.cancel = context.WithCancel(ctx)
-	if s.Store, err = OpenStore(cfg); err != nil {
+	s.Generic = generic
+	if err := s.installLoginAPI(c.ExtraConfig); err != nil {
 		return nil, err
+	}
+	if err := s.installHandlers(c.ExtraConfig, c.GenericConfig.AuditBackend == nil); err != nil {
+		return nil, err
+	}
+	s.addHooks(ctx, c.ExtraConfig.ConfigFile)
+	return s, nil
+}
+
+// openState opens the store and builds what every endpoint shares: signing
+// keys, minter, verifier, identity providers, policy and the authentication
+// decision. ctx bounds the background work of keys and providers.
+func (s *Server) openState(ctx context.Context) error {
+	cfg := s.config
+	var err error
+	if s.Store, err = OpenStore(cfg); err != nil {
+		return err
 	}
 	if s.Keys, err = NewKeys(ctx, cfg, s.Store); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Minter, err = token.NewMinter(s.Keys, cfg.IssuerURL, nil); err != nil {
-		return nil, err
+		return err
 	}
 	tm := tokenMetrics()
 	if s.Verifier, err = token.NewVerifier(s.Keys, cfg.IssuerURL, s.Store, token.VerifierOptions{
@@ -99,10 +124,10 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		OnCacheHit:  tm.hit,
 		OnCacheMiss: tm.miss,
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if s.IdPs, err = identity.NewProviders(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("identity providers: %w", err)
+		return fmt.Errorf("identity providers: %w", err)
 	}
 	s.state = newConfigState(cfg)
 	s.Policy = &policy.Holder{}
@@ -115,68 +140,65 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		Policy:    s.Policy,
 		Grants:    s.Store,
 	}
+	return nil
+}
 
-	webhookAuthn, err := newWebhookClientAuthenticator(cfg.Webhook)
+// secureGenericChain puts Portcullis's authenticator and authorizer in front
+// of the delegated ones, classifies proxied long-running requests, and
+// routes the hot paths through their shorter chain (hotpath.Chain).
+func (s *Server) secureGenericChain(gc *genericapiserver.RecommendedConfig) error {
+	webhookAuthn, err := callerauth.New(s.config.Webhook)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if cfg.Webhook.ClientCAFile != "" {
+	if caFile := s.config.Webhook.ClientCAFile; caFile != "" {
 		// TLS only asks for client certificates from CAs the serving info
 		// knows; without this kube-apiserver's certificate is never sent.
-		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.Webhook.ClientCAFile)
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", caFile)
 		if err != nil {
-			return nil, fmt.Errorf("webhook.clientCAFile: %w", err)
+			return fmt.Errorf("webhook.clientCAFile: %w", err)
 		}
 		if err := gc.Authentication.ApplyClientCert(ca, gc.SecureServing); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	gc.Authentication.Authenticator = newRequestAuthenticator(s.Authn, s.state, webhookAuthn, gc.Authentication.Authenticator)
 	if gc.Authorization.Authorizer, err = newAuthorizer(gc.Authorization.Authorizer); err != nil {
-		return nil, err
+		return err
 	}
-	gc.Config.LongRunningFunc = longRunning(gc.Config.LongRunningFunc)
-
-	// aggregated API wiring (helper) — begin: OpenAPI of login.portcullis.dev
-	// (the generic server needs it to install an API group), anyone may create
-	// TokenCredentialRequests and WhoAmIRequests, and the exchange's
-	// per-client rate limit sees the peer address.
-	gc.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
-	gc.OpenAPIConfig.Info.Title, gc.OpenAPIConfig.Info.Version = "Portcullis", "v1alpha1"
-	gc.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
-	gc.OpenAPIV3Config.Info.Title, gc.OpenAPIV3Config.Info.Version = "Portcullis", "v1alpha1"
+	gc.Config.LongRunningFunc = hotpath.LongRunning(gc.Config.LongRunningFunc)
+	// Anyone may create TokenCredentialRequests and WhoAmIRequests.
 	gc.Authorization.Authorizer = registry.WithPublicResources(gc.Authorization.Authorizer)
 	buildChain := gc.BuildHandlerChainFunc
 	gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		// The TokenReview webhook and the proxy get a shorter chain of the
-		// same generic filters (see hotPathChain).
-		// The proxy judges a client's own Impersonate-* headers against the
-		// upstream cluster's RBAC, so they must be set aside before the
-		// generic chain's impersonation filter sees them.
+		// The exchange's per-client rate limit sees the peer address.
 		full := buildChain(registry.WithClientAddress(h), c)
-		return &hotPathRouter{full: full, hot: hotPathChain(h, c)}
+		return hotpath.NewRouter(full, hotpath.Chain(h, c))
 	}
-	// aggregated API wiring (helper) — end
+	return nil
+}
 
-	s.Generic, err = gc.Complete().New("portcullis-server", genericapiserver.NewEmptyDelegate())
-	if err != nil {
-		return nil, err
-	}
-
-	// aggregated API wiring (helper) — begin: serve login.portcullis.dev.
-	loginGroup, err := registry.NewAPIGroupInfo(scheme, codecs, registry.Options{
+// installLoginAPI serves the aggregated API login.portcullis.dev.
+func (s *Server) installLoginAPI(extra *ExtraConfig) error {
+	loginGroup, err := registry.NewAPIGroupInfo(extra.Scheme, extra.Codecs, registry.Options{
 		Authn:  s.Authn,
 		Minter: s.Minter,
 		Store:  s.Store,
 		Config: s.state.config,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.Generic.InstallAPIGroup(loginGroup); err != nil {
-		return nil, fmt.Errorf("installing the login.portcullis.dev API: %w", err)
+		return fmt.Errorf("installing the login.portcullis.dev API: %w", err)
 	}
-	// aggregated API wiring (helper) — end
+	return nil
+}
+
+// installHandlers serves discovery and keys, the TokenReview webhook, the
+// proxy and the login portal on the generic server's mux.
+func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
+	cfg := s.config
 	mux := s.Generic.Handler.NonGoRestfulMux
 	mux.Handle("/.well-known/openid-configuration", token.DiscoveryHandler(cfg.IssuerURL))
 	mux.Handle("/openid/v1/jwks", token.JWKSHandler(s.Keys))
@@ -188,14 +210,14 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 	}
 	mux.Handle(webhook.PathPrefix, wh)
 	proxy.RegisterMetrics()
-	if s.Proxy, err = proxy.New(cfg.Clusters, proxy.Options{Unaudited: gc.AuditBackend == nil}); err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
+	var err error
+	if s.Proxy, err = proxy.New(cfg.Clusters, proxy.Options{Unaudited: unaudited}); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
 	mux.HandlePrefix(ClusterPathPrefix, s.Proxy)
 	mux.HandlePrefix(webhook.PathPrefix+"/", wh)
 
-	// portal wiring (helper)
-	servingCert := o.SecureServing.ServerCert.CertKey.CertFile
+	servingCert := extra.ServingCertFile
 	loginPortal, err := portal.New(portal.Deps{
 		Config:    s.state.config,
 		IdPs:      s.IdPs,
@@ -210,17 +232,21 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	loginPortal.Install(mux)
-	// end portal wiring (helper)
+	return nil
+}
 
+// addHooks runs key rotation and configuration reload while the server
+// runs, and stops them, and the proxy, when it shuts down.
+func (s *Server) addHooks(ctx context.Context, configFile string) {
 	s.Generic.AddPostStartHookOrDie("portcullis-keys", func(hc genericapiserver.PostStartHookContext) error {
 		go s.Keys.Run(ctx)
 		return nil
 	})
 	s.Generic.AddPostStartHookOrDie("portcullis-config-reload", func(hc genericapiserver.PostStartHookContext) error {
-		go s.watchConfig(ctx, o.ConfigFile, 2*time.Second)
+		go s.watchConfig(ctx, configFile, 2*time.Second)
 		return nil
 	})
 	s.Generic.AddPreShutdownHookOrDie("portcullis-store", func() error {
@@ -228,18 +254,28 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		s.Proxy.Close()
 		return nil
 	})
-	return s, nil
 }
 
-// Run serves until ctx is done (SIGTERM), then shuts down gracefully.
-func (s *Server) Run(ctx context.Context) error {
+// PreparedServer is a Server ready to run.
+type PreparedServer struct {
+	s       *Server
+	generic interface{ RunWithContext(context.Context) error }
+}
+
+// PrepareRun readies the generic server (health checks, OpenAPI) to run.
+func (s *Server) PrepareRun() PreparedServer {
+	return PreparedServer{s: s, generic: s.Generic.PrepareRun()}
+}
+
+// Run serves until ctx is done (SIGTERM), then shuts down gracefully and
+// closes the store.
+func (p PreparedServer) Run(ctx context.Context) error {
+	s := p.s
 	defer func() {
 		if err := s.Store.Close(); err != nil {
 			klog.ErrorS(err, "Closing the store")
 		}
 	}()
-	klog.InfoS("Starting portcullis-server", "issuer", s.opts.Config.IssuerURL, "clusters", len(s.opts.Config.Clusters), "identityProviders", len(s.opts.Config.IdentityProviders))
-	return s.Generic.PrepareRun().RunWithContext(ctx)
+	klog.InfoS("Starting portcullis-server", "issuer", s.config.IssuerURL, "clusters", len(s.config.Clusters), "identityProviders", len(s.config.IdentityProviders))
+	return p.generic.RunWithContext(ctx)
 }
-
-var _ http.Handler = (*webhook.Handler)(nil)

@@ -41,7 +41,7 @@ func tabThrough(t *testing.T, c *framework.Chromium, n int) []focused {
 
 func TestLogin_PortalPagesInHeadlessChromium(t *testing.T) {
 	if framework.ChromiumBinary() == "" {
-		t.Skip("SKIPPED: Debian's chromium is not installed (apt-get install -y chromium); the portal pages were not checked in a browser")
+		framework.SkipMissing(t, "Debian's chromium", "apt-get install -y chromium", "the portal pages were not checked in a browser")
 	}
 	t.Parallel()
 	s := startLoginStack(t, false)

@@ -36,7 +36,7 @@ import (
 
 	"k8s.io/component-base/cli"
 
-	cmdserver "portcullis.dev/portcullis/pkg/cmd/server"
+	"portcullis.dev/portcullis/pkg/cmd/app"
 )
 
 // roleEnv selects what a child process is.
@@ -64,7 +64,7 @@ func main() {
 	switch os.Getenv(roleEnv) {
 	case "portcullis":
 		// The real server, exactly as cmd/portcullis-server runs it.
-		os.Exit(cli.Run(cmdserver.NewServerCommand(cmdserver.SignalContext())))
+		os.Exit(cli.Run(app.NewServerCommand(app.SignalContext())))
 	case "echo":
 		if err := runEcho(os.Args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, err)

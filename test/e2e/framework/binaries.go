@@ -273,7 +273,8 @@ func projectBinaryDir() (string, error) {
 //	func TestMain(m *testing.M) { os.Exit(framework.Main(m)) }
 //
 // It owns the temporary directory the project's binaries are built into and
-// removes it when the tests are done.
+// removes it when the tests are done, and ends the run with a banner listing
+// the tests skipped because a component is missing (SkipMissing).
 func Main(m *testing.M) int {
 	d, err := os.MkdirTemp("", "portcullis-e2e-bin-")
 	if err != nil {
@@ -284,6 +285,7 @@ func Main(m *testing.M) int {
 	projectBinDir = d
 	projectMu.Unlock()
 	code := m.Run()
+	reportMissingEverywhere()
 	if err := os.RemoveAll(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(os.Stderr, "removing %s: %v\n", d, err)
 	}

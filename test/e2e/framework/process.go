@@ -274,8 +274,12 @@ func (p *Process) WaitUntil(ctx context.Context, timeout time.Duration, what str
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited (%v) before %s; last check: %v\n--- last 50 lines of %s ---\n%s",
-				p.Name, exitDescription(p.ExitErr()), what, last, p.LogPath, p.LogTail(50))
+			hint := ""
+			if strings.Contains(p.Log(), addressInUse) {
+				hint = " (a port it was given was taken: see FreePort)"
+			}
+			return fmt.Errorf("%s exited (%v) before %s%s; last check: %v\n--- last 50 lines of %s ---\n%s",
+				p.Name, exitDescription(p.ExitErr()), what, hint, last, p.LogPath, p.LogTail(50))
 		case <-ctx.Done():
 			return fmt.Errorf("%s: not %s within %v; last check: %v\n--- last 50 lines of %s ---\n%s",
 				p.Name, what, timeout, last, p.LogPath, p.LogTail(50))

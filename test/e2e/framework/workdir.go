@@ -102,33 +102,6 @@ func writeFile(t testing.TB, name string, content []byte, perm os.FileMode) stri
 	return p
 }
 
-var (
-	portsMu   sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and has
-// not been handed out before by this test process.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !portsUsed[port] {
-			portsUsed[port] = true
-			return port
-		}
-	}
-	t.Fatalf("no unused free port found")
-	return 0
-}
-
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // tail returns the last n lines of s.

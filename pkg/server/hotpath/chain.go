@@ -1,4 +1,11 @@
-package server
+// Package hotpath is the handler chain of portcullis-server's two hot paths,
+// the TokenReview webhook (/tokenreview) and the proxy (/clusters/<name>/...):
+// a shorter composition of k8s.io/apiserver's own filters than
+// DefaultBuildHandlerChain (Chain), the router that sends these paths
+// through it and everything else through the full chain (NewRouter), the
+// long-lived workers it runs on, and the classification of proxied
+// long-running requests (LongRunning). See docs/architecture.md.
+package hotpath
 
 import (
 	"net/http"
@@ -16,6 +23,19 @@ import (
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
+// ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
+const ClusterPathPrefix = "/clusters/"
+
+// ClusterFromPath returns the cluster a /clusters/<name>/... path is for.
+func ClusterFromPath(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, ClusterPathPrefix)
+	if !ok {
+		return "", false
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	return name, name != ""
+}
+
 // isHotPath says whether a request goes through the hot-path chain: the
 // TokenReview webhook and the proxy's /clusters/<name>/... paths, which see
 // almost all of Portcullis's traffic.
@@ -27,7 +47,7 @@ func isHotPath(path string) bool {
 	return ok && (rest == "" || rest[0] == '/')
 }
 
-// hotPathChain builds the handler chain of the hot paths from the generic
+// Chain builds the handler chain of the hot paths from the generic
 // apiserver's own filters, in DefaultBuildHandlerChain's order, keeping
 // every filter that decides or records something for these requests:
 //
@@ -61,7 +81,17 @@ func isHotPath(path string) bool {
 // goroutine's stack only while it uses under a quarter of it: with these
 // frames gone, the handler goroutine of an idle watch keeps 8 KiB of stack
 // instead of 16 (measured in BenchmarkProxyMode/idle-watches).
-func hotPathChain(h http.Handler, c *genericapiserver.Config) http.Handler {
+//
+// TestDefaultChainFiltersAreAccountedFor lists every filter of
+// DefaultBuildHandlerChain as kept or left out, and fails when k8s.io/apiserver
+// adds, drops or reorders one.
+func Chain(h http.Handler, c *genericapiserver.Config) http.Handler {
+	return chain(h, c, hotPathWorkers)
+}
+
+// chain is Chain with workers long-lived workers (none: every request runs
+// on its own goroutine, as when every worker is busy).
+func chain(h http.Handler, c *genericapiserver.Config, workers int) http.Handler {
 	handler := genericapifilters.WithAuthorization(h, c.Authorization.Authorizer, c.Serializer)
 	handler = genericfilters.WithMaxInFlightLimit(handler, c.MaxRequestsInFlight, c.MaxMutatingRequestsInFlight, c.LongRunningFunc)
 	handler = withoutWebhookImpersonation(handler, c)
@@ -81,7 +111,7 @@ func hotPathChain(h http.Handler, c *genericapiserver.Config) http.Handler {
 	short = genericfilters.WithHTTPLogging(short)
 	long := longRunningChain{plain: authenticated, logged: genericfilters.WithHTTPLogging(authenticated)}
 
-	handler = withWorkers(short, long, hotPathWorkers, c.LongRunningFunc)
+	handler = withWorkers(short, long, workers, c.LongRunningFunc)
 	handler = genericapifilters.WithRequestInfo(handler, c.RequestInfoResolver)
 	handler = genericapifilters.WithRequestReceivedTimestamp(handler)
 	handler = genericfilters.WithPanicRecovery(handler, c.RequestInfoResolver)
@@ -140,6 +170,12 @@ func hasImpersonation(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// NewRouter returns the outermost handler of the server: the hot paths go
+// through hot (Chain) and everything else through full (the default chain).
+func NewRouter(full, hot http.Handler) http.Handler {
+	return &hotPathRouter{full: full, hot: hot}
 }
 
 // hotPathRouter sends the hot paths through hot and everything else (the

@@ -1,4 +1,4 @@
-package server
+package hotpath
 
 import (
 	"net/http"
@@ -22,15 +22,15 @@ var (
 	)
 )
 
-// longRunning extends the generic check: a proxied request is long-running
+// LongRunning extends the generic check: a proxied request is long-running
 // (exempt from request timeouts) when the same request sent to the cluster
 // itself would be: watches, logs, exec, attach, port-forward, proxy.
-func longRunning(base apirequest.LongRunningRequestCheck) apirequest.LongRunningRequestCheck {
+func LongRunning(base apirequest.LongRunningRequestCheck) apirequest.LongRunningRequestCheck {
 	return func(r *http.Request, info *apirequest.RequestInfo) bool {
 		if base != nil && base(r, info) {
 			return true
 		}
-		cluster, ok := clusterFromPath(r.URL.Path)
+		cluster, ok := ClusterFromPath(r.URL.Path)
 		if !ok || !mayBeLongRunning(r.URL.Path, r.URL.RawQuery) {
 			return false
 		}

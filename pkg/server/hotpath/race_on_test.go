@@ -1,6 +1,6 @@
 //go:build race
 
-package server
+package hotpath
 
 // raceEnabled: the race detector instruments the build, which changes frame
 // sizes.

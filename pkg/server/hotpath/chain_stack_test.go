@@ -1,4 +1,4 @@
-package server
+package hotpath
 
 import (
 	"context"
@@ -56,7 +56,7 @@ func TestIdleStreamWaitsOnAShallowStack(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
 	events := &recordingBackend{}
-	chain := &hotPathRouter{full: http.NotFoundHandler(), hot: hotPathChain(handOffProbe(t), testChainConfig(events))}
+	router := NewRouter(http.NotFoundHandler(), Chain(handOffProbe(t), testChainConfig(events)))
 
 	probe := &depthProbe{depth: make(chan uintptr, 1), release: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -69,7 +69,7 @@ func TestIdleStreamWaitsOnAShallowStack(t *testing.T) {
 		defer close(done)
 		growStack(64)
 		probe.top = stackAddr()
-		chain.ServeHTTP(w, req)
+		router.ServeHTTP(w, req)
 	}()
 	var depth uintptr
 	select {
@@ -89,7 +89,7 @@ func TestIdleStreamWaitsOnAShallowStack(t *testing.T) {
 	total := int(depth) + realFramesOutsideTest
 	t.Logf("an idle watch waits %d bytes deep in the chain, about %d bytes with the HTTP/2 frames; the runtime halves its stack below %d", depth, total, shrinkableDepth)
 	if total >= shrinkableDepth {
-		t.Errorf("an idle watch waits about %d bytes deep, want under %d so that its 16 KiB stack is halved (see hotPathChain)", total, shrinkableDepth)
+		t.Errorf("an idle watch waits about %d bytes deep, want under %d so that its 16 KiB stack is halved (see Chain)", total, shrinkableDepth)
 	}
 }
 
@@ -156,17 +156,17 @@ func growStack(kib int) byte {
 	return growStack(kib-1) + pad[0]
 }
 
-// testChainConfig is the configuration hotPathChain reads, with every user
+// testChainConfig is the configuration Chain reads, with every user
 // authenticated, everything authorized and audit at RequestResponse level.
 func testChainConfig(events audit.Backend) *genericapiserver.Config {
-	_, codecs := NewCodecs()
+	codecs := testCodecs()
 	c := &genericapiserver.Config{
 		Serializer:                     codecs,
 		MaxRequestsInFlight:            10,
 		MaxMutatingRequestsInFlight:    10,
 		RequestTimeout:                 time.Minute,
 		NonLongRunningRequestWaitGroup: new(utilwaitgroup.SafeWaitGroup),
-		LongRunningFunc:                longRunning(nil),
+		LongRunningFunc:                LongRunning(nil),
 		AuditBackend:                   events,
 		AuditPolicyRuleEvaluator:       policy.NewFakePolicyRuleEvaluator(auditinternal.LevelRequestResponse, nil),
 		RequestInfoResolver: &apirequest.RequestInfoFactory{

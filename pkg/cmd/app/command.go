@@ -1,11 +1,10 @@
-// Package server is portcullis-server's command line: serve (the default),
+// Package app is portcullis-server's command line: serve (the default),
 // webhook-kubeconfig, mint and version.
-package server
+package app
 
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -37,11 +36,15 @@ policy and one audit trail. See docs/ for the modes it serves.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			s, err := server.New(ctx, o)
+			c, err := o.Config()
 			if err != nil {
 				return err
 			}
-			return s.Run(ctx)
+			s, err := c.Complete().New(ctx)
+			if err != nil {
+				return err
+			}
+			return s.PrepareRun().Run(ctx)
 		},
 	}
 	fs := cmd.Flags()
@@ -69,5 +72,3 @@ func newVersionCommand() *cobra.Command {
 // SignalContext is the context the command runs in: cancelled on SIGTERM or
 // SIGINT, so the server shuts down gracefully.
 func SignalContext() context.Context { return genericapiserver.SetupSignalContext() }
-
-var _ = os.Stdout

@@ -1,16 +1,79 @@
-package server
+// Package callerauth authenticates the callers of the TokenReview webhook:
+// kube-apiservers presenting a client certificate signed by
+// webhook.clientCAFile, with the verification of their certificate chains
+// cached.
+package callerauth
 
 import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
+	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
+	"k8s.io/apiserver/pkg/authentication/user"
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 )
+
+// Group is given to clients presenting a certificate from
+// webhook.clientCAFile: the kube-apiservers allowed to call /tokenreview.
+const Group = "portcullis.dev:tokenreview-callers"
+
+// New accepts client certificates signed by webhook.clientCAFile (optionally
+// only some common names) and puts their holders in Group. Without a
+// clientCAFile it returns nil: no webhook callers.
+func New(w v1alpha1.WebhookConfig) (authenticator.Request, error) {
+	if w.ClientCAFile == "" {
+		return nil, nil
+	}
+	pemBytes, err := os.ReadFile(w.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading webhook.clientCAFile: %w", err)
+	}
+	// The cache needs the roots' expiry, so they are parsed here.
+	roots, err := certutil.ParseCertsPEM(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("webhook.clientCAFile %s holds no PEM certificate, or a malformed one: %w", w.ClientCAFile, err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	// The roots are read once, here, and fixed for this authenticator's life,
+	// which is what makes caching verifications sound: see certCache.
+	inner := newCertCache(x509request.New(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, x509request.CommonNameUserConversion), roots, 0, 0, nil)
+	return webhookCallers(inner, w.AllowedClientNames), nil
+}
+
+// webhookCallers wraps verified, the client-certificate authenticator: it
+// applies webhook.allowedClientNames on every request (after the cache, which
+// sits inside verified) and puts the caller in Group. It never modifies the
+// Response verified returns, which certCache shares between hits.
+func webhookCallers(verified authenticator.Request, allowedClientNames []string) authenticator.Request {
+	allowed := slices.Clone(allowedClientNames)
+	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
+		resp, ok, err := verified.AuthenticateRequest(req)
+		if !ok || err != nil {
+			return resp, ok, err
+		}
+		if len(allowed) > 0 && !slices.Contains(allowed, resp.User.GetName()) {
+			return nil, false, fmt.Errorf("client certificate %q is not in webhook.allowedClientNames", resp.User.GetName())
+		}
+		return &authenticator.Response{User: &user.DefaultInfo{
+			Name:   resp.User.GetName(),
+			Groups: append(slices.Clone(resp.User.GetGroups()), Group),
+		}}, true, nil
+	})
+}
 
 // Defaults of the client-certificate verification cache.
 const (
@@ -52,7 +115,7 @@ const (
 type certCache struct {
 	inner  authenticator.Request
 	cache  *cache.LRUExpireCache
-	now    func() time.Time
+	clock  clock.PassiveClock
 	maxTTL time.Duration
 	// rootsNotAfter are the NotAfter of every root, sorted.
 	rootsNotAfter []time.Time
@@ -65,17 +128,12 @@ type certCacheEntry struct {
 	expiry time.Time
 }
 
-// clockFunc adapts a func to the cache's Clock.
-type clockFunc func() time.Time
-
-func (f clockFunc) Now() time.Time { return f() }
-
 // newCertCache wraps inner, which must verify req.TLS.PeerCertificates
-// against roots and nothing else that changes over time. now is the clock
-// (nil: time.Now); size and ttl bound the cache (zero: the defaults).
-func newCertCache(inner authenticator.Request, roots []*x509.Certificate, size int, ttl time.Duration, now func() time.Time) *certCache {
-	if now == nil {
-		now = time.Now
+// against roots and nothing else that changes over time. clk is the clock
+// (nil: the real one); size and ttl bound the cache (zero: the defaults).
+func newCertCache(inner authenticator.Request, roots []*x509.Certificate, size int, ttl time.Duration, clk clock.PassiveClock) *certCache {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
 	if size <= 0 {
 		size = clientCertCacheSize
@@ -85,8 +143,8 @@ func newCertCache(inner authenticator.Request, roots []*x509.Certificate, size i
 	}
 	c := &certCache{
 		inner:  inner,
-		cache:  cache.NewLRUExpireCacheWithClock(size, clockFunc(now)),
-		now:    now,
+		cache:  cache.NewLRUExpireCacheWithClock(size, clk),
+		clock:  clk,
 		maxTTL: ttl,
 	}
 	for _, r := range roots {
@@ -105,7 +163,7 @@ func (c *certCache) AuthenticateRequest(req *http.Request) (*authenticator.Respo
 	}
 	chain := req.TLS.PeerCertificates
 	key := chainKey(chain)
-	now := c.now()
+	now := c.clock.Now()
 	if v, ok := c.cache.Get(key); ok {
 		e := v.(*certCacheEntry)
 		// The cache's own expiry is only for eviction; this is the exact one.

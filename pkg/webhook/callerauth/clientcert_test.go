@@ -1,4 +1,4 @@
-package server
+package callerauth
 
 import (
 	"crypto/ecdsa"
@@ -21,6 +21,7 @@ import (
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 )
@@ -30,10 +31,7 @@ import (
 // sleeping.
 var t0 = time.Now().Truncate(time.Second)
 
-type fakeClock struct{ offset atomic.Int64 }
-
-func (c *fakeClock) now() time.Time          { return t0.Add(time.Duration(c.offset.Load())) }
-func (c *fakeClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func newFakeClock() *testingclock.FakeClock { return testingclock.NewFakeClock(t0) }
 
 // testCert is a certificate and its key.
 type testCert struct {
@@ -94,13 +92,13 @@ type countingVerifier struct {
 	calls atomic.Int64
 }
 
-func newCountingVerifier(clock *fakeClock, roots ...*testCert) *countingVerifier {
+func newCountingVerifier(clock *testingclock.FakeClock, roots ...*testCert) *countingVerifier {
 	pool := x509.NewCertPool()
 	for _, r := range roots {
 		pool.AddCert(r.cert)
 	}
 	opts := func() (x509.VerifyOptions, bool) {
-		return x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: clock.now()}, true
+		return x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: clock.Now()}, true
 	}
 	return &countingVerifier{inner: x509request.NewDynamic(opts, x509request.CommonNameUserConversion)}
 }
@@ -111,12 +109,12 @@ func (v *countingVerifier) AuthenticateRequest(req *http.Request) (*authenticato
 }
 
 // newTestCertCache caches v, for roots, on clock.
-func newTestCertCache(v *countingVerifier, clock *fakeClock, roots ...*testCert) *certCache {
+func newTestCertCache(v *countingVerifier, clock *testingclock.FakeClock, roots ...*testCert) *certCache {
 	var rc []*x509.Certificate
 	for _, r := range roots {
 		rc = append(rc, r.cert)
 	}
-	return newCertCache(v, rc, 0, 0, clock.now)
+	return newCertCache(v, rc, 0, 0, clock)
 }
 
 // tlsRequest is a request over TLS whose peer presented chain.
@@ -158,7 +156,7 @@ func wantCalls(t *testing.T, v *countingVerifier, want int64) {
 }
 
 func TestCertCacheHitSkipsVerification(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	leaf := newLeaf(t, ca, "kube-apiserver", t0.Add(30*24*time.Hour))
 	v := newCountingVerifier(clock, ca)
@@ -167,7 +165,7 @@ func TestCertCacheHitSkipsVerification(t *testing.T) {
 	first := authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
 	wantCalls(t, v, 1)
 	for range 4 {
-		clock.advance(time.Minute)
+		clock.Step(time.Minute)
 		if got := authenticate(t, c, tlsRequest(leaf), "kube-apiserver"); got != first {
 			t.Fatalf("a hit answered %+v, want the cached %+v", got, first)
 		}
@@ -190,17 +188,17 @@ func mustParse(t *testing.T, der []byte) *x509.Certificate {
 }
 
 func TestCertCacheEntryLivesAtMostTheTTL(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	leaf := newLeaf(t, ca, "kube-apiserver", t0.Add(30*24*time.Hour))
 	v := newCountingVerifier(clock, ca)
 	c := newTestCertCache(v, clock, ca)
 
 	authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
-	clock.advance(clientCertCacheTTL)
+	clock.Step(clientCertCacheTTL)
 	authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
 	wantCalls(t, v, 1)
-	clock.advance(time.Nanosecond)
+	clock.Step(time.Nanosecond)
 	authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
 	wantCalls(t, v, 2)
 	authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
@@ -210,17 +208,17 @@ func TestCertCacheEntryLivesAtMostTheTTL(t *testing.T) {
 // TestCertCacheLeafExpiry: an entry never outlives its leaf; once the leaf
 // expires it is verified again, and refused.
 func TestCertCacheLeafExpiry(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	leaf := newLeaf(t, ca, "kube-apiserver", t0.Add(time.Minute))
 	v := newCountingVerifier(clock, ca)
 	c := newTestCertCache(v, clock, ca)
 
 	authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
-	clock.advance(time.Minute) // exactly NotAfter: still valid, as for x509
+	clock.Step(time.Minute) // exactly NotAfter: still valid, as for x509
 	authenticate(t, c, tlsRequest(leaf), "kube-apiserver")
 	wantCalls(t, v, 1)
-	clock.advance(time.Second)
+	clock.Step(time.Second)
 	refuse(t, c, tlsRequest(leaf))
 	wantCalls(t, v, 2)
 	refuse(t, c, tlsRequest(leaf))
@@ -237,7 +235,7 @@ func TestCertCacheIntermediateAndRootExpiry(t *testing.T) {
 		{"the root expires first", 2 * time.Minute, 365 * 24 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := &fakeClock{}
+			clock := newFakeClock()
 			ca := newCA(t, t0.Add(tc.rootNotAfter))
 			inter := newCert(t, ca, "intermediate", t0.Add(-time.Hour), t0.Add(tc.interNotAfter), true)
 			leaf := newLeaf(t, inter, "kube-apiserver", t0.Add(24*time.Hour))
@@ -247,10 +245,10 @@ func TestCertCacheIntermediateAndRootExpiry(t *testing.T) {
 			c := newTestCertCache(v, clock, ca, old)
 
 			authenticate(t, c, tlsRequest(leaf, inter), "kube-apiserver")
-			clock.advance(2 * time.Minute)
+			clock.Step(2 * time.Minute)
 			authenticate(t, c, tlsRequest(leaf, inter), "kube-apiserver")
 			wantCalls(t, v, 1)
-			clock.advance(time.Second)
+			clock.Step(time.Second)
 			refuse(t, c, tlsRequest(leaf, inter))
 			wantCalls(t, v, 2)
 		})
@@ -258,7 +256,7 @@ func TestCertCacheIntermediateAndRootExpiry(t *testing.T) {
 }
 
 func TestCertCacheExpiredLeafIsRefusedAndNotCached(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	expired := newLeaf(t, ca, "kube-apiserver", t0.Add(-time.Minute))
 	v := newCountingVerifier(clock, ca)
@@ -270,7 +268,7 @@ func TestCertCacheExpiredLeafIsRefusedAndNotCached(t *testing.T) {
 }
 
 func TestCertCacheFailureIsNotCached(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	other := newCA(t, t0.Add(365*24*time.Hour))
 	stranger := newLeaf(t, other, "kube-apiserver", t0.Add(24*time.Hour))
@@ -291,7 +289,7 @@ func TestCertCacheFailureIsNotCached(t *testing.T) {
 }
 
 func TestCertCacheDifferentChainIsAMiss(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	inter := newCert(t, ca, "intermediate", t0.Add(-time.Hour), t0.Add(24*time.Hour), true)
 	a := newLeaf(t, ca, "apiserver-a", t0.Add(24*time.Hour))
@@ -339,7 +337,7 @@ func TestChainKeyLengthPrefixed(t *testing.T) {
 }
 
 func TestCertCacheWithoutClientCertificate(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	v := newCountingVerifier(clock, ca)
 	c := newTestCertCache(v, clock, ca)
@@ -355,10 +353,10 @@ func TestCertCacheWithoutClientCertificate(t *testing.T) {
 }
 
 func TestCertCacheIsBounded(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	v := newCountingVerifier(clock, ca)
-	c := newCertCache(v, []*x509.Certificate{ca.cert}, 2, 0, clock.now)
+	c := newCertCache(v, []*x509.Certificate{ca.cert}, 2, 0, clock)
 	var leaves []*testCert
 	for _, cn := range []string{"a", "b", "c"} {
 		l := newLeaf(t, ca, cn, t0.Add(24*time.Hour))
@@ -375,7 +373,7 @@ func TestCertCacheIsBounded(t *testing.T) {
 // TestWebhookCallersAfterCache: allowedClientNames is applied on every
 // request, hits included, and the cached response is never altered.
 func TestWebhookCallersAfterCache(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	good := newLeaf(t, ca, "kube-apiserver", t0.Add(24*time.Hour))
 	other := newLeaf(t, ca, "someone-else", t0.Add(24*time.Hour))
@@ -383,7 +381,7 @@ func TestWebhookCallersAfterCache(t *testing.T) {
 	a := webhookCallers(newTestCertCache(v, clock, ca), []string{"kube-apiserver"})
 	for range 3 {
 		resp := authenticate(t, a, tlsRequest(good), "kube-apiserver")
-		if g := resp.User.GetGroups(); !slices.Equal(g, []string{"callers", WebhookCallerGroup}) {
+		if g := resp.User.GetGroups(); !slices.Equal(g, []string{"callers", Group}) {
 			t.Fatalf("groups %v", g)
 		}
 		refuse(t, a, tlsRequest(other))
@@ -392,7 +390,7 @@ func TestWebhookCallersAfterCache(t *testing.T) {
 }
 
 func TestCertCacheConcurrent(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	ca := newCA(t, t0.Add(365*24*time.Hour))
 	stranger := newLeaf(t, newCA(t, t0.Add(365*24*time.Hour)), "stranger", t0.Add(24*time.Hour))
 	var leaves []*testCert
@@ -400,7 +398,7 @@ func TestCertCacheConcurrent(t *testing.T) {
 		leaves = append(leaves, newLeaf(t, ca, cn, t0.Add(24*time.Hour)))
 	}
 	v := newCountingVerifier(clock, ca)
-	c := newCertCache(v, []*x509.Certificate{ca.cert}, 3, 0, clock.now) // smaller than the set: evictions too
+	c := newCertCache(v, []*x509.Certificate{ca.cert}, 3, 0, clock) // smaller than the set: evictions too
 	a := webhookCallers(c, []string{"a", "b", "c"})
 	var wg sync.WaitGroup
 	errs := make(chan string, 64)
@@ -408,7 +406,7 @@ func TestCertCacheConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 300 {
 				if w == 0 && i%50 == 0 {
-					clock.advance(time.Minute)
+					clock.Step(time.Minute)
 				}
 				l := leaves[(w+i)%len(leaves)]
 				cn := l.cert.Subject.CommonName
@@ -439,14 +437,14 @@ func TestNewWebhookClientAuthenticator(t *testing.T) {
 	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := newWebhookClientAuthenticator(v1alpha1.WebhookConfig{ClientCAFile: caFile, AllowedClientNames: []string{"kube-apiserver"}})
+	a, err := New(v1alpha1.WebhookConfig{ClientCAFile: caFile, AllowedClientNames: []string{"kube-apiserver"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	good := newCert(t, ca, "kube-apiserver", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), false)
 	for range 2 {
 		resp := authenticate(t, a, tlsRequest(good), "kube-apiserver")
-		if !slices.Contains(resp.User.GetGroups(), WebhookCallerGroup) {
+		if !slices.Contains(resp.User.GetGroups(), Group) {
 			t.Fatalf("groups %v", resp.User.GetGroups())
 		}
 		refuse(t, a, tlsRequest(newCert(t, ca, "someone-else", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), false)))
@@ -460,7 +458,7 @@ func TestNewWebhookClientAuthenticator(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("nothing here\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newWebhookClientAuthenticator(v1alpha1.WebhookConfig{ClientCAFile: empty}); err == nil {
+	if _, err := New(v1alpha1.WebhookConfig{ClientCAFile: empty}); err == nil {
 		t.Fatal("a CA file without certificates was accepted")
 	}
 }
