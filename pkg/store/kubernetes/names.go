@@ -16,6 +16,11 @@ const (
 	LabelKind           = "portcullis.dev/kind"
 	AnnotationID        = "portcullis.dev/id"
 	AnnotationExpiresAt = "portcullis.dev/expires-at"
+	// LabelSessionEnds is on sessions: when the session ends (by age or
+	// idleness, whichever is first) in Unix seconds, so that garbage
+	// collection lists only ended sessions (a "<" label selector) instead of
+	// every session.
+	LabelSessionEnds = "portcullis.dev/ends-unix"
 )
 
 // maxNameLength is the longest name a Secret or ConfigMap may have (a DNS-1123

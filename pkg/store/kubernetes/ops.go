@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,7 +106,7 @@ func backoff(ctx context.Context, n int) error {
 }
 
 // create writes a new object holding item and returns its version.
-func create[T metav1.Object](s *Store, ctx context.Context, ot objType[T], k kind, id string, expires time.Time, item any) (string, error) {
+func create[T metav1.Object](s *Store, ctx context.Context, ot objType[T], k kind, id string, expires time.Time, item any, labels map[string]string) (string, error) {
 	name, err := objectName(k, id)
 	if err != nil {
 		return "", err
@@ -117,9 +118,13 @@ func create[T metav1.Object](s *Store, ctx context.Context, ot objType[T], k kin
 	if err != nil {
 		return "", fmt.Errorf("encoding it: %w", err)
 	}
+	meta := s.meta(k, name, id, expires)
+	for l, v := range labels {
+		meta.Labels[l] = v
+	}
 	var created T
 	err = s.call(ctx, func(ctx context.Context) (err error) {
-		created, err = ot.client(s).Create(ctx, ot.build(s.meta(k, name, id, expires), k, payload), metav1.CreateOptions{})
+		created, err = ot.client(s).Create(ctx, ot.build(meta, k, payload), metav1.CreateOptions{})
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -199,7 +204,7 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 // CreateSigningKey stores k in a Secret; it fails with store.ErrAlreadyExists
 // if a key with the same ID exists.
 func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) error {
-	rv, err := create(s, ctx, secrets, kindSigningKey, k.ID, k.ExpireAt, k)
+	rv, err := create(s, ctx, secrets, kindSigningKey, k.ID, k.ExpireAt, k, nil)
 	if err != nil {
 		return fmt.Errorf("creating signing key %s: %w", k.ID, err)
 	}
@@ -218,10 +223,23 @@ func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
 	return nil
 }
 
+// sessionEnds is the value of LabelSessionEnds for sess: the Unix second in
+// which it ends by age or idleness (never negative: a label value cannot
+// start with '-').
+func sessionEnds(sess store.Session) string {
+	end := sess.ExpiresAt
+	if sess.IdleTimeout > 0 {
+		if idle := sess.LastUsedAt.Add(sess.IdleTimeout); idle.Before(end) {
+			end = idle
+		}
+	}
+	return strconv.FormatInt(max(end.Unix(), 0), 10)
+}
+
 // CreateSession stores sess in a Secret; it fails with
 // store.ErrAlreadyExists if a session with the same ID exists.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
-	if _, err := create(s, ctx, secrets, kindSession, sess.ID, sess.ExpiresAt, sess); err != nil {
+	if _, err := create(s, ctx, secrets, kindSession, sess.ID, sess.ExpiresAt, sess, map[string]string{LabelSessionEnds: sessionEnds(sess)}); err != nil {
 		return fmt.Errorf("creating session %s: %w", sess.ID, err)
 	}
 	return nil
@@ -281,6 +299,10 @@ func (s *Store) updateSession(ctx context.Context, id string, update func(*store
 			next.Annotations = map[string]string{}
 		}
 		next.Annotations[AnnotationExpiresAt] = sess.ExpiresAt.UTC().Format(time.RFC3339)
+		if next.Labels == nil {
+			next.Labels = map[string]string{}
+		}
+		next.Labels[LabelSessionEnds] = sessionEnds(sess)
 		err = s.call(ctx, func(ctx context.Context) error {
 			_, err := s.client.CoreV1().Secrets(s.namespace).Update(ctx, next, metav1.UpdateOptions{})
 			return err
@@ -331,7 +353,7 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 // ID.
 func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
 	var out []store.Session
-	err := s.eachSession(ctx, func(sess store.Session, _ *corev1.Secret) error {
+	err := s.eachSession(ctx, selector(kindSession), func(sess store.Session, _ *corev1.Secret) error {
 		out = append(out, sess)
 		return nil
 	})
@@ -346,11 +368,11 @@ func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
 }
 
 // eachSession calls fn for each session, page by page.
-func (s *Store) eachSession(ctx context.Context, fn func(store.Session, *corev1.Secret) error) error {
+func (s *Store) eachSession(ctx context.Context, labelSelector string, fn func(store.Session, *corev1.Secret) error) error {
 	if err := s.begin(ctx); err != nil {
 		return err
 	}
-	opts := metav1.ListOptions{LabelSelector: selector(kindSession), Limit: listPageSize}
+	opts := metav1.ListOptions{LabelSelector: labelSelector, Limit: listPageSize}
 	for {
 		var list *corev1.SecretList
 		err := s.call(ctx, func(ctx context.Context) (err error) {
@@ -396,7 +418,7 @@ func (s *Store) revoke(ctx context.Context, r store.Revocation) error {
 		return fmt.Errorf("encoding the revocation: %w", err)
 	}
 	for attempt := 1; ; attempt++ {
-		rv, err := create(s, ctx, configMaps, kindRevocation, r.ID, r.ExpiresAt, r)
+		rv, err := create(s, ctx, configMaps, kindRevocation, r.ID, r.ExpiresAt, r, nil)
 		if err == nil {
 			s.revocations.put(r.ID, r, rv)
 			return nil
@@ -464,7 +486,7 @@ func (s *Store) ListRevocations(ctx context.Context) ([]store.Revocation, error)
 // CreateGrant stores g in a ConfigMap; it fails with store.ErrAlreadyExists
 // if a grant with the same ID exists.
 func (s *Store) CreateGrant(ctx context.Context, g store.Grant) error {
-	rv, err := create(s, ctx, configMaps, kindGrant, g.ID, g.ExpiresAt, g)
+	rv, err := create(s, ctx, configMaps, kindGrant, g.ID, g.ExpiresAt, g, nil)
 	if err != nil {
 		return fmt.Errorf("creating grant %s: %w", g.ID, err)
 	}
@@ -550,8 +572,11 @@ func (s *Store) collect(ctx context.Context, now time.Time) (int, error) {
 			s.grants.tombstone(v.id, v.rv, now)
 		}
 	}
+	// Only sessions whose end label is at or before now's second are
+	// listed; Expired decides exactly.
 	var expired []*corev1.Secret
-	err := s.eachSession(ctx, func(sess store.Session, obj *corev1.Secret) error {
+	ended := fmt.Sprintf("%s,%s<%d", selector(kindSession), LabelSessionEnds, now.Unix()+1)
+	err := s.eachSession(ctx, ended, func(sess store.Session, obj *corev1.Secret) error {
 		if sess.Expired(now) {
 			expired = append(expired, obj)
 		}

@@ -30,6 +30,10 @@ import (
 const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultSyncTimeout    = time.Minute
+	// DefaultQPS and DefaultBurst limit requests to the API server when the
+	// configuration sets no limit of its own.
+	DefaultQPS   = 200
+	DefaultBurst = 400
 )
 
 // InClusterNamespaceFile holds the namespace of the pod's service account.
@@ -128,8 +132,10 @@ func NewForConfig(ctx context.Context, cfg *rest.Config, opts Options) (*Store, 
 		cfg.UserAgent = "portcullis-store"
 	}
 	if cfg.QPS == 0 && cfg.Burst == 0 {
-		// client-go's defaults (5/s, bursts of 10) would throttle logins.
-		cfg.QPS, cfg.Burst = 50, 100
+		// client-go's defaults (5/s, bursts of 10) would throttle logins (a
+		// refresh is two requests). The API server's priority and fairness
+		// protects it; this only stops a runaway loop.
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
