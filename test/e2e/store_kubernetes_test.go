@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 
 	"portcullis.dev/portcullis/pkg/store"
@@ -33,12 +36,28 @@ type storeNamespaces struct {
 	cfg map[string]*rest.Config
 }
 
-// storeRole is the Role of docs/configuration.md.
-var storeRole = []rbacv1.PolicyRule{{
-	APIGroups: []string{""},
-	Resources: []string{"secrets", "configmaps"},
-	Verbs:     []string{"get", "list", "watch", "create", "update", "delete"},
-}}
+// storeRole returns the rules of the Role in
+// artifacts/rbac/state-store-role.yaml, which docs/configuration.md gives
+// operators.
+func storeRole(t testing.TB) []rbacv1.PolicyRule {
+	t.Helper()
+	path := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "state-store-role.yaml")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		var role rbacv1.Role
+		if err := dec.Decode(&role); err != nil {
+			t.Fatalf("no Role in %s: %v", path, err)
+		}
+		if role.Kind == "Role" {
+			return role.Rules
+		}
+	}
+}
 
 func (sn *storeNamespaces) new(t testing.TB) string {
 	t.Helper()
@@ -59,7 +78,7 @@ func (sn *storeNamespaces) new(t testing.TB) string {
 			return err
 		},
 		func() error {
-			_, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "portcullis-state"}, Rules: storeRole}, metav1.CreateOptions{})
+			_, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "portcullis-state"}, Rules: storeRole(t)}, metav1.CreateOptions{})
 			return err
 		},
 		func() error {
@@ -318,7 +337,9 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 func BenchmarkKubernetesStore(b *testing.B) {
 	api := framework.StartAPIServer(b, framework.APIServerOptions{})
 	sn := &storeNamespaces{api: api}
-	s := sn.mustOpen(b, sn.new(b))
+	ns := sn.new(b)
+	sn.cfg[ns].QPS = -1 // no client-side rate limit: measure the round trips
+	s := sn.mustOpen(b, ns)
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour)
 	b.Run("CreateSession", func(b *testing.B) {
