@@ -126,7 +126,9 @@ type Store interface {
 	GetSession(ctx context.Context, id string) (Session, error)
 	// UpdateSession reads the session, calls update on a copy and writes the
 	// result atomically. If update returns an error nothing is written and
-	// that error is returned.
+	// that error is returned. A backend with optimistic concurrency (the
+	// kubernetes one) calls update again, on the freshly read session, when
+	// another writer got in first, so update must only change the session.
 	UpdateSession(ctx context.Context, id string, update func(*Session) error) (Session, error)
 	DeleteSession(ctx context.Context, id string) error
 	ListSessions(ctx context.Context) ([]Session, error)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,11 +131,50 @@ func (sn *storeNamespaces) mustOpen(t testing.TB, ns string) *kstore.Store {
 	return s
 }
 
+// noRightsToken authenticates a user RBAC grants nothing.
+const noRightsToken = "no-rights-0123456789"
+
 func TestKubernetesStore(t *testing.T) {
 	t.Parallel()
-	api := framework.StartAPIServer(t, framework.APIServerOptions{})
+	api := framework.StartAPIServer(t, framework.APIServerOptions{
+		Tokens: []framework.StaticToken{{Token: noRightsToken, User: "nobody", UID: "nobody"}},
+	})
 	sn := &storeNamespaces{api: api}
 	ctx := context.Background()
+
+	t.Run("Open with a kubeconfig file", func(t *testing.T) {
+		ns := sn.new(t)
+		sn.mu.Lock()
+		token := sn.cfg[ns].BearerToken
+		sn.mu.Unlock()
+		s, err := kstore.Open(ctx, kstore.Options{Kubeconfig: api.KubeconfigFor(token), Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.Revoke(ctx, store.Revocation{ID: "jti-1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		cms, err := api.Clientset().CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=portcullis,portcullis.dev/kind=revocation"})
+		if err != nil || len(cms.Items) != 1 || cms.Items[0].Annotations["portcullis.dev/id"] != "jti-1" {
+			t.Fatalf("the revocation's ConfigMap: %+v, %v", cms, err)
+		}
+		t.Logf("revocation jti-1 is ConfigMap %s/%s", ns, cms.Items[0].Name)
+	})
+
+	t.Run("Open without the rights says which are needed", func(t *testing.T) {
+		ns := sn.new(t)
+		_, err := kstore.NewForConfig(ctx, api.RESTConfig(noRightsToken), kstore.Options{Namespace: ns})
+		if err == nil {
+			t.Fatal("Open succeeded for a user with no rights")
+		}
+		t.Logf("Open failed with: %v", err)
+		for _, want := range []string{"forbidden", "get, list, watch, create, update and delete on secrets and configmaps in namespace " + ns} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error does not say %q", want)
+			}
+		}
+	})
 
 	t.Run("conformance", func(t *testing.T) {
 		start := time.Now()

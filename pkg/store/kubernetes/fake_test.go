@@ -130,3 +130,31 @@ func TestCacheIgnoresForeignAndBrokenObjects(t *testing.T) {
 		t.Errorf("ListRevocations = %v, %v; want nothing (one object holds another ID, one does not decode)", revs, err)
 	}
 }
+
+func TestGarbageCollectSkipsABrokenSession(t *testing.T) {
+	broken := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "portcullis-session-c4", Namespace: "portcullis",
+		Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelKind: "session", LabelSessionEnds: "0"}},
+		Data: map[string][]byte{"session.json": []byte("{")}}
+	s, _ := newFake(t, broken)
+	ctx := context.Background()
+	now := time.Now()
+	for _, sess := range []store.Session{
+		{ID: "ended", ExpiresAt: now.Add(-time.Hour)},
+		{ID: "idle", ExpiresAt: now.Add(time.Hour), LastUsedAt: now.Add(-2 * time.Hour), IdleTimeout: time.Hour},
+		{ID: "live", ExpiresAt: now.Add(time.Hour), LastUsedAt: now, IdleTimeout: time.Hour},
+	} {
+		if err := s.CreateSession(ctx, sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.GarbageCollect(ctx, now)
+	if err != nil || n != 2 {
+		t.Fatalf("GarbageCollect = %d, %v; want 2, nil (the broken object logged and skipped)", n, err)
+	}
+	if _, err := s.GetSession(ctx, "live"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ListSessions(ctx); err == nil || strings.Contains(err.Error(), "{") {
+		t.Errorf("ListSessions with a broken object = %v; want an error naming it (and not quoting it)", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/store"
 )
@@ -353,7 +354,7 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 // ID.
 func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
 	var out []store.Session
-	err := s.eachSession(ctx, selector(kindSession), func(sess store.Session, _ *corev1.Secret) error {
+	err := s.eachSession(ctx, selector(kindSession), false, func(sess store.Session, _ *corev1.Secret) error {
 		out = append(out, sess)
 		return nil
 	})
@@ -368,7 +369,9 @@ func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
 }
 
 // eachSession calls fn for each session, page by page.
-func (s *Store) eachSession(ctx context.Context, labelSelector string, fn func(store.Session, *corev1.Secret) error) error {
+// With skipBad, an object that does not decode is logged and skipped rather
+// than ending the listing.
+func (s *Store) eachSession(ctx context.Context, labelSelector string, skipBad bool, fn func(store.Session, *corev1.Secret) error) error {
 	if err := s.begin(ctx); err != nil {
 		return err
 	}
@@ -385,6 +388,10 @@ func (s *Store) eachSession(ctx context.Context, labelSelector string, fn func(s
 		for i := range list.Items {
 			obj := &list.Items[i]
 			sess, err := decode(kindSession, obj, obj.Data[kindSession.dataKey], sessionID)
+			if err != nil && skipBad {
+				klog.ErrorS(err, "Skipping a session object Portcullis cannot use; fix or delete it", "namespace", s.namespace, "name", obj.Name)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -576,7 +583,7 @@ func (s *Store) collect(ctx context.Context, now time.Time) (int, error) {
 	// listed; Expired decides exactly.
 	var expired []*corev1.Secret
 	ended := fmt.Sprintf("%s,%s<%d", selector(kindSession), LabelSessionEnds, now.Unix()+1)
-	err := s.eachSession(ctx, ended, func(sess store.Session, obj *corev1.Secret) error {
+	err := s.eachSession(ctx, ended, true, func(sess store.Session, obj *corev1.Secret) error {
 		if sess.Expired(now) {
 			expired = append(expired, obj)
 		}
