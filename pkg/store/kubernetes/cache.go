@@ -155,3 +155,24 @@ func (c *itemCache[T]) reset() {
 	defer c.mu.Unlock()
 	c.entries = map[string]*entry[T]{}
 }
+
+// replace applies a list of every item, made at version listRV: listed items
+// are put, and items the list lacks are dropped unless they are newer than
+// the list (written after it).
+func (c *itemCache[T]) replace(items []versioned[T], listRV string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	listed := make(map[string]bool, len(items))
+	for _, v := range items {
+		listed[v.id] = true
+		if e, ok := c.entries[v.id]; ok && !newer(v.rv, e.rv) {
+			continue
+		}
+		c.entries[v.id] = &entry[T]{item: v.item, rv: v.rv}
+	}
+	for id, e := range c.entries {
+		if !listed[id] && !newer(e.rv, listRV) {
+			delete(c.entries, id)
+		}
+	}
+}

@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apiserver/pkg/server/healthz"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -75,11 +74,14 @@ type Store struct {
 	// own goroutines never make each other retry on conflicts.
 	sessionLocks keyedMutex
 
-	factories []informers.SharedInformerFactory
-	synced    []cache.InformerSynced
-	stop      chan struct{}
-	closed    atomic.Bool
-	closeOnce sync.Once
+	synced []cache.InformerSynced
+	// disconnected is set for an informer whose watch could not be
+	// (re)established, until one is; see catchUp.
+	keysDisconnected, configMapsDisconnected atomic.Bool
+	wg                                       sync.WaitGroup
+	stop                                     chan struct{}
+	closed                                   atomic.Bool
+	closeOnce                                sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -184,9 +186,9 @@ func newStore(ctx context.Context, client kubernetes.Interface, host string, opt
 		return nil, fmt.Errorf("opening the kubernetes store in namespace %s: %w", s.namespace, err)
 	}
 
-	secrets := s.factory(kindSigningKey)
-	configMaps := s.factory(kindRevocation, kindGrant)
-	regKeys, err := secrets.Core().V1().Secrets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	secrets := s.secretInformer()
+	configMaps := s.configMapInformer()
+	regKeys, err := secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onSecret(obj, false) },
 		UpdateFunc: func(_, obj any) { s.onSecret(obj, false) },
 		DeleteFunc: func(obj any) { s.onSecret(obj, true) },
@@ -194,7 +196,7 @@ func newStore(ctx context.Context, client kubernetes.Interface, host string, opt
 	if err != nil {
 		return nil, err
 	}
-	regCMs, err := configMaps.Core().V1().ConfigMaps().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	regCMs, err := configMaps.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onConfigMap(obj, false) },
 		UpdateFunc: func(_, obj any) { s.onConfigMap(obj, false) },
 		DeleteFunc: func(obj any) { s.onConfigMap(obj, true) },
@@ -203,9 +205,18 @@ func newStore(ctx context.Context, client kubernetes.Interface, host string, opt
 		return nil, err
 	}
 	s.synced = []cache.InformerSynced{regKeys.HasSynced, regCMs.HasSynced}
-	for _, f := range s.factories {
-		f.Start(s.stop)
+	for _, inf := range []cache.SharedIndexInformer{secrets, configMaps} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			inf.Run(s.stop)
+		}()
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.catchUp(catchUpPeriod)
+	}()
 
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
@@ -226,23 +237,6 @@ func selector(kinds ...kind) string {
 		labels[i] = k.label
 	}
 	return fmt.Sprintf("%s=%s,%s in (%s)", LabelManagedBy, ManagedByValue, LabelKind, strings.Join(labels, ","))
-}
-
-func (s *Store) factory(kinds ...kind) informers.SharedInformerFactory {
-	sel := selector(kinds...)
-	f := informers.NewSharedInformerFactoryWithOptions(s.client, 0,
-		informers.WithNamespace(s.namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }),
-		informers.WithTransform(func(obj any) (any, error) {
-			// Only data, labels, name and version are used.
-			if m, ok := obj.(metav1.Object); ok {
-				m.SetManagedFields(nil)
-			}
-			return obj, nil
-		}),
-	)
-	s.factories = append(s.factories, f)
-	return f
 }
 
 func (s *Store) probe(ctx context.Context) error {
@@ -300,9 +294,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.stop)
-		for _, f := range s.factories {
-			f.Shutdown()
-		}
+		s.wg.Wait()
 		s.keys.reset()
 		s.revocations.reset()
 		s.grants.reset()
