@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/store/bolt"
 	kstore "portcullis.dev/portcullis/pkg/store/kubernetes"
 	"portcullis.dev/portcullis/pkg/store/storetest"
 	"portcullis.dev/portcullis/test/e2e/framework"
@@ -289,6 +290,53 @@ func TestKubernetesStore(t *testing.T) {
 			t.Errorf("counter = %v after 2×%d increments, want %d: updates were lost", c, perStore, 2*perStore)
 		}
 		t.Logf("2×%d increments from %d goroutines per store took %v", perStore, goroutines, time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("Copy moves a bolt store into a kubernetes store, and again without change", func(t *testing.T) {
+		src, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		exp := time.Now().Add(time.Hour)
+		for i := range 20 {
+			id := fmt.Sprintf("sess-%02d", i)
+			if err := src.CreateSession(ctx, store.Session{ID: id, Username: "alice", UpstreamRefreshToken: "up-" + id, RefreshTokenHash: []byte{byte(i)}, ExpiresAt: exp}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, err := range []error{
+			src.CreateSigningKey(ctx, store.SigningKey{ID: "key-1", Algorithm: "ES256", PrivateKeyPEM: []byte("fake"), ExpireAt: exp}),
+			src.Revoke(ctx, store.Revocation{ID: "jti-1", ExpiresAt: exp}),
+			src.CreateGrant(ctx, store.Grant{ID: "grant-1", Username: "bob", Cluster: "c", ExpiresAt: exp}),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		dst := sn.mustOpen(t, sn.new(t))
+		st, err := store.Copy(ctx, src, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := store.CopyStats{SigningKeys: store.CopyCounts{Copied: 1}, Revocations: store.CopyCounts{Copied: 1}, Grants: store.CopyCounts{Copied: 1}, Sessions: store.CopyCounts{Copied: 20}}
+		if st != want {
+			t.Errorf("Copy: %v, want %v", st, want)
+		}
+		if st, err = store.Copy(ctx, src, dst); err != nil {
+			t.Fatal(err)
+		}
+		want = store.CopyStats{SigningKeys: store.CopyCounts{Existing: 1}, Revocations: store.CopyCounts{Existing: 1}, Grants: store.CopyCounts{Existing: 1}, Sessions: store.CopyCounts{Existing: 20}}
+		if st != want {
+			t.Errorf("second Copy: %v, want %v", st, want)
+		}
+		got, err := dst.GetSession(ctx, "sess-07")
+		if err != nil || got.UpstreamRefreshToken != "up-sess-07" {
+			t.Errorf("copied session: %+v, %v", got, err)
+		}
+		if revoked, _ := dst.IsRevoked(ctx, "jti-1"); !revoked {
+			t.Error("the copied revocation does not revoke")
+		}
 	})
 
 	// Last: it stops the API server.

@@ -141,12 +141,12 @@ func create[T metav1.Object](s *Store, ctx context.Context, ot objType[T], k kin
 func get[T metav1.Object, I any](s *Store, ctx context.Context, ot objType[T], k kind, id string, idOf func(I) string) (I, T, error) {
 	var item I
 	var obj T
+	if err := s.begin(ctx); err != nil {
+		return item, obj, err
+	}
 	name, err := objectName(k, id)
 	if err != nil {
 		return item, obj, store.ErrNotFound // no such ID can have been stored
-	}
-	if err := s.begin(ctx); err != nil {
-		return item, obj, err
 	}
 	err = s.call(ctx, func(ctx context.Context) (err error) {
 		obj, err = ot.client(s).Get(ctx, name, metav1.GetOptions{})
@@ -169,6 +169,9 @@ func deleteVersion[T metav1.Object](s *Store, ctx context.Context, ot objType[T]
 // remove deletes the current version of the item with this ID and returns
 // the version it deleted.
 func remove[T metav1.Object, I any](s *Store, ctx context.Context, ot objType[T], k kind, id string, idOf func(I) string) (string, error) {
+	if err := s.begin(ctx); err != nil {
+		return "", err
+	}
 	name, err := objectName(k, id)
 	if err != nil {
 		return "", store.ErrNotFound
@@ -333,12 +336,12 @@ func (s *Store) updateSession(ctx context.Context, id string, update func(*store
 // store.ErrNotFound.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	err := func() error {
+		if err := s.begin(ctx); err != nil {
+			return err
+		}
 		name, err := objectName(kindSession, id)
 		if err != nil {
 			return store.ErrNotFound
-		}
-		if err := s.begin(ctx); err != nil {
-			return err
 		}
 		return s.call(ctx, func(ctx context.Context) error {
 			return s.client.CoreV1().Secrets(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
