@@ -2,9 +2,10 @@
 // their hashed refresh tokens), revocations and time-bound grants.
 //
 // Every backend implements Store and must pass the conformance suite in
-// pkg/store/storetest. The embedded backend (pkg/store/bolt) is the default; a
-// backend on the Kubernetes API (so that several replicas share state through
-// etcd) is meant to slot in behind the same interface.
+// pkg/store/storetest. The embedded backend (pkg/store/bolt) is the default;
+// pkg/store/kubernetes keeps the same state in Secrets and ConfigMaps of one
+// namespace, so that several replicas share it through etcd. Copy moves the
+// state from one backend to another.
 //
 // A store must never silently reset: a file it cannot read is an error that
 // names the file and says what to do, not an empty store.
@@ -25,6 +26,12 @@ var (
 	// ErrConflict is returned by an update function to abort an update, or by
 	// a backend when an optimistic-concurrency check fails after retries.
 	ErrConflict = errors.New("conflict")
+	// ErrUnavailable is returned when the backend cannot be reached or is
+	// failing (for the kubernetes backend: the Kubernetes API server does not
+	// answer, times out or answers 5xx). The operation may or may not have
+	// taken effect; trying again later is reasonable. Servers answer a request
+	// that failed with it with 503 Service Unavailable rather than 500.
+	ErrUnavailable = errors.New("state store unavailable")
 )
 
 // SigningKey is a private key Portcullis signs cluster tokens with.
@@ -119,7 +126,9 @@ type Store interface {
 	GetSession(ctx context.Context, id string) (Session, error)
 	// UpdateSession reads the session, calls update on a copy and writes the
 	// result atomically. If update returns an error nothing is written and
-	// that error is returned.
+	// that error is returned. A backend with optimistic concurrency (the
+	// kubernetes one) calls update again, on the freshly read session, when
+	// another writer got in first, so update must only change the session.
 	UpdateSession(ctx context.Context, id string, update func(*Session) error) (Session, error)
 	DeleteSession(ctx context.Context, id string) error
 	ListSessions(ctx context.Context) ([]Session, error)

@@ -311,7 +311,7 @@ func TestDecodeReportsFieldProblemsWithTheirPaths(t *testing.T) {
 		{"a misspelled top-level field is reported with the likely spelling", strings.Replace(minimal, "issuerURL:", "issuerUrl:", 1),
 			[]wantErr{{"issuerUrl", `unknown field: did you mean "issuerURL"?`}, {"issuerURL", "Required value"}}},
 		{"an unknown nested field is reported with its path", strings.Replace(minimal, "  path: /tmp/state.db\n", "  path: /tmp/state.db\n  size: 1Gi\n", 1),
-			[]wantErr{{"store.size", "unknown field: remove it or use one of path, type"}}},
+			[]wantErr{{"store.size", "unknown field: remove it or use one of kubernetes, path, type"}}},
 		{"an unknown field in a list is reported with its index", minimal + "- name: prod\n  access: {admins: [jane]}\n",
 			[]wantErr{{"clusters[1].access.admins", "unknown field: remove it or use one of allUsers, emailDomains, groups, users"}}},
 		{"an unknown field in kube-apiserver's part is reported with its path", minimal + strings.Replace(idp, "{claim: email,", "{claims: email,", 1),

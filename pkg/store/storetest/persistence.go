@@ -89,76 +89,7 @@ func RunPersistence(t *testing.T, open func(t *testing.T, path string) (store.St
 		}
 	})
 
-	t.Run("data survives closing and reopening", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "state.db")
-		s := mustOpen(t, path)
-		keys := []store.SigningKey{signingKey("key-a"), signingKey("key-b")}
-		sessions := []store.Session{session("sess-a"), session("sess-b"), session("sess-c")}
-		revs := []store.Revocation{revocation("sess-x"), revocation("jti-y")}
-		grants := []store.Grant{grant("grant-a"), grant("grant-b")}
-		for _, k := range keys {
-			must(t, "CreateSigningKey", s.CreateSigningKey(ctx, k))
-		}
-		for _, sess := range sessions {
-			must(t, "CreateSession", s.CreateSession(ctx, sess))
-		}
-		for _, r := range revs {
-			must(t, "Revoke", s.Revoke(ctx, r))
-		}
-		for _, g := range grants {
-			must(t, "CreateGrant", s.CreateGrant(ctx, g))
-		}
-		updated, err := s.UpdateSession(ctx, "sess-b", func(sess *store.Session) error {
-			sess.RefreshTokenHash = []byte{4, 5, 6}
-			sess.LastUsedAt = base.Add(time.Hour)
-			return nil
-		})
-		must(t, "UpdateSession", err)
-		must(t, "DeleteSession", s.DeleteSession(ctx, "sess-c"))
-		must(t, "DeleteGrant", s.DeleteGrant(ctx, "grant-b"))
-		must(t, "DeleteSigningKey", s.DeleteSigningKey(ctx, "key-b"))
-		mustClose(t, s)
-
-		for round := range 2 {
-			s = mustOpen(t, path)
-			assertKeys(t, s, keys[0])
-			assertSessions(t, s, sessions[0], updated)
-			assertRevocations(t, s, revs...)
-			assertGrants(t, s, grants[0])
-			for _, tc := range []struct {
-				ids  []string
-				want bool
-			}{{[]string{"sess-x"}, true}, {[]string{"sess-a", "jti-y"}, true}, {[]string{"sess-a", "jti-z"}, false}} {
-				revoked, err := s.IsRevoked(ctx, tc.ids...)
-				must(t, "IsRevoked", err)
-				if revoked != tc.want {
-					t.Errorf("after reopening %d time(s), IsRevoked(%q) = %v, want %v", round+1, tc.ids, revoked, tc.want)
-				}
-			}
-			mustClose(t, s)
-		}
-	})
-
-	t.Run("garbage collection survives closing and reopening", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "state.db")
-		s := mustOpen(t, path)
-		old, live := revocation("old"), revocation("live")
-		old.ExpiresAt, live.ExpiresAt = base, base.Add(time.Hour)
-		must(t, "Revoke old", s.Revoke(ctx, old))
-		must(t, "Revoke live", s.Revoke(ctx, live))
-		n, err := s.GarbageCollect(ctx, base)
-		must(t, "GarbageCollect", err)
-		if n != 1 {
-			t.Fatalf("GarbageCollect returned %d, want 1", n)
-		}
-		mustClose(t, s)
-		s = mustOpen(t, path)
-		defer mustClose(t, s)
-		assertRevocations(t, s, live)
-		if revoked, err := s.IsRevoked(ctx, "old"); err != nil || revoked {
-			t.Fatalf("IsRevoked(old) after reopening = %v, %v; want false, nil", revoked, err)
-		}
-	})
+	runReopen(t, func(t *testing.T) string { return filepath.Join(t.TempDir(), "state.db") }, mustOpen, mustClose)
 
 	// validFile returns the bytes of a closed store holding some data.
 	validFile := func(t *testing.T) []byte {
@@ -297,4 +228,103 @@ func assertUntouched(t *testing.T, path string, content []byte, perm os.FileMode
 	if !bytes.Equal(got, content) {
 		t.Errorf("the file was modified (%d bytes before, %d after)", len(content), len(got))
 	}
+}
+
+// RunReopen checks a backend that is not a file (e.g. one on the Kubernetes
+// API): that data written through one store is there, unchanged, in a new
+// store opened on the same location after the first was closed, including
+// the revocation cache and garbage collection. newLocation returns a fresh,
+// empty location (for kubernetes, a new namespace); open opens a store on a
+// location.
+func RunReopen(t *testing.T, newLocation func(t *testing.T) string, open func(t *testing.T, location string) (store.Store, error)) {
+	mustOpen := func(t *testing.T, location string) store.Store {
+		t.Helper()
+		s, err := open(t, location)
+		if err != nil {
+			t.Fatalf("opening %s: %v", location, err)
+		}
+		return s
+	}
+	mustClose := func(t *testing.T, s store.Store) {
+		t.Helper()
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	runReopen(t, newLocation, mustOpen, mustClose)
+}
+
+func runReopen(t *testing.T, newLocation func(t *testing.T) string, mustOpen func(t *testing.T, path string) store.Store, mustClose func(t *testing.T, s store.Store)) {
+	ctx := context.Background()
+	t.Run("data survives closing and reopening", func(t *testing.T) {
+		path := newLocation(t)
+		s := mustOpen(t, path)
+		keys := []store.SigningKey{signingKey("key-a"), signingKey("key-b")}
+		sessions := []store.Session{session("sess-a"), session("sess-b"), session("sess-c")}
+		revs := []store.Revocation{revocation("sess-x"), revocation("jti-y")}
+		grants := []store.Grant{grant("grant-a"), grant("grant-b")}
+		for _, k := range keys {
+			must(t, "CreateSigningKey", s.CreateSigningKey(ctx, k))
+		}
+		for _, sess := range sessions {
+			must(t, "CreateSession", s.CreateSession(ctx, sess))
+		}
+		for _, r := range revs {
+			must(t, "Revoke", s.Revoke(ctx, r))
+		}
+		for _, g := range grants {
+			must(t, "CreateGrant", s.CreateGrant(ctx, g))
+		}
+		updated, err := s.UpdateSession(ctx, "sess-b", func(sess *store.Session) error {
+			sess.RefreshTokenHash = []byte{4, 5, 6}
+			sess.LastUsedAt = base.Add(time.Hour)
+			return nil
+		})
+		must(t, "UpdateSession", err)
+		must(t, "DeleteSession", s.DeleteSession(ctx, "sess-c"))
+		must(t, "DeleteGrant", s.DeleteGrant(ctx, "grant-b"))
+		must(t, "DeleteSigningKey", s.DeleteSigningKey(ctx, "key-b"))
+		mustClose(t, s)
+
+		for round := range 2 {
+			s = mustOpen(t, path)
+			assertKeys(t, s, keys[0])
+			assertSessions(t, s, sessions[0], updated)
+			assertRevocations(t, s, revs...)
+			assertGrants(t, s, grants[0])
+			for _, tc := range []struct {
+				ids  []string
+				want bool
+			}{{[]string{"sess-x"}, true}, {[]string{"sess-a", "jti-y"}, true}, {[]string{"sess-a", "jti-z"}, false}} {
+				revoked, err := s.IsRevoked(ctx, tc.ids...)
+				must(t, "IsRevoked", err)
+				if revoked != tc.want {
+					t.Errorf("after reopening %d time(s), IsRevoked(%q) = %v, want %v", round+1, tc.ids, revoked, tc.want)
+				}
+			}
+			mustClose(t, s)
+		}
+	})
+
+	t.Run("garbage collection survives closing and reopening", func(t *testing.T) {
+		path := newLocation(t)
+		s := mustOpen(t, path)
+		old, live := revocation("old"), revocation("live")
+		old.ExpiresAt, live.ExpiresAt = base, base.Add(time.Hour)
+		must(t, "Revoke old", s.Revoke(ctx, old))
+		must(t, "Revoke live", s.Revoke(ctx, live))
+		n, err := s.GarbageCollect(ctx, base)
+		must(t, "GarbageCollect", err)
+		if n != 1 {
+			t.Fatalf("GarbageCollect returned %d, want 1", n)
+		}
+		mustClose(t, s)
+		s = mustOpen(t, path)
+		defer mustClose(t, s)
+		assertRevocations(t, s, live)
+		if revoked, err := s.IsRevoked(ctx, "old"); err != nil || revoked {
+			t.Fatalf("IsRevoked(old) after reopening = %v, %v; want false, nil", revoked, err)
+		}
+	})
+
 }

@@ -49,10 +49,28 @@ type PortcullisConfiguration struct {
 
 // StoreConfig selects the state store backend.
 type StoreConfig struct {
-	// Type is the backend: "bolt" (an embedded file, the default).
+	// Type is the backend: "bolt" (an embedded file, the default; one
+	// replica) or "kubernetes" (Secrets and ConfigMaps in one namespace of
+	// the cluster Portcullis runs in, shared by every replica).
 	Type string `json:"type,omitempty"`
 	// Path is the file of the bolt backend. Default /var/lib/portcullis/state.db.
+	// Only for type bolt.
 	Path string `json:"path,omitempty"`
+	// Kubernetes configures the kubernetes backend. Only for type kubernetes;
+	// may be left out to use the pod's own namespace and service account.
+	Kubernetes *KubernetesStoreConfig `json:"kubernetes,omitempty"`
+}
+
+// KubernetesStoreConfig configures the kubernetes store backend.
+type KubernetesStoreConfig struct {
+	// Namespace holds the state. Default: the namespace of the pod
+	// Portcullis runs in (required when Kubeconfig is set).
+	Namespace string `json:"namespace,omitempty"`
+	// Kubeconfig is the path of a kubeconfig file, for running outside the
+	// cluster. Empty: the pod's service account (in-cluster configuration).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Context is the kubeconfig context to use. Default: its current context.
+	Context string `json:"context,omitempty"`
 }
 
 // TokensConfig configures Portcullis's own cluster tokens.

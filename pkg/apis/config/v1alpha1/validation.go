@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/apis/apiserver"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
@@ -236,8 +237,33 @@ func validateStore(s *StoreConfig, fld *field.Path) field.ErrorList {
 		if s.Path == "" {
 			errs = append(errs, field.Required(fld.Child("path"), "set the file the embedded store keeps its state in"))
 		}
+		if s.Kubernetes != nil {
+			errs = append(errs, field.Forbidden(fld.Child("kubernetes"), "is only for store.type kubernetes: remove it, or set store.type: kubernetes"))
+		}
+	case "kubernetes":
+		if s.Path != "" {
+			errs = append(errs, field.Forbidden(fld.Child("path"), "is only for store.type bolt (the kubernetes store keeps its state in Secrets and ConfigMaps of store.kubernetes.namespace): remove it"))
+		}
+		k := s.Kubernetes
+		if k == nil {
+			k = &KubernetesStoreConfig{}
+		}
+		kf := fld.Child("kubernetes")
+		switch {
+		case k.Namespace == "" && k.Kubeconfig != "":
+			errs = append(errs, field.Required(kf.Child("namespace"), "set the namespace to keep the state in; outside the cluster (store.kubernetes.kubeconfig is set) it cannot default to the pod's namespace"))
+		case k.Namespace != "":
+			if msgs := validation.IsDNS1123Label(k.Namespace); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(kf.Child("namespace"), k.Namespace, "must be a namespace name: "+strings.Join(msgs, "; ")))
+			}
+		}
+		if k.Kubeconfig != "" {
+			errs = append(errs, validateReadableFile(k.Kubeconfig, kf.Child("kubeconfig"))...)
+		} else if k.Context != "" {
+			errs = append(errs, field.Invalid(kf.Child("context"), k.Context, "only means something with store.kubernetes.kubeconfig: set that too, or remove the context to use the pod's service account"))
+		}
 	default:
-		errs = append(errs, field.NotSupported(fld.Child("type"), s.Type, []string{"bolt"}))
+		errs = append(errs, field.NotSupported(fld.Child("type"), s.Type, []string{"bolt", "kubernetes"}))
 	}
 	return errs
 }

@@ -167,6 +167,25 @@ func TestTheBaseConfigurationIsValid(t *testing.T) {
 	checkErrors(t, Validate(valid(newFiles(t))))
 }
 
+func TestKubernetesStoreConfigurationsThatAreValid(t *testing.T) {
+	f := newFiles(t)
+	for name, sc := range map[string]StoreConfig{
+		"in the cluster, in the pod's namespace (no kubernetes section)": {Type: "kubernetes"},
+		"in the cluster, in a named namespace":                           {Type: "kubernetes", Kubernetes: &KubernetesStoreConfig{Namespace: "auth"}},
+		"outside the cluster, with a kubeconfig and its context":         {Type: "kubernetes", Kubernetes: &KubernetesStoreConfig{Namespace: "auth", Kubeconfig: f.ca, Context: "prod"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := valid(f)
+			c.Store = sc
+			SetDefaults(c)
+			checkErrors(t, Validate(c))
+			if c.Store.Path != "" {
+				t.Errorf("store.path was defaulted to %q for a kubernetes store", c.Store.Path)
+			}
+		})
+	}
+}
+
 func TestValidateReportsEveryRuleWithItsFieldPath(t *testing.T) {
 	f := newFiles(t)
 	type C = PortcullisConfiguration
@@ -180,8 +199,22 @@ func TestValidateReportsEveryRuleWithItsFieldPath(t *testing.T) {
 		{"a wrong kind is refused", func(c *C) { c.Kind = "Config" }, []want{{"kind", "must be PortcullisConfiguration"}}},
 
 		// store
-		{"an unknown store type is refused", func(c *C) { c.Store.Type = "etcd" }, []want{{"store.type", `supported values: "bolt"`}}},
+		{"an unknown store type is refused", func(c *C) { c.Store.Type = "etcd" }, []want{{"store.type", `supported values: "bolt", "kubernetes"`}}},
 		{"a bolt store needs a path", func(c *C) { c.Store.Path = "" }, []want{{"store.path", "Required value"}}},
+		{"a bolt store has no kubernetes settings", func(c *C) { c.Store.Kubernetes = &KubernetesStoreConfig{Namespace: "x"} }, []want{{"store.kubernetes", "Forbidden: is only for store.type kubernetes"}}},
+		{"a kubernetes store has no path", func(c *C) { c.Store.Type = "kubernetes" }, []want{{"store.path", "Forbidden: is only for store.type bolt"}}},
+		{"a kubernetes store outside the cluster needs a namespace", func(c *C) {
+			c.Store = StoreConfig{Type: "kubernetes", Kubernetes: &KubernetesStoreConfig{Kubeconfig: f.ca}}
+		}, []want{{"store.kubernetes.namespace", "Required value: set the namespace"}}},
+		{"a kubernetes store's namespace must be a namespace name", func(c *C) {
+			c.Store = StoreConfig{Type: "kubernetes", Kubernetes: &KubernetesStoreConfig{Namespace: "Portcullis_State"}}
+		}, []want{{"store.kubernetes.namespace", `Invalid value: "Portcullis_State": must be a namespace name`}}},
+		{"a kubernetes store's kubeconfig must be readable", func(c *C) {
+			c.Store = StoreConfig{Type: "kubernetes", Kubernetes: &KubernetesStoreConfig{Namespace: "auth", Kubeconfig: filepath.Join(f.dir, "nope")}}
+		}, []want{{"store.kubernetes.kubeconfig", "cannot be read"}}},
+		{"a kubernetes store's context needs a kubeconfig", func(c *C) {
+			c.Store = StoreConfig{Type: "kubernetes", Kubernetes: &KubernetesStoreConfig{Context: "prod"}}
+		}, []want{{"store.kubernetes.context", "only means something with store.kubernetes.kubeconfig"}}},
 
 		// tokens
 		{"a negative token lifetime is refused", func(c *C) { c.Tokens.Lifetime.Duration = -time.Minute }, []want{{"tokens.lifetime", "must be positive"}}},
