@@ -39,11 +39,11 @@ type storeNamespaces struct {
 }
 
 // storeRole returns the rules of the Role in
-// artifacts/rbac/state-store-role.yaml, which docs/configuration.md gives
+// artifacts/rbac/state-store/role.yaml, which docs/configuration.md gives
 // operators.
 func storeRole(t testing.TB) []rbacv1.PolicyRule {
 	t.Helper()
-	path := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "state-store-role.yaml")
+	path := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "state-store", "role.yaml")
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
