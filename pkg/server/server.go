@@ -17,12 +17,14 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apiserver/pkg/audit"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/breakglass"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
@@ -30,7 +32,6 @@ import (
 	"portcullis.dev/portcullis/pkg/registry"
 	"portcullis.dev/portcullis/pkg/server/hotpath"
 	"portcullis.dev/portcullis/pkg/store"
-	"portcullis.dev/portcullis/pkg/store/bolt"
 	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
 	"portcullis.dev/portcullis/pkg/webhook/callerauth"
@@ -48,18 +49,10 @@ type Server struct {
 	Authn    *authn.Authenticator
 	Proxy    *proxy.Proxy
 
-	state  *configState
+	state   *configState
+	backend *stateBackend
 	config *v1alpha1.PortcullisConfiguration // as loaded at start
 	cancel context.CancelFunc
-}
-
-// OpenStore opens the configured state store.
-func OpenStore(cfg *v1alpha1.PortcullisConfiguration) (store.Store, error) {
-	switch cfg.Store.Type {
-	case "bolt":
-		return bolt.Open(cfg.Store.Path, bolt.Options{})
-	}
-	return nil, fmt.Errorf("store.type %q is not supported", cfg.Store.Type)
 }
 
 // NewKeys returns the key manager for cfg over st, with a first key ensured.
@@ -99,7 +92,7 @@ func (c CompletedConfig) New(ctx context.Context) (*Server, error) {
 	if err := s.installHandlers(c.ExtraConfig, c.GenericConfig.AuditBackend == nil); err != nil {
 		return nil, err
 	}
-	s.addHooks(ctx, c.ExtraConfig.ConfigFile)
+	s.addHooks(ctx, c.ExtraConfig.ConfigFile, c.GenericConfig.AuditBackend)
 	return s, nil
 }
 
@@ -109,9 +102,10 @@ func (c CompletedConfig) New(ctx context.Context) (*Server, error) {
 func (s *Server) openState(ctx context.Context) error {
 	cfg := s.config
 	var err error
-	if s.Store, err = OpenStore(cfg); err != nil {
+	if s.backend, err = openStateBackend(ctx, cfg); err != nil {
 		return err
 	}
+	s.Store = s.backend.Store
 	if s.Keys, err = NewKeys(ctx, cfg, s.Store); err != nil {
 		return err
 	}
@@ -240,11 +234,31 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 
 // addHooks runs key rotation and configuration reload while the server
 // runs, and stops them, and the proxy, when it shuts down.
-func (s *Server) addHooks(ctx context.Context, configFile string) {
+func (s *Server) addHooks(ctx context.Context, configFile string, auditBackend audit.Backend) {
+	if s.backend.Ready != nil {
+		if err := s.Generic.AddReadyzChecks(s.backend.Ready); err != nil {
+			klog.ErrorS(err, "Adding the state store's readiness check")
+		}
+	}
 	s.Generic.AddPostStartHookOrDie("portcullis-keys", func(hc genericapiserver.PostStartHookContext) error {
 		go s.Keys.Run(ctx)
 		return nil
 	})
+	s.Generic.AddPostStartHookOrDie("portcullis-chores", func(hc genericapiserver.PostStartHookContext) error {
+		go s.backend.Chores.Run(ctx)
+		go s.runChores(ctx, choresInterval)
+		return nil
+	})
+	if path := s.backend.MintSocket; path != "" {
+		s.Generic.AddPostStartHookOrDie("portcullis-mint-socket", func(hc genericapiserver.PostStartHookContext) error {
+			go func() {
+				if err := breakglass.Serve(ctx, path, s.state.config, s.Minter, auditBackend); err != nil {
+					klog.ErrorS(err, "Break-glass mint through the running server is off")
+				}
+			}()
+			return nil
+		})
+	}
 	s.Generic.AddPostStartHookOrDie("portcullis-config-reload", func(hc genericapiserver.PostStartHookContext) error {
 		go s.watchConfig(ctx, configFile, 2*time.Second)
 		return nil

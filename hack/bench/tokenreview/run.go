@@ -397,7 +397,7 @@ func mintBodies(ctx context.Context, cfgPath string, warm, cold int) (warmBodies
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := server.OpenStore(cfg)
+	st, err := server.OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

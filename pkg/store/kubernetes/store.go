@@ -425,3 +425,18 @@ func (m *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
 	}
 	return func() { l.Unlock(); release() }, nil
 }
+
+// Client returns the client the store talks to its API server with, for the
+// parts of Portcullis that keep state beside the store in the same namespace
+// (logins in progress, the chores Lease).
+func (s *Store) Client() kubernetes.Interface { return s.client }
+
+// Unavailable wraps err as store.ErrUnavailable, naming this store's API
+// server, when it means the API server could not be reached or could not
+// serve; other errors are returned as they are.
+func (s *Store) Unavailable(err error) error {
+	if err != nil && unavailable(err) {
+		return &unavailableError{host: s.host, cause: err}
+	}
+	return err
+}
