@@ -70,7 +70,7 @@ clusters:
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := server.OpenStore(cfg)
+		st, err := server.OpenStore(context.Background(), cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -222,7 +222,7 @@ func seedSession(t *testing.T, ctx context.Context, stateDir, cfgYAML string) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := server.OpenStore(cfg)
+	st, err := server.OpenStore(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

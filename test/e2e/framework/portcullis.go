@@ -24,6 +24,9 @@ type PortcullisOptions struct {
 	// Port is the --secure-port; a free port when zero. Pick it with
 	// FreePort beforehand when the configuration must name it (issuerURL).
 	Port int
+	// Name tells several servers of one test apart (their directories and
+	// logs); "portcullis-server" when empty.
+	Name string
 }
 
 // Portcullis is a running portcullis-server.
@@ -48,12 +51,16 @@ func StartPortcullis(t testing.TB, opts PortcullisOptions) *Portcullis {
 	if opts.Port == 0 {
 		opts.Port = FreePort(t)
 	}
-	dir := filepath.Join(WorkDir(t), "portcullis")
+	sub, name := "portcullis", "portcullis-server"
+	if opts.Name != "" {
+		sub, name = opts.Name, opts.Name
+	}
+	dir := filepath.Join(WorkDir(t), sub)
 	p := &Portcullis{
 		URL:        "https://" + hostPort(opts.Port),
 		Port:       opts.Port,
 		CertDir:    filepath.Join(dir, "certs"),
-		ConfigPath: writeFile(t, "portcullis/config.yaml", []byte(opts.ConfigYAML), 0o600),
+		ConfigPath: writeFile(t, sub+"/config.yaml", []byte(opts.ConfigYAML), 0o600),
 		t:          t,
 	}
 	if err := os.MkdirAll(p.CertDir, 0o700); err != nil {
@@ -67,7 +74,7 @@ func StartPortcullis(t testing.TB, opts PortcullisOptions) *Portcullis {
 	}
 	args = append(args, opts.ExtraArgs...)
 	p.Process = StartProcess(t, ProcessSpec{
-		Name:        "portcullis-server",
+		Name:        name,
 		Path:        bin,
 		Args:        args,
 		Env:         opts.Env,

@@ -232,6 +232,21 @@ func (p *Process) Stop() error {
 	return nil
 }
 
+// Kill sends SIGKILL to the process group at once (a crash, as far as the
+// component can tell) and waits for it to exit.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	if cmd == nil || p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	p.mu.Unlock()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
 // Restart stops the process (if running) and starts it again with the same
 // arguments, appending to the same log file.
 func (p *Process) Restart() error {
