@@ -54,6 +54,10 @@ type Deps struct {
 	Policy *policy.Holder
 	Store  store.Store
 	Minter *token.Minter
+	// Sessions ends, creates and refreshes login sessions; when nil the
+	// portal makes its own over Store. The server passes the manager the
+	// Session API deletes with, so both end sessions the same way.
+	Sessions *session.Manager
 	// IssuerURL is Portcullis's external URL; the IdPs' redirect URI is
 	// IssuerURL + "/callback".
 	IssuerURL string
@@ -120,22 +124,15 @@ func New(d Deps) (*Portal, error) {
 		codes:    newPending[*cliCode](maxPending),
 	}
 	p.devices = newDeviceFlow(d.DeviceInterval)
-	p.sessions = session.NewManager(d.Store, p.sessionSettings, d.Clock)
+	p.sessions = d.Sessions
+	if p.sessions == nil {
+		p.sessions = session.NewManager(d.Store, session.SettingsFrom(d.Config), d.Clock)
+	}
 	return p, nil
 }
 
-// Sessions returns the portal's session manager (for admin revocation).
+// Sessions returns the portal's session manager.
 func (p *Portal) Sessions() *session.Manager { return p.sessions }
-
-func (p *Portal) sessionSettings() session.Settings {
-	cfg := p.d.Config()
-	return session.Settings{
-		IdleTimeout:      cfg.Portal.SessionIdleTimeout.Duration,
-		MaxLifetime:      cfg.Portal.SessionMaxLifetime.Duration,
-		ReuseGrace:       cfg.Portal.RefreshReuseGrace.Duration,
-		MaxTokenLifetime: cfg.Tokens.MaxLifetime.Duration,
-	}
-}
 
 // Mux is where the portal mounts its handlers: the generic server's
 // NonGoRestfulMux, or an http.ServeMux in tests (see MuxFor).

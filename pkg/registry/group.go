@@ -31,9 +31,13 @@ type Minter interface {
 type Store interface {
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	ListSessions(ctx context.Context) ([]store.Session, error)
-	DeleteSession(ctx context.Context, id string) error
-	Revoke(ctx context.Context, r store.Revocation) error
 	ListGrants(ctx context.Context) ([]store.Grant, error)
+}
+
+// SessionEnder ends sessions (pkg/session.Manager): the Session API's delete
+// ends a session exactly as logout does.
+type SessionEnder interface {
+	End(ctx context.Context, s store.Session, reason, by string) error
 }
 
 // Options are the group's dependencies.
@@ -41,6 +45,8 @@ type Options struct {
 	Authn  Authenticator
 	Minter Minter
 	Store  Store
+	// Sessions ends the sessions the Session API deletes.
+	Sessions SessionEnder
 	// Config returns the live configuration (clusters, token lifetimes); it
 	// is called on every request, so a reload takes effect at once.
 	Config func() *configv1alpha1.PortcullisConfiguration
@@ -62,6 +68,9 @@ func (o *Options) validate() error {
 	if o.Store == nil {
 		errs = append(errs, errors.New("registry: Options.Store is required"))
 	}
+	if o.Sessions == nil {
+		errs = append(errs, errors.New("registry: Options.Sessions is required"))
+	}
 	if o.Config == nil {
 		errs = append(errs, errors.New("registry: Options.Config is required"))
 	}
@@ -82,7 +91,7 @@ func NewAPIGroupInfo(scheme *runtime.Scheme, codecs serializer.CodecFactory, o O
 	info.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"tokencredentialrequests": NewTokenCredentialRequestREST(o),
 		"whoamirequests":          NewWhoAmIRequestREST(o.Clock),
-		"sessions":                NewSessionREST(o.Store, o.Config, o.Clock),
+		"sessions":                NewSessionREST(o.Store, o.Sessions, o.Clock),
 	}
 	return &info, nil
 }

@@ -15,6 +15,7 @@ import (
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
 	"portcullis.dev/portcullis/pkg/token"
@@ -85,8 +86,13 @@ func (f *fixture) advance(d time.Duration) {
 
 func (f *fixture) config() *configv1alpha1.PortcullisConfiguration { return f.cfg }
 
+// sessions ends sessions as the server's does (pkg/session).
+func (f *fixture) sessions() *session.Manager {
+	return session.NewManager(f.store, session.SettingsFrom(f.config), f.clock)
+}
+
 func (f *fixture) options() Options {
-	return Options{Authn: f.authn, Minter: f.minter, Store: f.store, Config: f.config, Clock: f.clock, RateLimit: Unlimited}
+	return Options{Authn: f.authn, Minter: f.minter, Store: f.store, Sessions: f.sessions(), Config: f.config, Clock: f.clock, RateLimit: Unlimited}
 }
 
 // mint returns a Portcullis token for user on cluster.

@@ -26,6 +26,7 @@ import (
 	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/registry"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 	"portcullis.dev/portcullis/pkg/token"
@@ -163,12 +164,17 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		return nil, err
 	}
 
+	// One session manager, so that the Session API's delete and the portal's
+	// logout end sessions the same way.
+	sessions := session.NewManager(s.Store, session.SettingsFrom(s.state.config), nil)
+
 	// aggregated API wiring (helper) — begin: serve login.portcullis.dev.
 	loginGroup, err := registry.NewAPIGroupInfo(scheme, codecs, registry.Options{
-		Authn:  s.Authn,
-		Minter: s.Minter,
-		Store:  s.Store,
-		Config: s.state.config,
+		Authn:    s.Authn,
+		Minter:   s.Minter,
+		Store:    s.Store,
+		Sessions: sessions,
+		Config:   s.state.config,
 	})
 	if err != nil {
 		return nil, err
@@ -202,6 +208,7 @@ func New(ctx context.Context, o *Options) (*Server, error) {
 		Groups:    s.state.groupMapper,
 		Policy:    s.Policy,
 		Store:     s.Store,
+		Sessions:  sessions,
 		Minter:    s.Minter,
 		IssuerURL: cfg.IssuerURL,
 		ServingCA: func() []byte {

@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/store"
 )
 
@@ -28,6 +29,11 @@ var (
 	ErrUpstreamRefused     = errors.New("the identity provider refused to refresh the session; it has been revoked")
 	ErrUpstreamUnavailable = errors.New("the identity provider could not be reached to refresh the session")
 )
+
+// ErrNotDeleted is wrapped by End's error when the session was revoked (its
+// tokens no longer verify and it cannot be refreshed) but its record could
+// not be deleted; garbage collection removes it later.
+var ErrNotDeleted = errors.New("the session is revoked but its record could not be deleted")
 
 // secretBytes is the size of a refresh secret: 256 bits.
 const secretBytes = 32
@@ -48,6 +54,21 @@ type Settings struct {
 	// MaxTokenLifetime bounds how long a cluster token of a session can
 	// live, and so how long a revocation must be kept.
 	MaxTokenLifetime time.Duration
+}
+
+// SettingsFrom returns the Settings of the live configuration config
+// returns: portal.sessionIdleTimeout, sessionMaxLifetime, refreshReuseGrace
+// and tokens.maxLifetime.
+func SettingsFrom(config func() *configv1alpha1.PortcullisConfiguration) func() Settings {
+	return func() Settings {
+		cfg := config()
+		return Settings{
+			IdleTimeout:      cfg.Portal.SessionIdleTimeout.Duration,
+			MaxLifetime:      cfg.Portal.SessionMaxLifetime.Duration,
+			ReuseGrace:       cfg.Portal.RefreshReuseGrace.Duration,
+			MaxTokenLifetime: cfg.Tokens.MaxLifetime.Duration,
+		}
+	}
 }
 
 // Identity is what a session knows of its user.
@@ -370,8 +391,12 @@ func (m *Manager) Revoke(ctx context.Context, tok, by string) (store.Session, er
 }
 
 // End revokes s's ID, so its cluster tokens stop verifying, and deletes s.
+// It is the one way a session ends: logout, reuse detection, an upstream
+// refusal and the Session API's delete all come here, so the revocation is
+// kept as long as any token of the session could verify (its last possible
+// expiry plus revocationSkew, which covers the verifier's leeway).
 // The revocation is written first: if deleting fails, the session is already
-// unusable.
+// unusable, and the error wraps ErrNotDeleted.
 func (m *Manager) End(ctx context.Context, s store.Session, reason, by string) error {
 	now := m.clock()
 	until := now.Add(m.settings().MaxTokenLifetime)
@@ -389,7 +414,7 @@ func (m *Manager) End(ctx context.Context, s store.Session, reason, by string) e
 	}
 	m.grace.drop(s.ID)
 	if err := m.store.DeleteSession(ctx, s.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("deleting session %s: %w", s.ID, err)
+		return fmt.Errorf("deleting session %s: %w: %w", s.ID, ErrNotDeleted, err)
 	}
 	return nil
 }
