@@ -2,8 +2,6 @@ package authn
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/token"
 )
@@ -190,40 +189,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 // verifier. It decides nothing else: whichever verifier is chosen checks the
 // signature and every claim.
 func (a *Authenticator) looksLikeOurs(raw string) bool {
-	iss, ok := UnverifiedIssuer(raw)
+	iss, ok := jwtpeek.Issuer(raw)
 	return ok && iss == a.IssuerURL
-}
-
-// UnverifiedIssuer returns the "iss" claim of a compact JWS without verifying
-// anything; for routing only.
-func UnverifiedIssuer(raw string) (string, bool) {
-	payload, ok := unverifiedPayload(raw)
-	if !ok {
-		return "", false
-	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(payload, &c) != nil {
-		return "", false
-	}
-	return c.Iss, true
-}
-
-func unverifiedPayload(raw string) ([]byte, bool) {
-	if len(raw) > token.MaxTokenSize {
-		return nil, false
-	}
-	_, rest, ok := strings.Cut(raw, ".")
-	if !ok {
-		return nil, false
-	}
-	payload, _, ok := strings.Cut(rest, ".")
-	if !ok {
-		return nil, false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(payload)
-	return b, err == nil
 }
 
 func quote(s string) string {
@@ -231,26 +198,4 @@ func quote(s string) string {
 		s = s[:64] + "..."
 	}
 	return `"` + s + `"`
-}
-
-// UnverifiedAudiences returns the "aud" claim of a compact JWS without
-// verifying anything; for routing only.
-func UnverifiedAudiences(raw string) []string {
-	payload, ok := unverifiedPayload(raw)
-	if !ok {
-		return nil
-	}
-	var c struct {
-		Aud json.RawMessage `json:"aud"`
-	}
-	if json.Unmarshal(payload, &c) != nil || len(c.Aud) == 0 {
-		return nil
-	}
-	var one string
-	if json.Unmarshal(c.Aud, &one) == nil {
-		return []string{one}
-	}
-	var many []string
-	_ = json.Unmarshal(c.Aud, &many)
-	return many
 }

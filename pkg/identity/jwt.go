@@ -1,62 +1,20 @@
 package identity
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
-
-// maxTokenSize bounds the tokens looked at. ID tokens are a few KiB; a
-// bigger "token" is not worth decoding.
-const maxTokenSize = 64 << 10
-
-// payloadOf returns the decoded payload segment of a compact JWS, without
-// verifying anything.
-func payloadOf(raw string) ([]byte, bool) {
-	if len(raw) > maxTokenSize {
-		return nil, false
-	}
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return nil, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, false
-	}
-	return payload, true
-}
-
-// unverifiedIssuer returns the "iss" of a compact JWS without verifying
-// anything. It is for routing a token to the provider that verifies it, and
-// for nothing else. Like kube-apiserver, it takes Google's legacy issuer
-// "accounts.google.com" for "https://accounts.google.com".
-func unverifiedIssuer(raw string) (string, bool) {
-	payload, ok := payloadOf(raw)
-	if !ok {
-		return "", false
-	}
-	var c struct {
-		// WARNING: not verified; for routing only.
-		Issuer string `json:"iss"`
-	}
-	if json.Unmarshal(payload, &c) != nil || c.Issuer == "" {
-		return "", false
-	}
-	if c.Issuer == "accounts.google.com" {
-		return "https://accounts.google.com", true
-	}
-	return c.Issuer, true
-}
 
 // verifiedEmail returns the "email" claim of a token that has been verified,
 // unless "email_verified" says it is not verified. An email_verified that is
 // neither a boolean nor a boolean string (some IdPs send "true") counts as
 // not verified.
 func verifiedEmail(raw string) string {
-	payload, ok := payloadOf(raw)
+	payload, ok := jwtpeek.Payload(raw)
 	if !ok {
 		return ""
 	}

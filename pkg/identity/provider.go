@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
 
 var (
@@ -261,7 +262,7 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw string) (*Identity, er
 	if p.authn.HealthCheck() != nil {
 		return nil, p.notReady("its discovery document and signing keys are not loaded yet")
 	}
-	if iss, ok := unverifiedIssuer(raw); !ok {
+	if iss, ok := jwtpeek.Issuer(raw); !ok {
 		return nil, p.rejected("not a JWT")
 	} else if iss != p.issuer {
 		return nil, p.rejected("issued by another issuer")

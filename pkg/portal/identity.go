@@ -2,8 +2,6 @@ package portal
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
@@ -143,7 +142,7 @@ func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider,
 			err.Error()+".")
 	}
 	if nonce != "" {
-		got, _ := unverifiedClaim(raw, "nonce") // verified above: the payload is trustworthy
+		got, _ := jwtpeek.StringClaim(raw, "nonce") // verified above: the payload is trustworthy
 		if !constantTimeEqual(got, nonce) {
 			return session.Identity{}, fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_grant",
 				"This login response does not belong to this login",
@@ -170,28 +169,6 @@ func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider,
 		Email:            id.Email,
 		IdentityProvider: prov.Name(),
 	}, nil
-}
-
-// unverifiedClaim returns a string claim of a JWT's payload. Call it only on
-// a token whose signature and claims have been verified.
-func unverifiedClaim(raw, name string) (string, bool) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", false
-	}
-	var claims map[string]json.RawMessage
-	if json.Unmarshal(payload, &claims) != nil {
-		return "", false
-	}
-	var s string
-	if json.Unmarshal(claims[name], &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // upstreamRefresh refreshes a session at its IdP: a refused grant ends the

@@ -3,7 +3,6 @@ package registry
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/validation"
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/token"
 )
 
@@ -255,12 +255,8 @@ type tokenPayload struct {
 
 func verifiedPayload(raw string) tokenPayload {
 	var p tokenPayload
-	parts := strings.SplitN(raw, ".", 3)
-	if len(parts) != 3 {
-		return p
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
+	b, ok := jwtpeek.Payload(raw)
+	if !ok {
 		return p
 	}
 	// A malformed claim leaves its field empty: the caller falls back.

@@ -19,6 +19,7 @@ import (
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
 
 // WebhookCallerGroup is given to clients presenting a certificate from
@@ -102,7 +103,7 @@ func (b *bearerAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 }
 
 func (b *bearerAuthenticator) clusterFromToken(raw string) string {
-	for _, aud := range authn.UnverifiedAudiences(raw) {
+	for _, aud := range jwtpeek.Audiences(raw) {
 		if _, ok := b.state.cluster(aud); ok {
 			return aud
 		}
