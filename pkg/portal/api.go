@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 )
@@ -347,7 +348,7 @@ func (p *Portal) clusterInfos() []ClusterInfo {
 	for _, c := range cfg.Clusters {
 		ci := ClusterInfo{Name: c.Name, Mode: "webhook"}
 		if c.Upstream != nil {
-			ci.Mode, ci.Server = "proxy", p.d.IssuerURL+"/clusters/"+c.Name
+			ci.Mode, ci.Server = "proxy", p.d.IssuerURL+proxy.PathPrefix+c.Name
 		}
 		out = append(out, ci)
 	}

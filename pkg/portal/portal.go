@@ -141,16 +141,45 @@ type Mux interface {
 	HandlePrefix(prefix string, handler http.Handler)
 }
 
-// Install mounts the portal's handlers on mux. Every path is under /login,
-// /callback, /device or /portal/, which the server's authorizer makes public.
+// route is one of the portal's handlers: an exact path, or the subtree below
+// a path ending in "/". Install mounts them and IsPublicPath publishes them,
+// so what the authorizer makes public is what the portal serves.
+type route struct {
+	path    string
+	handler func(p *Portal) http.Handler
+}
+
+var routes = []route{
+	{"/login", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveLoginChooser) }},
+	{"/login/", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveLoginStart) }},
+	{"/callback", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveCallback) }},
+	{"/device", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveDevicePage) }},
+	{"/device/", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveDeviceAPI) }},
+	{"/portal", func(*Portal) http.Handler { return http.RedirectHandler("/portal/", http.StatusMovedPermanently) }},
+	{"/portal/", func(p *Portal) http.Handler { return http.HandlerFunc(p.servePortal) }},
+}
+
+// Install mounts the portal's handlers on mux. Every one of them is public
+// (IsPublicPath): they serve people who are not logged in yet.
 func (p *Portal) Install(mux Mux) {
-	mux.Handle("/login", http.HandlerFunc(p.serveLoginChooser))
-	mux.HandlePrefix("/login/", http.HandlerFunc(p.serveLoginStart))
-	mux.Handle("/callback", http.HandlerFunc(p.serveCallback))
-	mux.Handle("/device", http.HandlerFunc(p.serveDevicePage))
-	mux.HandlePrefix("/device/", http.HandlerFunc(p.serveDeviceAPI))
-	mux.Handle("/portal", http.RedirectHandler("/portal/", http.StatusMovedPermanently))
-	mux.HandlePrefix("/portal/", http.HandlerFunc(p.servePortal))
+	for _, r := range routes {
+		if strings.HasSuffix(r.path, "/") {
+			mux.HandlePrefix(r.path, r.handler(p))
+		} else {
+			mux.Handle(r.path, r.handler(p))
+		}
+	}
+}
+
+// IsPublicPath reports whether path is one the portal serves (Install), which
+// the server's authorizer lets anyone, anonymous clients included, reach.
+func IsPublicPath(path string) bool {
+	for _, r := range routes {
+		if path == r.path || (strings.HasSuffix(r.path, "/") && strings.HasPrefix(path, r.path)) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeMuxAdapter mounts handlers on an http.ServeMux with the generic

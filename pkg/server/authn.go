@@ -20,6 +20,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/jwtpeek"
+	"portcullis.dev/portcullis/pkg/proxy"
 )
 
 // WebhookCallerGroup is given to clients presenting a certificate from
@@ -38,7 +39,8 @@ type clusterUser struct {
 }
 
 // ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
-const ClusterPathPrefix = "/clusters/"
+// It is the proxy's mount point, proxy.PathPrefix.
+const ClusterPathPrefix = proxy.PathPrefix
 
 // clusterFromPath returns the cluster a /clusters/<name>/... path is for.
 func clusterFromPath(path string) (string, bool) {
