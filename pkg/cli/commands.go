@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"portcullis.dev/portcullis/pkg/cli/kubeconfig"
+	"portcullis.dev/portcullis/pkg/kubeconfig"
 )
 
 // targetFlags are the flags that say which Portcullis and cluster.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 // credentialOptions say what a command may do to get a token.
@@ -24,7 +26,7 @@ type credentialOptions struct {
 type credential struct {
 	token     string
 	expiresAt time.Time
-	session   sessionInfo
+	session   portalapi.SessionInfo
 }
 
 // errNeedLogin says a login is needed and not allowed here; its text tells
@@ -158,7 +160,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 }
 
 // apply records a token response.
-func (e *cacheEntry) apply(resp *tokenResponse, now time.Time) {
+func (e *cacheEntry) apply(resp *portalapi.TokenResponse, now time.Time) {
 	if resp.RefreshToken != "" {
 		e.RefreshToken = resp.RefreshToken
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 // The device flow (RFC 8628), served by Portcullis itself so that it works
@@ -208,16 +210,6 @@ func (p *Portal) serveDeviceAPI(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// DeviceCodeResponse is RFC 8628 §3.2's device authorization response.
-type DeviceCodeResponse struct {
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURIComplete string `json:"verification_uri_complete"`
-	ExpiresIn               int64  `json:"expires_in"`
-	Interval                int64  `json:"interval"`
-}
-
 func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodPost) {
 		return
@@ -237,7 +229,7 @@ func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	verify := p.d.IssuerURL + "/device"
-	writeJSON(w, http.StatusOK, DeviceCodeResponse{
+	writeJSON(w, http.StatusOK, portalapi.DeviceCodeResponse{
 		DeviceCode:              deviceCode,
 		UserCode:                userCode,
 		VerificationURI:         verify,

@@ -21,6 +21,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
@@ -287,12 +288,6 @@ func auditIdentity(ctx context.Context, user, idp string, groups []string, outco
 	auditOutcome(ctx, append(kv, more...)...)
 }
 
-// oauthError is an RFC 6749 §5.2 error response.
-type oauthError struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -308,7 +303,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, oauthError{Error: code, Description: description})
+	writeJSON(w, status, portalapi.OAuthError{Code: code, Description: description})
 }
 
 // decodeRequest reads a JSON or form-encoded body into the string fields

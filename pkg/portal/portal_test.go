@@ -17,8 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
-	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/portal/portaltest"
+	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
 )
@@ -830,7 +830,7 @@ func TestKubeconfigDownload_ProxyCluster(t *testing.T) {
 	if !strings.Contains(kc.header.Get("Content-Disposition"), "attachment") {
 		t.Errorf("Content-Disposition = %q", kc.header.Get("Content-Disposition"))
 	}
-	var out portal.ClustersResponse
+	var out portalapi.ClustersResponse
 	resp, err := e.Client().Get(e.URL + "/portal/api/clusters")
 	if err != nil {
 		t.Fatal(err)
