@@ -301,6 +301,39 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw string) (*Identity, er
 	return id, nil
 }
 
+// verifiedEmail returns the "email" claim of a token that has been verified,
+// unless "email_verified" says it is not verified. An email_verified that is
+// neither a boolean nor a boolean string (some IdPs send "true") counts as
+// not verified.
+func verifiedEmail(raw string) string {
+	payload, ok := jwtpeek.Payload(raw)
+	if !ok {
+		return ""
+	}
+	var c struct {
+		Email         string          `json:"email"`
+		EmailVerified json.RawMessage `json:"email_verified"`
+	}
+	if json.Unmarshal(payload, &c) != nil || c.Email == "" {
+		return ""
+	}
+	if len(c.EmailVerified) == 0 || string(c.EmailVerified) == "null" {
+		return c.Email
+	}
+	var b bool
+	if json.Unmarshal(c.EmailVerified, &b) == nil {
+		if b {
+			return c.Email
+		}
+		return ""
+	}
+	var s string
+	if json.Unmarshal(c.EmailVerified, &s) == nil && strings.EqualFold(s, "true") {
+		return c.Email
+	}
+	return ""
+}
+
 func (p *Provider) notReady(reason string) error {
 	return &VerifyError{Provider: p.cfg.Name, Reason: reason, NotReady: true}
 }

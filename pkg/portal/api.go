@@ -159,7 +159,7 @@ func (p *Portal) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		id  *identity.Identity
 	)
 	authorize := func(ctx context.Context, s store.Session) error {
-		id = p.effectiveIdentity(sessionIdentity(s))
+		id = p.effectiveIdentity(sessionUser(s))
 		d, extra := pol.Evaluate(ctx, cluster, id, p.d.Store, p.now())
 		if !d.Allowed {
 			return &deniedError{reason: d.Reason}
@@ -242,7 +242,7 @@ func (p *Portal) serveSession(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, f.status, f.oauth, f.message)
 		return
 	}
-	id := p.effectiveIdentity(sessionIdentity(s))
+	id := p.effectiveIdentity(sessionUser(s))
 	writeJSON(w, http.StatusOK, p.sessionInfo(s, id, p.admit(r.Context(), id)))
 }
 
@@ -279,7 +279,7 @@ func (p *Portal) logout(r *http.Request, refresh string) (revoked, ok bool) {
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeError)
 		return false, false
 	}
-	id := p.effectiveIdentity(sessionIdentity(s))
+	id := p.effectiveIdentity(sessionUser(s))
 	p.metrics.logouts.WithLabelValues(outcomeSuccess).Inc()
 	auditIdentity(r.Context(), id.Username, id.IdentityProvider, id.Groups, outcomeSuccess, "portcullis.dev/session", s.ID, "portcullis.dev/action", "logout")
 	return true, true

@@ -195,7 +195,7 @@ func (p *Portal) serveHome(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusOK, "home", data)
 		return
 	}
-	id := p.effectiveIdentity(sessionIdentity(s))
+	id := p.effectiveIdentity(sessionUser(s))
 	data.Title = "Login complete"
 	data.User = userViewOf(id, &s.ExpiresAt)
 	data.CSRF = csrfForSession(c.Value)

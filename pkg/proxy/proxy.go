@@ -159,7 +159,7 @@ func (p *Proxy) Close() {
 // forward is what the upstream transport needs to know about a request,
 // carried in its context through the upgrade-aware handler.
 type forward struct {
-	id       *identity
+	id       *impersonatedUser
 	clientIP string
 	auditID  string
 	// location is the upstream URL of the request.
@@ -285,8 +285,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // identityFor is the identity the proxy asserts upstream for an
 // authenticated user: everything but the groups kube-apiserver adds itself
 // and Portcullis's internal extras.
-func identityFor(u user.Info) *identity {
-	id := &identity{User: u.GetName(), UID: u.GetUID()}
+func identityFor(u user.Info) *impersonatedUser {
+	id := &impersonatedUser{User: u.GetName(), UID: u.GetUID()}
 	for _, g := range u.GetGroups() {
 		if g != user.AllAuthenticated && g != user.AllUnauthenticated {
 			id.Groups = append(id.Groups, g)
@@ -310,7 +310,7 @@ func identityFor(u user.Info) *identity {
 // asSeenUpstream is the user as the upstream cluster knows them when the
 // proxy impersonates them: the forwarded identity plus system:authenticated,
 // which kube-apiserver adds. SubjectAccessReviews about the user use it.
-func (id *identity) asSeenUpstream() user.Info {
+func (id *impersonatedUser) asSeenUpstream() user.Info {
 	return &user.DefaultInfo{
 		Name:   id.User,
 		UID:    id.UID,

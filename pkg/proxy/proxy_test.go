@@ -776,8 +776,8 @@ func TestUpstreamTransportRefusesUnpreparedRequests(t *testing.T) {
 	env := newTestEnv(t)
 	u := env.proxy.state.Load().upstreams["c1"]
 	for name, fw := range map[string]*forward{
-		"not prepared":       {id: &identity{User: "alice"}},
-		"failed preparation": {id: &identity{User: "alice"}, prepared: true, prepareErr: errNoToken},
+		"not prepared":       {id: &impersonatedUser{User: "alice"}},
+		"failed preparation": {id: &impersonatedUser{User: "alice"}, prepared: true, prepareErr: errNoToken},
 	} {
 		req, _ := http.NewRequestWithContext(withForward(context.Background(), fw), "GET", env.up.server.URL+"/api", nil)
 		req.Header.Set("Authorization", "Bearer alice-token")
@@ -792,7 +792,7 @@ func TestUpstreamTransportRefusesUnpreparedRequests(t *testing.T) {
 
 func TestIdentityFor(t *testing.T) {
 	id := identityFor(testUsers["alice-token"])
-	want := &identity{
+	want := &impersonatedUser{
 		User: "alice@example.com", UID: "alice-uid", Groups: []string{"devs", "ops"},
 		Extra: map[string][]string{
 			authn.ExtraIdentityProvider: {"corp"},

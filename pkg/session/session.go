@@ -71,8 +71,10 @@ func SettingsFrom(config func() *configv1alpha1.PortcullisConfiguration) func() 
 	}
 }
 
-// Identity is what a session knows of its user.
-type Identity struct {
+// User is the user a session belongs to, as their identity provider
+// asserted them: the group mappings and the policy are applied to it at each
+// use (pkg/identity.Identity is the result), never stored.
+type User struct {
 	Username string
 	UID      string
 	// Groups are the identity provider's groups, before group mappings.
@@ -84,8 +86,8 @@ type Identity struct {
 
 // Upstream is the result of refreshing the session at its identity provider.
 type Upstream struct {
-	// Identity, when not nil, replaces the session's identity.
-	Identity *Identity
+	// User, when not nil, replaces the session's user.
+	User *User
 	// RefreshToken, when not empty, replaces the session's upstream refresh
 	// token (IdPs may rotate theirs).
 	RefreshToken string
@@ -120,7 +122,7 @@ func NewManager(st store.Store, settings func() Settings, clock func() time.Time
 }
 
 // Create stores a new session for id and returns it with its refresh token.
-func (m *Manager) Create(ctx context.Context, id Identity, upstreamRefreshToken, clientAddress string) (store.Session, string, error) {
+func (m *Manager) Create(ctx context.Context, id User, upstreamRefreshToken, clientAddress string) (store.Session, string, error) {
 	set := m.settings()
 	now := m.clock()
 	for range 3 {
@@ -277,12 +279,12 @@ func (m *Manager) Refresh(ctx context.Context, tok string, upstream UpstreamFunc
 }
 
 func applyUpstream(s *store.Session, up *Upstream) {
-	if up.Identity != nil {
-		s.Username = up.Identity.Username
-		s.UID = up.Identity.UID
-		s.Groups = up.Identity.Groups
-		s.Extra = up.Identity.Extra
-		s.Email = up.Identity.Email
+	if up.User != nil {
+		s.Username = up.User.Username
+		s.UID = up.User.UID
+		s.Groups = up.User.Groups
+		s.Extra = up.User.Extra
+		s.Email = up.User.Email
 	}
 	if up.RefreshToken != "" {
 		s.UpstreamRefreshToken = up.RefreshToken

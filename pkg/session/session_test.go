@@ -30,7 +30,7 @@ func newManager(t *testing.T) (*Manager, *clock, store.Store) {
 
 func TestRefreshToken_FormatAndStorage(t *testing.T) {
 	m, _, st := newManager(t)
-	s, tok, err := m.Create(context.Background(), Identity{Username: "alice"}, "", "127.0.0.1")
+	s, tok, err := m.Create(context.Background(), User{Username: "alice"}, "", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestRefreshToken_FormatAndStorage(t *testing.T) {
 
 func TestRefresh_ConcurrentUsesOfOneTokenAllEndWithTheSameToken(t *testing.T) {
 	m, _, _ := newManager(t)
-	_, tok, err := m.Create(context.Background(), Identity{Username: "alice"}, "", "")
+	_, tok, err := m.Create(context.Background(), User{Username: "alice"}, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +83,11 @@ func TestRefresh_ConcurrentUsesOfOneTokenAllEndWithTheSameToken(t *testing.T) {
 func TestRefresh_UpstreamAndAuthorize(t *testing.T) {
 	m, _, st := newManager(t)
 	ctx := context.Background()
-	_, tok, _ := m.Create(ctx, Identity{Username: "alice", Groups: []string{"a"}}, "up-1", "")
+	_, tok, _ := m.Create(ctx, User{Username: "alice", Groups: []string{"a"}}, "up-1", "")
 	// Authorize refuses: nothing rotates, the upstream change is kept.
 	denied := errors.New("denied")
 	_, err := m.Refresh(ctx, tok, func(ctx context.Context, s store.Session) (*Upstream, error) {
-		return &Upstream{RefreshToken: "up-2", Identity: &Identity{Username: "alice", Groups: []string{"b"}}}, nil
+		return &Upstream{RefreshToken: "up-2", User: &User{Username: "alice", Groups: []string{"b"}}}, nil
 	}, func(context.Context, store.Session) error { return denied })
 	if !errors.Is(err, denied) {
 		t.Fatalf("err = %v", err)

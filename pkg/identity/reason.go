@@ -1,46 +1,10 @@
 package identity
 
 import (
-	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
-
-// verifiedEmail returns the "email" claim of a token that has been verified,
-// unless "email_verified" says it is not verified. An email_verified that is
-// neither a boolean nor a boolean string (some IdPs send "true") counts as
-// not verified.
-func verifiedEmail(raw string) string {
-	payload, ok := jwtpeek.Payload(raw)
-	if !ok {
-		return ""
-	}
-	var c struct {
-		Email         string          `json:"email"`
-		EmailVerified json.RawMessage `json:"email_verified"`
-	}
-	if json.Unmarshal(payload, &c) != nil || c.Email == "" {
-		return ""
-	}
-	if len(c.EmailVerified) == 0 || string(c.EmailVerified) == "null" {
-		return c.Email
-	}
-	var b bool
-	if json.Unmarshal(c.EmailVerified, &b) == nil {
-		if b {
-			return c.Email
-		}
-		return ""
-	}
-	var s string
-	if json.Unmarshal(c.EmailVerified, &s) == nil && strings.EqualFold(s, "true") {
-		return c.Email
-	}
-	return ""
-}
 
 // maxReasonLen bounds the reasons put in errors: they end up in TokenReview
 // statuses, HTTP responses and logs.
