@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
@@ -56,8 +57,9 @@ type deviceFlow struct {
 	byUser   map[string]*deviceEntry
 	interval time.Duration
 	// failures limits wrong user codes, which makes guessing a live code
-	// (1 in 2.6e10 per try with 10000 codes pending) hopeless.
-	failures tokenBucket
+	// (1 in 2.6e10 per try with 10000 codes pending) hopeless: a burst of
+	// 30, then one every 2 seconds, for all clients together.
+	failures *rate.Limiter
 }
 
 func newDeviceFlow(interval time.Duration) *deviceFlow {
@@ -65,7 +67,7 @@ func newDeviceFlow(interval time.Duration) *deviceFlow {
 		byKey:    map[string]*deviceEntry{},
 		byUser:   map[string]*deviceEntry{},
 		interval: interval,
-		failures: tokenBucket{capacity: 30, refill: 2 * time.Second},
+		failures: rate.NewLimiter(rate.Every(2*time.Second), 30),
 	}
 }
 
@@ -133,12 +135,12 @@ func normalizeUserCode(s string) string {
 func (d *deviceFlow) pendingByUserCode(userCode string, now time.Time) (key string, ok, limited bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.failures.available(now) {
+	if d.failures.TokensAt(now) < 1 {
 		return "", false, true
 	}
 	e, found := d.byUser[normalizeUserCode(userCode)]
 	if !found || !now.Before(e.expires) || e.status != devicePending {
-		d.failures.take(now)
+		d.failures.AllowN(now, 1) // counts the failure
 		return "", false, false
 	}
 	return e.key, true, false
@@ -368,36 +370,4 @@ func (p *Portal) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	v := randomToken(32)
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	return v
-}
-
-// tokenBucket is a small rate limiter: capacity tokens, one more every refill.
-type tokenBucket struct {
-	capacity int
-	refill   time.Duration
-	tokens   int
-	last     time.Time
-	started  bool
-}
-
-func (b *tokenBucket) fill(now time.Time) {
-	if !b.started {
-		b.started, b.tokens, b.last = true, b.capacity, now
-		return
-	}
-	if n := int(now.Sub(b.last) / b.refill); n > 0 {
-		b.tokens = min(b.capacity, b.tokens+n)
-		b.last = b.last.Add(time.Duration(n) * b.refill)
-	}
-}
-
-func (b *tokenBucket) available(now time.Time) bool {
-	b.fill(now)
-	return b.tokens > 0
-}
-
-func (b *tokenBucket) take(now time.Time) {
-	b.fill(now)
-	if b.tokens > 0 {
-		b.tokens--
-	}
 }
