@@ -118,7 +118,7 @@ func NewManager(st store.Store, settings func() Settings, clock func() time.Time
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Manager{store: st, clock: clock, settings: settings, grace: newGraceCache()}
+	return &Manager{store: st, clock: clock, settings: settings, grace: newGraceCache(clockFunc(clock))}
 }
 
 // Create stores a new session for id and returns it with its refresh token.
@@ -452,6 +452,11 @@ func hashSecret(secret string) []byte {
 func equalHash(a, b []byte) bool {
 	return len(a) == sha256.Size && len(b) == sha256.Size && subtle.ConstantTimeCompare(a, b) == 1
 }
+
+// clockFunc is a func() time.Time as a cache.Clock.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
 
 // keyedMutex is a mutex per key, dropped when nobody holds or waits for it.
 type keyedMutex struct {
