@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/jwtpeek"
@@ -66,7 +67,7 @@ type Authenticator struct {
 	Groups    func() *identity.GroupMapper
 	Policy    *policy.Holder
 	Grants    GrantLister
-	Clock     func() time.Time
+	Clock     clock.PassiveClock
 }
 
 // Authenticate verifies raw for cluster and applies the central policy.
@@ -156,7 +157,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 	}
 	now := time.Now()
 	if a.Clock != nil {
-		now = a.Clock()
+		now = a.Clock.Now()
 	}
 	decision, extraGroups := pol.Evaluate(ctx, cluster, id, a.Grants, now)
 	// Clipped, so that an extra group is appended to a new array, never

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -49,7 +51,9 @@ type harness struct {
 	env      *portaltest.Env
 	cacheDir string
 	env2     map[string]string
-	now      atomic.Pointer[time.Time]
+	// clk is the CLI's clock: the time the harness was made, until a
+	// test moves it.
+	clk *testingclock.FakeClock
 	// logins counts browser openings (each is one login).
 	logins atomic.Int64
 	// browserFails makes the browser refuse to open.
@@ -57,7 +61,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, opts portaltest.Options) *harness {
-	h := &harness{env: portaltest.New(t, opts), cacheDir: filepath.Join(t.TempDir(), "cache"), env2: map[string]string{}}
+	h := &harness{clk: testingclock.NewFakeClock(time.Now()), env: portaltest.New(t, opts), cacheDir: filepath.Join(t.TempDir(), "cache"), env2: map[string]string{}}
 	h.env2["PORTCULLIS_CACHE_DIR"] = h.cacheDir
 	return h
 }
@@ -67,13 +71,8 @@ func (h *harness) deps(t *testing.T) (*Deps, *syncBuffer, *syncBuffer) {
 	home := t.TempDir()
 	d := &Deps{
 		Stdout: out, Stderr: errb,
-		Getenv: func(k string) string { return h.env2[k] },
-		Now: func() time.Time {
-			if p := h.now.Load(); p != nil {
-				return *p
-			}
-			return time.Now()
-		},
+		Getenv:    func(k string) string { return h.env2[k] },
+		Clock:     h.clk,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.env.Pool()}},
 		OpenBrowser: func(u string) error {
 			if h.browserFails.Load() {
@@ -193,7 +192,7 @@ func TestExecCredential_LogsInOnceThenCachesAndRefreshesSilently(t *testing.T) {
 
 	// Less than a minute left: refreshed silently, even non-interactively.
 	later := ec.Status.ExpirationTimestamp.Add(-30 * time.Second)
-	h.now.Store(&later)
+	h.clk.SetTime(later)
 	ec3, _, err := h.execCredential(t, false)
 	if err != nil {
 		t.Fatal(err)
@@ -387,8 +386,8 @@ func TestErrors_AreClear(t *testing.T) {
 			_ = h.env.Portal.Sessions().End(context.Background(), s, "test", "admin")
 		}
 		later := time.Now().Add(time.Hour)
-		h.now.Store(&later)
-		defer h.now.Store(nil)
+		h.clk.SetTime(later)
+		defer h.clk.SetTime(time.Now())
 		_, _, err := h.execCredential(t, false)
 		if err == nil || !strings.Contains(err.Error(), "session at "+h.env.URL+" has ended") || !strings.Contains(err.Error(), "portcullis login") {
 			t.Errorf("error: %v", err)

@@ -86,7 +86,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 	if err != nil {
 		return nil, err
 	}
-	now := d.Now()
+	now := d.Clock.Now()
 	if !opts.forceLogin {
 		if tok, ok := entry.Tokens[t.cluster]; ok && tok.fresh(now) {
 			return &credential{token: tok.Token, expiresAt: tok.ExpiresAt, session: entry.Session}, nil
@@ -149,7 +149,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 		return nil, fmt.Errorf("logging in to %s: %w", t.server, err)
 	}
 	entry = &cacheEntry{Server: t.server}
-	entry.apply(resp, d.Now())
+	entry.apply(resp, d.Clock.Now())
 	if err := cache.save(entry); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
@@ -62,8 +63,8 @@ type Deps struct {
 	// IssuerURL is Portcullis's external URL; the IdPs' redirect URI is
 	// IssuerURL + "/callback".
 	IssuerURL string
-	// Clock returns the current time; time.Now when nil.
-	Clock func() time.Time
+	// Clock tells the current time; clock.RealClock when nil.
+	Clock clock.PassiveClock
 	// DeviceInterval is the device flow's minimum polling interval;
 	// DefaultDeviceInterval when zero.
 	DeviceInterval time.Duration
@@ -105,7 +106,7 @@ func New(d Deps) (*Portal, error) {
 	}
 	d.IssuerURL = strings.TrimSuffix(d.IssuerURL, "/")
 	if d.Clock == nil {
-		d.Clock = time.Now
+		d.Clock = clock.RealClock{}
 	}
 	if d.Groups == nil {
 		d.Groups = func() *identity.GroupMapper { return nil }
@@ -225,7 +226,7 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 }
 
 // now is the portal's clock.
-func (p *Portal) now() time.Time { return p.d.Clock() }
+func (p *Portal) now() time.Time { return p.d.Clock.Now() }
 
 // allowMethods answers 405 unless r's method is one of methods.
 func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {

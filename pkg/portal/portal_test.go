@@ -9,9 +9,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	"golang.org/x/oauth2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,26 +23,6 @@ import (
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
 )
-
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type page struct {
 	status int
@@ -486,8 +467,8 @@ func refresh(t *testing.T, e *portaltest.Env, rt, cluster string) (int, map[stri
 }
 
 func TestRefresh_RotatesWithGraceAndDetectsReuse(t *testing.T) {
-	clk := newFakeClock()
-	e := portaltest.New(t, portaltest.Options{Clock: clk.Now})
+	clk := testingclock.NewFakeClock(time.Now())
+	e := portaltest.New(t, portaltest.Options{Clock: clk})
 	first := login(t, e, "c1")
 	rt0 := str(first, "refresh_token")
 	oldToken := clusterToken(t, first, "c1")
@@ -544,8 +525,8 @@ func TestRefresh_RotatesWithGraceAndDetectsReuse(t *testing.T) {
 }
 
 func TestRefresh_Lifetimes(t *testing.T) {
-	clk := newFakeClock()
-	e := portaltest.New(t, portaltest.Options{Clock: clk.Now, Configure: func(c *v1alpha1.PortcullisConfiguration) {
+	clk := testingclock.NewFakeClock(time.Now())
+	e := portaltest.New(t, portaltest.Options{Clock: clk, Configure: func(c *v1alpha1.PortcullisConfiguration) {
 		c.Portal.SessionIdleTimeout = metav1.Duration{Duration: time.Hour}
 		c.Portal.SessionMaxLifetime = metav1.Duration{Duration: 3 * time.Hour}
 		c.Clusters[0].TokenLifetime = &metav1.Duration{Duration: 10 * time.Minute}
@@ -676,8 +657,8 @@ func TestLogout_RevokesSessionAndTokens(t *testing.T) {
 }
 
 func TestDeviceFlow(t *testing.T) {
-	clk := newFakeClock()
-	e := portaltest.New(t, portaltest.Options{Clock: clk.Now, DeviceInterval: 5 * time.Second})
+	clk := testingclock.NewFakeClock(time.Now())
+	e := portaltest.New(t, portaltest.Options{Clock: clk, DeviceInterval: 5 * time.Second})
 	c := e.Client()
 	status, dc := postForm(t, c, e.URL+"/device/code", url.Values{"cluster": {"c1"}})
 	if status != http.StatusOK {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
@@ -56,8 +57,8 @@ type Options struct {
 	// ImpersonationCacheTTL is how long an upstream SubjectAccessReview
 	// answer about a client's own impersonation is remembered. Default 10s.
 	ImpersonationCacheTTL time.Duration
-	// Clock is for tests. Default time.Now.
-	Clock func() time.Time
+	// Clock is for tests; clock.RealClock when nil.
+	Clock clock.PassiveClock
 	// Unaudited says that Portcullis has no audit backend: the proxy then
 	// records no audit annotations (the cluster, verb and resource as the
 	// upstream sees them), which nothing would read.
@@ -75,7 +76,7 @@ func (o *Options) complete() {
 		o.ImpersonationCacheTTL = 10 * time.Second
 	}
 	if o.Clock == nil {
-		o.Clock = time.Now
+		o.Clock = clock.RealClock{}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 )
 
 // tokenFile is a bearer token kept in a file that is replaced when it
@@ -20,7 +21,7 @@ import (
 type tokenFile struct {
 	path    string
 	recheck time.Duration
-	now     func() time.Time
+	clock   clock.PassiveClock
 
 	mu        sync.Mutex
 	token     string
@@ -31,8 +32,8 @@ type tokenFile struct {
 	loaded    bool
 }
 
-func newTokenFile(path string, recheck time.Duration, now func() time.Time) *tokenFile {
-	return &tokenFile{path: path, recheck: recheck, now: now}
+func newTokenFile(path string, recheck time.Duration, clk clock.PassiveClock) *tokenFile {
+	return &tokenFile{path: path, recheck: recheck, clock: clk}
 }
 
 // Get returns the current token.
@@ -56,7 +57,7 @@ func (t *tokenFile) Authorization() (string, error) {
 }
 
 func (t *tokenFile) getLocked() (string, error) {
-	now := t.now()
+	now := t.clock.Now()
 	if t.loaded && now.Sub(t.checkedAt) < t.recheck {
 		return t.token, nil
 	}

@@ -3,12 +3,12 @@ package registry
 import (
 	"context"
 	"errors"
-	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/utils/clock"
 
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
@@ -53,8 +53,8 @@ type Options struct {
 	// RateLimit bounds TokenCredentialRequests per client; the zero value
 	// means DefaultRateLimit.
 	RateLimit RateLimit
-	// Clock is time.Now when nil.
-	Clock func() time.Time
+	// Clock is clock.RealClock when nil.
+	Clock clock.PassiveClock
 }
 
 func (o *Options) validate() error {
@@ -85,7 +85,7 @@ func NewAPIGroupInfo(scheme *runtime.Scheme, codecs serializer.CodecFactory, o O
 		return nil, err
 	}
 	if o.Clock == nil {
-		o.Clock = time.Now
+		o.Clock = clock.RealClock{}
 	}
 	info := genericapiserver.NewDefaultAPIGroupInfo(v1alpha1.GroupName, scheme, runtime.NewParameterCodec(scheme), codecs)
 	info.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/util/dryrun"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/validation"
@@ -37,7 +37,7 @@ const (
 type SessionREST struct {
 	store    Store
 	sessions SessionEnder
-	clock    func() time.Time
+	clock    clock.PassiveClock
 }
 
 var (
@@ -50,11 +50,11 @@ var (
 )
 
 // NewSessionREST returns the storage of sessions.
-func NewSessionREST(st Store, sessions SessionEnder, clock func() time.Time) *SessionREST {
-	if clock == nil {
-		clock = time.Now
+func NewSessionREST(st Store, sessions SessionEnder, clk clock.PassiveClock) *SessionREST {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &SessionREST{store: st, sessions: sessions, clock: clock}
+	return &SessionREST{store: st, sessions: sessions, clock: clk}
 }
 
 // New implements rest.Storage.
@@ -74,7 +74,7 @@ func (r *SessionREST) GetSingularName() string { return "session" }
 
 // ConvertToTable implements rest.TableConvertor.
 func (r *SessionREST) ConvertToTable(ctx context.Context, obj runtime.Object, opts runtime.Object) (*metav1.Table, error) {
-	return sessionTable(obj, r.clock())
+	return sessionTable(obj, r.clock.Now())
 }
 
 // Get returns one live session.
@@ -97,7 +97,7 @@ func (r *SessionREST) get(ctx context.Context, name string) (store.Session, erro
 	case err != nil:
 		klog.ErrorS(err, "Reading a session failed", "session", name)
 		return store.Session{}, apierrors.NewInternalError(fmt.Errorf("reading session %s from the store failed", name))
-	case sess.Expired(r.clock()):
+	case sess.Expired(r.clock.Now()):
 		// Ended sessions wait in the store for garbage collection; they are
 		// gone as far as anyone can tell.
 		return store.Session{}, apierrors.NewNotFound(v1alpha1.Resource("sessions"), name)
@@ -128,7 +128,7 @@ func (r *SessionREST) List(ctx context.Context, options *metainternalversion.Lis
 		klog.ErrorS(err, "Listing sessions failed")
 		return nil, apierrors.NewInternalError(errors.New("listing sessions from the store failed"))
 	}
-	now := r.clock()
+	now := r.clock.Now()
 	out := &v1alpha1.SessionList{Items: []v1alpha1.Session{}}
 	for _, s := range all {
 		if s.Expired(now) {

@@ -42,7 +42,7 @@ func TestSession_ListShowsLiveSessionsOldestFirstWithoutSecrets(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r := NewSessionREST(f.store, f.sessions(), f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 
 	obj, err := r.List(withUser("admin"), &metainternalversion.ListOptions{})
 	if got := sessionNames(t, obj, err); got != "s-old,s-new" {
@@ -67,7 +67,7 @@ func TestSession_ListSelectors(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
 	f.addSession("s-2", "bob", time.Minute)
-	r := NewSessionREST(f.store, f.sessions(), f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	for _, tc := range []struct {
 		name   string
 		fields string
@@ -103,7 +103,7 @@ func TestSession_DeleteRevokesTheSessionAndItsTokens(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
 	tok := f.mint("alice", "dev", "s-1", 10*time.Minute)
-	r := NewSessionREST(f.store, f.sessions(), f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 
 	// Dry run changes nothing.
 	if _, _, err := r.Delete(withUser("admin"), "s-1", nil, &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
@@ -138,7 +138,7 @@ func TestSession_DeleteRevokesTheSessionAndItsTokens(t *testing.T) {
 func TestSession_DeleteHonoursPreconditionsAndAdmission(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
-	r := NewSessionREST(f.store, f.sessions(), f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	uid := types.UID("not-this-one")
 	if _, _, err := r.Delete(withUser("admin"), "s-1", nil, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); !apierrors.IsConflict(err) {
 		t.Errorf("mismatched UID precondition: %v, want Conflict", err)
@@ -157,7 +157,7 @@ func TestSession_DeleteHonoursPreconditionsAndAdmission(t *testing.T) {
 func TestSession_GetRejectsUnknownAndEndedSessions(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
-	r := NewSessionREST(f.store, f.sessions(), f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	if obj, err := r.Get(context.Background(), "s-1", &metav1.GetOptions{}); err != nil || obj.(*v1alpha1.Session).Name != "s-1" {
 		t.Fatalf("Get: %v %v", obj, err)
 	}
@@ -182,7 +182,7 @@ func TestSession_DeletedSessionsTokensStayRefusedInsideTheVerifiersLeeway(t *tes
 	f.addSession("s-1", "alice", time.Hour)
 	maxLifetime := f.cfg.Tokens.MaxLifetime.Duration
 	tok := f.mint("alice", "dev", "s-1", maxLifetime)
-	r := NewSessionREST(f.store, f.sessions(), f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	if _, _, err := r.Delete(withUser("admin"), "s-1", nil, &metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

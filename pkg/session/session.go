@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/store"
@@ -106,25 +107,25 @@ type AuthorizeFunc func(ctx context.Context, s store.Session) error
 // Manager creates, refreshes and ends sessions. It is safe for concurrent use.
 type Manager struct {
 	store    store.Store
-	clock    func() time.Time
+	clock    clock.PassiveClock
 	settings func() Settings
 
 	locks keyedMutex
 	grace *graceCache
 }
 
-// NewManager returns a Manager over st. clock may be nil (time.Now).
-func NewManager(st store.Store, settings func() Settings, clock func() time.Time) *Manager {
-	if clock == nil {
-		clock = time.Now
+// NewManager returns a Manager over st. clk may be nil (clock.RealClock).
+func NewManager(st store.Store, settings func() Settings, clk clock.PassiveClock) *Manager {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &Manager{store: st, clock: clock, settings: settings, grace: newGraceCache(clockFunc(clock))}
+	return &Manager{store: st, clock: clk, settings: settings, grace: newGraceCache(clk)}
 }
 
 // Create stores a new session for id and returns it with its refresh token.
 func (m *Manager) Create(ctx context.Context, id User, upstreamRefreshToken, clientAddress string) (store.Session, string, error) {
 	set := m.settings()
-	now := m.clock()
+	now := m.clock.Now()
 	for range 3 {
 		sid, err := randomString(16)
 		if err != nil {
@@ -187,10 +188,10 @@ func (m *Manager) Lookup(ctx context.Context, tok string) (store.Session, error)
 		return store.Session{}, err
 	}
 	h := hashSecret(secret)
-	if !equalHash(h, s.RefreshTokenHash) && !(equalHash(h, s.PreviousRefreshTokenHash) && m.clock().Before(s.PreviousValidUntil)) {
+	if !equalHash(h, s.RefreshTokenHash) && !(equalHash(h, s.PreviousRefreshTokenHash) && m.clock.Now().Before(s.PreviousValidUntil)) {
 		return store.Session{}, ErrInvalidToken
 	}
-	if s.Expired(m.clock()) {
+	if s.Expired(m.clock.Now()) {
 		return store.Session{}, ErrExpired
 	}
 	return s, nil
@@ -227,7 +228,7 @@ func (m *Manager) Refresh(ctx context.Context, tok string, upstream UpstreamFunc
 	if err != nil {
 		return Result{}, fmt.Errorf("reading the session: %w", err)
 	}
-	now := m.clock()
+	now := m.clock.Now()
 	h := hashSecret(secret)
 	current := equalHash(h, s.RefreshTokenHash)
 	previous := !current && equalHash(h, s.PreviousRefreshTokenHash)
@@ -328,7 +329,7 @@ func (m *Manager) rotate(ctx context.Context, s store.Session, oldSecret string,
 // is asked for a new login at its next refresh rather than the session being
 // revoked.
 func (m *Manager) refreshInGrace(ctx context.Context, s store.Session, secret string, h []byte, authorize AuthorizeFunc) (Result, error) {
-	now := m.clock()
+	now := m.clock.Now()
 	if authorize != nil {
 		if err := authorize(ctx, s); err != nil {
 			return Result{}, err
@@ -400,7 +401,7 @@ func (m *Manager) Revoke(ctx context.Context, tok, by string) (store.Session, er
 // The revocation is written first: if deleting fails, the session is already
 // unusable, and the error wraps ErrNotDeleted.
 func (m *Manager) End(ctx context.Context, s store.Session, reason, by string) error {
-	now := m.clock()
+	now := m.clock.Now()
 	until := now.Add(m.settings().MaxTokenLifetime)
 	if s.ExpiresAt.Before(until) && !s.ExpiresAt.IsZero() {
 		until = s.ExpiresAt
@@ -452,11 +453,6 @@ func hashSecret(secret string) []byte {
 func equalHash(a, b []byte) bool {
 	return len(a) == sha256.Size && len(b) == sha256.Size && subtle.ConstantTimeCompare(a, b) == 1
 }
-
-// clockFunc is a func() time.Time as a cache.Clock.
-type clockFunc func() time.Time
-
-func (f clockFunc) Now() time.Time { return f() }
 
 // keyedMutex is a mutex per key, dropped when nobody holds or waits for it.
 type keyedMutex struct {

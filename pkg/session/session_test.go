@@ -8,23 +8,18 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func newManager(t *testing.T) (*Manager, *clock, store.Store) {
+func newManager(t *testing.T) (*Manager, *testingclock.FakeClock, store.Store) {
 	st := memory.New()
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testingclock.NewFakeClock(time.Unix(1_800_000_000, 0))
 	m := NewManager(st, func() Settings {
 		return Settings{IdleTimeout: time.Hour, MaxLifetime: 24 * time.Hour, ReuseGrace: 30 * time.Second, MaxTokenLifetime: time.Hour}
-	}, c.now)
+	}, c)
 	return m, c, st
 }
 

@@ -15,6 +15,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
@@ -32,8 +33,8 @@ type Options struct {
 	// Configure changes the default configuration (see DefaultConfig)
 	// before it is defaulted.
 	Configure func(*v1alpha1.PortcullisConfiguration)
-	// Clock is the portal's and minter's clock; time.Now when nil.
-	Clock func() time.Time
+	// Clock is the portal's and minter's clock; clock.RealClock when nil.
+	Clock clock.PassiveClock
 	// DeviceInterval is the device flow's interval; 1s when zero.
 	DeviceInterval time.Duration
 }
