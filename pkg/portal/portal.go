@@ -64,7 +64,7 @@ type Deps struct {
 	// IssuerURL + "/callback".
 	IssuerURL string
 	// Clock tells the current time; clock.RealClock when nil.
-	Clock clock.PassiveClock
+	Clock clock.Clock
 	// DeviceInterval is the device flow's minimum polling interval;
 	// DefaultDeviceInterval when zero.
 	DeviceInterval time.Duration
@@ -122,8 +122,8 @@ func New(d Deps) (*Portal, error) {
 		d:        d,
 		pages:    pg,
 		metrics:  defaultMetrics(),
-		attempts: newPending[*attempt](maxPending),
-		codes:    newPending[*cliCode](maxPending),
+		attempts: newPending[*attempt](maxPending, d.Clock),
+		codes:    newPending[*cliCode](maxPending, d.Clock),
 	}
 	p.devices = newDeviceFlow(d.DeviceInterval)
 	p.sessions = d.Sessions

@@ -34,7 +34,7 @@ type Options struct {
 	// before it is defaulted.
 	Configure func(*v1alpha1.PortcullisConfiguration)
 	// Clock is the portal's and minter's clock; clock.RealClock when nil.
-	Clock clock.PassiveClock
+	Clock clock.Clock
 	// DeviceInterval is the device flow's interval; 1s when zero.
 	DeviceInterval time.Duration
 }
