@@ -17,6 +17,13 @@ import (
 // modification time or size changed; a read failure keeps the last good
 // token, so a rotation in progress never interrupts the proxy.
 //
+// It is a measured exception to client-go's transport.NewCachedFileTokenSource
+// and TokenSourceWrapTransport: those re-read the file once a minute rather
+// than within TokenRecheckInterval of a rotation, cannot be told to re-read
+// after the upstream refuses the token, and make the Authorization value
+// per request on a cloned request, which an open watch then holds
+// (BenchmarkIdleWatchMemory, BenchmarkProxyGet).
+//
 // The token itself is never logged.
 type tokenFile struct {
 	path    string
