@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
 	"portcullis.dev/portcullis/pkg/store"
 )
 

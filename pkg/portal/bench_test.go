@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 )

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/oauth2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
 	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"

@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/portal"
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
 )
 
 // recordingMux records what Install mounts.

@@ -1,3 +1,6 @@
+// Package portaltest runs the login portal in tests: internal/testkit's fake
+// OpenID Connect provider and a portal served over TLS in front of it, with
+// an in-memory or bolt store. It is for tests only.
 package portaltest
 
 import (
@@ -13,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"portcullis.dev/portcullis/internal/testkit"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"k8s.io/utils/clock"
@@ -25,6 +30,12 @@ import (
 	"portcullis.dev/portcullis/pkg/store/memory"
 	"portcullis.dev/portcullis/pkg/token"
 )
+
+// IdP is the fake identity provider (internal/testkit's).
+type IdP = testkit.IdP
+
+// User is who the fake identity provider logs in.
+type User = testkit.User
 
 // Options configures New.
 type Options struct {
@@ -91,7 +102,7 @@ func New(t testing.TB, opts Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	idp := NewIdP(t)
+	idp := testkit.NewIdP(t)
 	var handler atomic.Pointer[http.Handler]
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*handler.Load()).ServeHTTP(w, r)
