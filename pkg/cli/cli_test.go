@@ -348,7 +348,7 @@ func TestLogin_DeviceFlow(t *testing.T) {
 
 func TestErrors_AreClear(t *testing.T) {
 	h := newHarness(t, portaltest.Options{})
-	t.Run("server unreachable", func(t *testing.T) {
+	t.Run("an unreachable server is named with what to check", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		d.Transport = nil
 		err := h.run(t, d, "login", "--server", "https://127.0.0.1:1", "--no-browser")
@@ -356,7 +356,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("certificate not trusted", func(t *testing.T) {
+	t.Run("an untrusted certificate asks for --certificate-authority", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		d.Transport = nil
 		err := h.run(t, d, "kubeconfig", "--server", h.env.URL, "--cluster", "c1", "--kubeconfig", filepath.Join(t.TempDir(), "kc"))
@@ -364,7 +364,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("denied by policy", func(t *testing.T) {
+	t.Run("a policy denial names the cluster", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		d.Getenv = func(k string) string {
 			if k == "KUBERNETES_EXEC_INFO" {
@@ -377,7 +377,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("session expired", func(t *testing.T) {
+	t.Run("an ended session asks for a new login", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		if err := h.run(t, d, "login", "--server", h.env.URL, "--cluster", "c1"); err != nil {
 			t.Fatal(err)
@@ -393,7 +393,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("http server", func(t *testing.T) {
+	t.Run("an http server URL is refused", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		if err := h.run(t, d, "login", "--server", "http://example.com"); err == nil || !strings.Contains(err.Error(), "must be https") {
 			t.Errorf("error: %v", err)

@@ -531,7 +531,7 @@ func TestRefresh_Lifetimes(t *testing.T) {
 		c.Portal.SessionMaxLifetime = metav1.Duration{Duration: 3 * time.Hour}
 		c.Clusters[0].TokenLifetime = &metav1.Duration{Duration: 10 * time.Minute}
 	}})
-	t.Run("idle", func(t *testing.T) {
+	t.Run("a session idle longer than its idle timeout ends", func(t *testing.T) {
 		rt := str(login(t, e, "c1"), "refresh_token")
 		clk.Step(time.Hour + time.Second)
 		status, resp := refresh(t, e, rt, "c1")
@@ -539,7 +539,7 @@ func TestRefresh_Lifetimes(t *testing.T) {
 			t.Fatalf("idle session: %d %v", status, resp)
 		}
 	})
-	t.Run("absolute", func(t *testing.T) {
+	t.Run("a session in use ends at its maximum lifetime", func(t *testing.T) {
 		rt := str(login(t, e, "c1"), "refresh_token")
 		for range 3 {
 			clk.Step(59 * time.Minute)
@@ -728,7 +728,7 @@ func TestDeviceFlow(t *testing.T) {
 		t.Errorf("the device code worked twice: %v", r)
 	}
 
-	t.Run("an expired device code", func(t *testing.T) {
+	t.Run("an expired device code is refused", func(t *testing.T) {
 		_, dc := postForm(t, c, e.URL+"/device/code", url.Values{})
 		clk.Step(11 * time.Minute)
 		_, r := postForm(t, c, e.URL+"/device/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {str(dc, "device_code")}})
@@ -736,7 +736,7 @@ func TestDeviceFlow(t *testing.T) {
 			t.Errorf("expired device code: %v", r)
 		}
 	})
-	t.Run("a refused user", func(t *testing.T) {
+	t.Run("a user the policy refuses gets access_denied", func(t *testing.T) {
 		e.IdP.SetUser(portaltest.User{Subject: "m", Email: "mallory@example.com"})
 		_, dc := postForm(t, c, e.URL+"/device/code", url.Values{})
 		resp, err := b.PostForm(e.URL+"/device", url.Values{"user_code": {str(dc, "user_code")}, "idp": {"fake"}, "csrf": {csrf}})
