@@ -383,7 +383,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range mustSessions(t, h) {
-			_ = h.env.Portal.Sessions().End(context.Background(), s, "test", "admin")
+			_ = h.env.Sessions.End(context.Background(), s, "test", "admin")
 		}
 		later := time.Now().Add(time.Hour)
 		h.clk.SetTime(later)

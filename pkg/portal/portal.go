@@ -133,11 +133,8 @@ func New(d Deps) (*Portal, error) {
 	return p, nil
 }
 
-// Sessions returns the portal's session manager.
-func (p *Portal) Sessions() *session.Manager { return p.sessions }
-
 // Mux is where the portal mounts its handlers: the generic server's
-// NonGoRestfulMux, or an http.ServeMux in tests (see MuxFor).
+// NonGoRestfulMux (Handle: an exact path; HandlePrefix: a subtree).
 type Mux interface {
 	Handle(pattern string, handler http.Handler)
 	HandlePrefix(prefix string, handler http.Handler)
@@ -183,16 +180,6 @@ func IsPublicPath(path string) bool {
 	}
 	return false
 }
-
-// ServeMuxAdapter mounts handlers on an http.ServeMux with the generic
-// server's mux semantics (Handle: exact path; HandlePrefix: a subtree).
-type ServeMuxAdapter struct{ *http.ServeMux }
-
-// Handle registers an exact path.
-func (a ServeMuxAdapter) Handle(path string, h http.Handler) { a.ServeMux.Handle(path, h) }
-
-// HandlePrefix registers a path prefix ending in "/".
-func (a ServeMuxAdapter) HandlePrefix(prefix string, h http.Handler) { a.ServeMux.Handle(prefix, h) }
 
 func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {

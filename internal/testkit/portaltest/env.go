@@ -26,6 +26,7 @@ import (
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
 	"portcullis.dev/portcullis/pkg/token"
@@ -62,6 +63,8 @@ type Env struct {
 	Verifier *token.Verifier
 	Config   *v1alpha1.PortcullisConfiguration
 	Policy   *policy.Holder
+	// Sessions is the portal's session manager.
+	Sessions *session.Manager
 }
 
 // DefaultConfig configures one IdP ("fake", usernames from email, groups
@@ -159,8 +162,11 @@ func New(t testing.TB, opts Options) *Env {
 		interval = time.Second
 	}
 	caPEM := idp.CAPEM // httptest servers share one certificate
+	cfgFunc := func() *v1alpha1.PortcullisConfiguration { return cfg }
+	sessions := session.NewManager(st, session.SettingsFrom(cfgFunc), opts.Clock)
 	p, err := portal.New(portal.Deps{
-		Config:         func() *v1alpha1.PortcullisConfiguration { return cfg },
+		Config:         cfgFunc,
+		Sessions:       sessions,
 		IdPs:           idps,
 		Groups:         func() *identity.GroupMapper { return mapper },
 		Policy:         pol,
@@ -175,10 +181,10 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	p.Install(portal.ServeMuxAdapter{ServeMux: mux})
+	p.Install(serveMux{mux})
 	var h http.Handler = mux
 	handler.Store(&h)
-	return &Env{
+	return &Env{Sessions: sessions,
 		IdP: idp, Portal: p, Server: srv, URL: srv.URL, CAPEM: []byte(caPEM),
 		Store: st, Keys: km, Verifier: verifier, Config: cfg, Policy: pol,
 	}
@@ -211,3 +217,11 @@ func (e *Env) Browser() *http.Client {
 		Timeout:   30 * time.Second,
 	}
 }
+
+// serveMux mounts the portal on an http.ServeMux with the generic server's
+// mux semantics (Handle: an exact path; HandlePrefix: a subtree).
+type serveMux struct{ *http.ServeMux }
+
+func (m serveMux) Handle(path string, h http.Handler) { m.ServeMux.Handle(path, h) }
+
+func (m serveMux) HandlePrefix(prefix string, h http.Handler) { m.ServeMux.Handle(prefix, h) }
