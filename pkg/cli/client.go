@@ -159,7 +159,7 @@ func (c *portalClient) do(ctx context.Context, method, path string, form url.Val
 
 func (c *portalClient) exchange(ctx context.Context, code, verifier, redirect, cluster string) (*portalapi.TokenResponse, error) {
 	var out portalapi.TokenResponse
-	err := c.do(ctx, http.MethodPost, "/portal/api/token", url.Values{
+	err := c.do(ctx, http.MethodPost, portalapi.PathToken, url.Values{
 		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirect}, "cluster": {cluster},
 	}, &out)
 	return &out, err
@@ -167,7 +167,7 @@ func (c *portalClient) exchange(ctx context.Context, code, verifier, redirect, c
 
 func (c *portalClient) refresh(ctx context.Context, refreshToken, cluster string) (*portalapi.TokenResponse, error) {
 	var out portalapi.TokenResponse
-	err := c.do(ctx, http.MethodPost, "/portal/api/refresh", url.Values{
+	err := c.do(ctx, http.MethodPost, portalapi.PathRefresh, url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "cluster": {cluster},
 	}, &out)
 	return &out, err
@@ -175,31 +175,31 @@ func (c *portalClient) refresh(ctx context.Context, refreshToken, cluster string
 
 func (c *portalClient) session(ctx context.Context, refreshToken string) (*portalapi.SessionInfo, error) {
 	var out portalapi.SessionInfo
-	err := c.do(ctx, http.MethodPost, "/portal/api/session", url.Values{"refresh_token": {refreshToken}}, &out)
+	err := c.do(ctx, http.MethodPost, portalapi.PathSession, url.Values{"refresh_token": {refreshToken}}, &out)
 	return &out, err
 }
 
 func (c *portalClient) logout(ctx context.Context, refreshToken string) (bool, error) {
 	var out portalapi.LogoutResponse
-	err := c.do(ctx, http.MethodPost, "/portal/api/logout", url.Values{"refresh_token": {refreshToken}}, &out)
+	err := c.do(ctx, http.MethodPost, portalapi.PathLogout, url.Values{"refresh_token": {refreshToken}}, &out)
 	return out.Revoked, err
 }
 
 func (c *portalClient) clusters(ctx context.Context) (*portalapi.ClustersResponse, error) {
 	var out portalapi.ClustersResponse
-	err := c.do(ctx, http.MethodGet, "/portal/api/clusters", nil, &out)
+	err := c.do(ctx, http.MethodGet, portalapi.PathClusters, nil, &out)
 	return &out, err
 }
 
 func (c *portalClient) deviceCode(ctx context.Context, cluster string) (*portalapi.DeviceCodeResponse, error) {
 	var out portalapi.DeviceCodeResponse
-	err := c.do(ctx, http.MethodPost, "/device/code", url.Values{"cluster": {cluster}}, &out)
+	err := c.do(ctx, http.MethodPost, portalapi.PathDeviceCode, url.Values{"cluster": {cluster}}, &out)
 	return &out, err
 }
 
 func (c *portalClient) deviceToken(ctx context.Context, deviceCode, cluster string) (*portalapi.TokenResponse, error) {
 	var out portalapi.TokenResponse
-	err := c.do(ctx, http.MethodPost, "/device/token", url.Values{
+	err := c.do(ctx, http.MethodPost, portalapi.PathDeviceToken, url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}, "cluster": {cluster},
 	}, &out)
 	return &out, err

@@ -145,7 +145,7 @@ func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOpt
 			finish(result{err: err})
 			return
 		}
-		http.Redirect(w, r, c.t.server+"/portal/cli-complete", http.StatusSeeOther)
+		http.Redirect(w, r, c.t.server+portalapi.PathCLIComplete, http.StatusSeeOther)
 		finish(result{resp: resp})
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

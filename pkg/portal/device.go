@@ -203,9 +203,9 @@ func (d *deviceFlow) poll(deviceCode string, now time.Time) (e deviceEntry, errC
 // serveDeviceAPI serves POST /device/code and POST /device/token.
 func (p *Portal) serveDeviceAPI(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/device/code":
+	case portalapi.PathDeviceCode:
 		p.serveDeviceCode(w, r)
-	case "/device/token":
+	case portalapi.PathDeviceToken:
 		p.serveDeviceToken(w, r)
 	default:
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", "no such endpoint")

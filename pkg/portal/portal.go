@@ -191,17 +191,17 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 		p.serveKubeconfig(w, r)
 	case "/portal/logout":
 		p.serveBrowserLogout(w, r)
-	case "/portal/cli-complete":
+	case portalapi.PathCLIComplete:
 		p.serveCLIComplete(w, r)
-	case "/portal/api/clusters":
+	case portalapi.PathClusters:
 		p.serveClusters(w, r)
-	case "/portal/api/token":
+	case portalapi.PathToken:
 		p.serveToken(w, r)
-	case "/portal/api/refresh":
+	case portalapi.PathRefresh:
 		p.serveRefresh(w, r)
-	case "/portal/api/session":
+	case portalapi.PathSession:
 		p.serveSession(w, r)
-	case "/portal/api/logout":
+	case portalapi.PathLogout:
 		p.serveLogout(w, r)
 	default:
 		if strings.HasPrefix(r.URL.Path, "/portal/api/") {

@@ -9,6 +9,27 @@ package portalapi
 
 import "time"
 
+// The API's paths, which the portal serves and the CLI calls.
+const (
+	// PathToken redeems the CLI's one-time login code (loopback flow).
+	PathToken = "/portal/api/token"
+	// PathRefresh rotates a refresh token and mints a cluster token.
+	PathRefresh = "/portal/api/refresh"
+	// PathSession describes a refresh token's session without using it.
+	PathSession = "/portal/api/session"
+	// PathLogout ends a session.
+	PathLogout = "/portal/api/logout"
+	// PathClusters lists the clusters and identity providers.
+	PathClusters = "/portal/api/clusters"
+	// PathCLIComplete is where the CLI sends the browser once it has its
+	// tokens.
+	PathCLIComplete = "/portal/cli-complete"
+	// PathDeviceCode starts a device login (RFC 8628 §3.1).
+	PathDeviceCode = "/device/code"
+	// PathDeviceToken polls a device login (RFC 8628 §3.4).
+	PathDeviceToken = "/device/token"
+)
+
 // TokenResponse is the answer of /portal/api/token, /portal/api/refresh and
 // /device/token: an RFC 6749 §5.1 token response (access_token is the token
 // of the cluster asked for) with Portcullis's additions.
