@@ -102,3 +102,30 @@ func TestRefresh_UpstreamAndAuthorize(t *testing.T) {
 		t.Errorf("session not revoked")
 	}
 }
+
+// failingDelete is a store whose DeleteSession fails.
+type failingDelete struct{ store.Store }
+
+func (failingDelete) DeleteSession(context.Context, string) error {
+	return errors.New("disk full")
+}
+
+func TestEnd_RevokesFirstAndSaysWhenOnlyTheDeleteFailed(t *testing.T) {
+	m, clk, st := newManager(t)
+	s, _, err := m.Create(context.Background(), User{Username: "alice"}, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := NewManager(failingDelete{st}, m.settings, clk)
+	err = broken.End(context.Background(), s, "test", "admin")
+	if !errors.Is(err, ErrNotDeleted) {
+		t.Fatalf("End = %v, want an error wrapping ErrNotDeleted", err)
+	}
+	if revoked, err := st.IsRevoked(context.Background(), s.ID); err != nil || !revoked {
+		t.Errorf("the session was not revoked before the delete failed: %v %v", revoked, err)
+	}
+	revs, _ := st.ListRevocations(context.Background())
+	if want := clk.Now().Add(time.Hour + revocationSkew); len(revs) != 1 || !revs[0].ExpiresAt.Equal(want) {
+		t.Errorf("revocations = %+v, want one kept until the last token's expiry plus the skew (%v)", revs, want)
+	}
+}
