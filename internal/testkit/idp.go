@@ -1,9 +1,11 @@
 package testkit
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -40,7 +42,9 @@ type IdP struct {
 	Secret   string
 	Server   *httptest.Server
 
-	key *ecdsa.PrivateKey
+	// key signs ID tokens with alg.
+	key crypto.Signer
+	alg jose.SignatureAlgorithm
 	// KeyID is the kid of the signing key.
 	KeyID string
 
@@ -78,14 +82,31 @@ type codeGrant struct {
 	used      bool
 }
 
-// NewIdP starts a fake IdP for client "portcullis".
+// NewIdP starts a fake IdP for client "portcullis" that signs with ES256.
 func NewIdP(t testing.TB) *IdP {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newIdP(t, key, jose.ES256)
+}
+
+// NewRS256IdP is NewIdP signing with RS256 (2048-bit RSA), as most public
+// identity providers do.
+func NewRS256IdP(t testing.TB) *IdP {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newIdP(t, key, jose.RS256)
+}
+
+func newIdP(t testing.TB, key crypto.Signer, alg jose.SignatureAlgorithm) *IdP {
+	t.Helper()
 	f := &IdP{
+		alg:      alg,
 		ClientID: "portcullis",
 		Secret:   "idp-client-secret",
 		key:      key,
@@ -193,13 +214,13 @@ func (f *IdP) discovery(w http.ResponseWriter, _ *http.Request) {
 		"userinfo_endpoint":                     f.URL + "/userinfo",
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"ES256"},
+		"id_token_signing_alg_values_supported": []string{string(f.alg)},
 		"code_challenge_methods_supported":      []string{"S256"},
 	})
 }
 
 func (f *IdP) jwks(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.key.PublicKey, KeyID: f.KeyID, Algorithm: "ES256", Use: "sig"}}})
+	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: f.key.Public(), KeyID: f.KeyID, Algorithm: string(f.alg), Use: "sig"}}})
 }
 
 func (f *IdP) auth(w http.ResponseWriter, r *http.Request) {
@@ -309,7 +330,7 @@ func (f *IdP) userinfo(w http.ResponseWriter, r *http.Request) {
 
 // Sign signs an ID token with the IdP's key, whatever the claims.
 func (f *IdP) Sign(claims map[string]any) string {
-	return SignJWT(jose.ES256, jose.JSONWebKey{Key: f.key, KeyID: f.KeyID}, claims)
+	return SignJWT(f.alg, jose.JSONWebKey{Key: f.key, KeyID: f.KeyID}, claims)
 }
 
 // SignJWT signs claims as a JWT with key (a go-jose signing key) and alg.
