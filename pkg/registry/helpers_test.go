@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ import (
 )
 
 const testIssuer = "https://portcullis.example.com"
+
+// unlimited turns the exchange's rate limit off.
+var unlimited = RateLimit{QPS: math.Inf(1)}
 
 // fixture is one Portcullis's worth of real token machinery (keys, minter,
 // verifier, authenticator, policy) over a memory store, with a settable
@@ -84,7 +88,7 @@ func (f *fixture) sessions() *session.Manager {
 }
 
 func (f *fixture) options() Options {
-	return Options{Authn: f.authn, Minter: f.minter, Store: f.store, Sessions: f.sessions(), Config: f.config, Clock: f.clk, RateLimit: Unlimited}
+	return Options{Authn: f.authn, Minter: f.minter, Store: f.store, Sessions: f.sessions(), Config: f.config, Clock: f.clk, RateLimit: unlimited}
 }
 
 // mint returns a Portcullis token for user on cluster.

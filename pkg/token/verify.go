@@ -152,14 +152,6 @@ func Digest(raw string) [32]byte {
 	return sha256.Sum256([]byte(raw))
 }
 
-// Known says whether a token whose Digest is digest is in the verification
-// cache, unexpired: whether this verifier has verified it as its own. It
-// decides nothing else (Verify still checks everything); callers use it to
-// route a token without parsing it.
-func (v *Verifier) Known(digest *[32]byte) bool {
-	return v.cache != nil && v.cache.get(digest, v.clock.Now()) != nil
-}
-
 // VerifyCached is VerifyDigest for a token in the verification cache, with
 // one lookup: a caller that routes tokens (this verifier's, or an identity
 // provider's) learns with it both whether the token is this verifier's and,
