@@ -10,16 +10,14 @@ import (
 	"k8s.io/apiserver/pkg/authorization/union"
 
 	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
 // publicPaths answer anyone, including anonymous clients: discovery and keys
 // (kube-apiserver fetches them to trust Portcullis natively). The portal
 // publishes its own (portal.IsPublicPath).
-var publicPaths = []string{
-	"/.well-known/openid-configuration",
-	"/openid/v1/jwks",
-}
+var publicPaths = []string{token.DiscoveryPath, token.JWKSPath}
 
 // newAuthorizer decides Portcullis's own paths and leaves the rest (the
 // aggregated API's resources) to the delegated authorizer.
