@@ -2,8 +2,6 @@ package authn
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -11,8 +9,10 @@ import (
 
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/token"
 )
@@ -67,7 +67,7 @@ type Authenticator struct {
 	Groups    func() *identity.GroupMapper
 	Policy    *policy.Holder
 	Grants    GrantLister
-	Clock     func() time.Time
+	Clock     clock.PassiveClock
 }
 
 // Authenticate verifies raw for cluster and applies the central policy.
@@ -157,7 +157,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 	}
 	now := time.Now()
 	if a.Clock != nil {
-		now = a.Clock()
+		now = a.Clock.Now()
 	}
 	decision, extraGroups := pol.Evaluate(ctx, cluster, id, a.Grants, now)
 	// Clipped, so that an extra group is appended to a new array, never
@@ -190,40 +190,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 // verifier. It decides nothing else: whichever verifier is chosen checks the
 // signature and every claim.
 func (a *Authenticator) looksLikeOurs(raw string) bool {
-	iss, ok := UnverifiedIssuer(raw)
+	iss, ok := jwtpeek.Issuer(raw)
 	return ok && iss == a.IssuerURL
-}
-
-// UnverifiedIssuer returns the "iss" claim of a compact JWS without verifying
-// anything; for routing only.
-func UnverifiedIssuer(raw string) (string, bool) {
-	payload, ok := unverifiedPayload(raw)
-	if !ok {
-		return "", false
-	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(payload, &c) != nil {
-		return "", false
-	}
-	return c.Iss, true
-}
-
-func unverifiedPayload(raw string) ([]byte, bool) {
-	if len(raw) > token.MaxTokenSize {
-		return nil, false
-	}
-	_, rest, ok := strings.Cut(raw, ".")
-	if !ok {
-		return nil, false
-	}
-	payload, _, ok := strings.Cut(rest, ".")
-	if !ok {
-		return nil, false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(payload)
-	return b, err == nil
 }
 
 func quote(s string) string {
@@ -231,26 +199,4 @@ func quote(s string) string {
 		s = s[:64] + "..."
 	}
 	return `"` + s + `"`
-}
-
-// UnverifiedAudiences returns the "aud" claim of a compact JWS without
-// verifying anything; for routing only.
-func UnverifiedAudiences(raw string) []string {
-	payload, ok := unverifiedPayload(raw)
-	if !ok {
-		return nil
-	}
-	var c struct {
-		Aud json.RawMessage `json:"aud"`
-	}
-	if json.Unmarshal(payload, &c) != nil || len(c.Aud) == 0 {
-		return nil
-	}
-	var one string
-	if json.Unmarshal(c.Aud, &one) == nil {
-		return []string{one}
-	}
-	var many []string
-	_ = json.Unmarshal(c.Aud, &many)
-	return many
 }

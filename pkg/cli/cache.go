@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 // The token cache: one JSON file per Portcullis server under the cache
@@ -24,7 +26,7 @@ import (
 type cacheEntry struct {
 	Server       string                 `json:"server"`
 	RefreshToken string                 `json:"refresh_token,omitempty"`
-	Session      sessionInfo            `json:"session"`
+	Session      portalapi.SessionInfo  `json:"session"`
 	Tokens       map[string]cachedToken `json:"tokens,omitempty"`
 }
 

@@ -18,11 +18,13 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
 	"portcullis.dev/portcullis/pkg/store"
 )
 
@@ -49,7 +51,9 @@ type harness struct {
 	env      *portaltest.Env
 	cacheDir string
 	env2     map[string]string
-	now      atomic.Pointer[time.Time]
+	// clk is the CLI's clock: the time the harness was made, until a
+	// test moves it.
+	clk *testingclock.FakeClock
 	// logins counts browser openings (each is one login).
 	logins atomic.Int64
 	// browserFails makes the browser refuse to open.
@@ -57,7 +61,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, opts portaltest.Options) *harness {
-	h := &harness{env: portaltest.New(t, opts), cacheDir: filepath.Join(t.TempDir(), "cache"), env2: map[string]string{}}
+	h := &harness{clk: testingclock.NewFakeClock(time.Now()), env: portaltest.New(t, opts), cacheDir: filepath.Join(t.TempDir(), "cache"), env2: map[string]string{}}
 	h.env2["PORTCULLIS_CACHE_DIR"] = h.cacheDir
 	return h
 }
@@ -67,13 +71,8 @@ func (h *harness) deps(t *testing.T) (*Deps, *syncBuffer, *syncBuffer) {
 	home := t.TempDir()
 	d := &Deps{
 		Stdout: out, Stderr: errb,
-		Getenv: func(k string) string { return h.env2[k] },
-		Now: func() time.Time {
-			if p := h.now.Load(); p != nil {
-				return *p
-			}
-			return time.Now()
-		},
+		Getenv:    func(k string) string { return h.env2[k] },
+		Clock:     h.clk,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.env.Pool()}},
 		OpenBrowser: func(u string) error {
 			if h.browserFails.Load() {
@@ -193,7 +192,7 @@ func TestExecCredential_LogsInOnceThenCachesAndRefreshesSilently(t *testing.T) {
 
 	// Less than a minute left: refreshed silently, even non-interactively.
 	later := ec.Status.ExpirationTimestamp.Add(-30 * time.Second)
-	h.now.Store(&later)
+	h.clk.SetTime(later)
 	ec3, _, err := h.execCredential(t, false)
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +348,7 @@ func TestLogin_DeviceFlow(t *testing.T) {
 
 func TestErrors_AreClear(t *testing.T) {
 	h := newHarness(t, portaltest.Options{})
-	t.Run("server unreachable", func(t *testing.T) {
+	t.Run("an unreachable server is named with what to check", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		d.Transport = nil
 		err := h.run(t, d, "login", "--server", "https://127.0.0.1:1", "--no-browser")
@@ -357,7 +356,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("certificate not trusted", func(t *testing.T) {
+	t.Run("an untrusted certificate asks for --certificate-authority", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		d.Transport = nil
 		err := h.run(t, d, "kubeconfig", "--server", h.env.URL, "--cluster", "c1", "--kubeconfig", filepath.Join(t.TempDir(), "kc"))
@@ -365,7 +364,7 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("denied by policy", func(t *testing.T) {
+	t.Run("a policy denial names the cluster", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		d.Getenv = func(k string) string {
 			if k == "KUBERNETES_EXEC_INFO" {
@@ -378,23 +377,23 @@ func TestErrors_AreClear(t *testing.T) {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("session expired", func(t *testing.T) {
+	t.Run("an ended session asks for a new login", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		if err := h.run(t, d, "login", "--server", h.env.URL, "--cluster", "c1"); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range mustSessions(t, h) {
-			_ = h.env.Portal.Sessions().End(context.Background(), s, "test", "admin")
+			_ = h.env.Sessions.End(context.Background(), s, "test", "admin")
 		}
 		later := time.Now().Add(time.Hour)
-		h.now.Store(&later)
-		defer h.now.Store(nil)
+		h.clk.SetTime(later)
+		defer h.clk.SetTime(time.Now())
 		_, _, err := h.execCredential(t, false)
 		if err == nil || !strings.Contains(err.Error(), "session at "+h.env.URL+" has ended") || !strings.Contains(err.Error(), "portcullis login") {
 			t.Errorf("error: %v", err)
 		}
 	})
-	t.Run("http server", func(t *testing.T) {
+	t.Run("an http server URL is refused", func(t *testing.T) {
 		d, _, _ := h.deps(t)
 		if err := h.run(t, d, "login", "--server", "http://example.com"); err == nil || !strings.Contains(err.Error(), "must be https") {
 			t.Errorf("error: %v", err)

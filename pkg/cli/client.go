@@ -15,63 +15,14 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
-// sessionInfo is the portal's description of a session (SessionInfo in
-// pkg/portal; the CLI does not import the server's packages).
-type sessionInfo struct {
-	ID               string    `json:"id,omitempty"`
-	Username         string    `json:"username,omitempty"`
-	UID              string    `json:"uid,omitempty"`
-	Email            string    `json:"email,omitempty"`
-	IdentityProvider string    `json:"identity_provider,omitempty"`
-	Groups           []string  `json:"groups,omitempty"`
-	Clusters         []string  `json:"clusters,omitempty"`
-	CreatedAt        time.Time `json:"created_at,omitzero"`
-	ExpiresAt        time.Time `json:"expires_at,omitzero"`
-	IdleExpiresAt    time.Time `json:"idle_expires_at,omitzero"`
-}
-
-type tokenResponse struct {
-	AccessToken   string `json:"access_token"`
-	RefreshToken  string `json:"refresh_token"`
-	Cluster       string `json:"cluster"`
-	ClusterTokens map[string]struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
-	} `json:"cluster_tokens"`
-	Session sessionInfo `json:"session"`
-}
-
-type clusterInfo struct {
-	Name   string `json:"name"`
-	Mode   string `json:"mode"`
-	Server string `json:"server"`
-}
-
-type clustersResponse struct {
-	Issuer            string        `json:"issuer"`
-	Clusters          []clusterInfo `json:"clusters"`
-	IdentityProviders []struct {
-		Name        string `json:"name"`
-		DisplayName string `json:"display_name"`
-	} `json:"identity_providers"`
-}
-
-type deviceCodeResponse struct {
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURIComplete string `json:"verification_uri_complete"`
-	ExpiresIn               int64  `json:"expires_in"`
-	Interval                int64  `json:"interval"`
-}
-
-// apiError is an OAuth error the portal answered.
+// apiError is an OAuth error the portal answered, with its HTTP status.
 type apiError struct {
-	Status      int
-	Code        string `json:"error"`
-	Description string `json:"error_description"`
+	Status int
+	portalapi.OAuthError
 }
 
 func (e *apiError) Error() string {
@@ -206,51 +157,49 @@ func (c *portalClient) do(ctx context.Context, method, path string, form url.Val
 	return c.decodeAnswer(raw, path, out)
 }
 
-func (c *portalClient) exchange(ctx context.Context, code, verifier, redirect, cluster string) (*tokenResponse, error) {
-	var out tokenResponse
-	err := c.do(ctx, http.MethodPost, "/portal/api/token", url.Values{
+func (c *portalClient) exchange(ctx context.Context, code, verifier, redirect, cluster string) (*portalapi.TokenResponse, error) {
+	var out portalapi.TokenResponse
+	err := c.do(ctx, http.MethodPost, portalapi.PathToken, url.Values{
 		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirect}, "cluster": {cluster},
 	}, &out)
 	return &out, err
 }
 
-func (c *portalClient) refresh(ctx context.Context, refreshToken, cluster string) (*tokenResponse, error) {
-	var out tokenResponse
-	err := c.do(ctx, http.MethodPost, "/portal/api/refresh", url.Values{
+func (c *portalClient) refresh(ctx context.Context, refreshToken, cluster string) (*portalapi.TokenResponse, error) {
+	var out portalapi.TokenResponse
+	err := c.do(ctx, http.MethodPost, portalapi.PathRefresh, url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "cluster": {cluster},
 	}, &out)
 	return &out, err
 }
 
-func (c *portalClient) session(ctx context.Context, refreshToken string) (*sessionInfo, error) {
-	var out sessionInfo
-	err := c.do(ctx, http.MethodPost, "/portal/api/session", url.Values{"refresh_token": {refreshToken}}, &out)
+func (c *portalClient) session(ctx context.Context, refreshToken string) (*portalapi.SessionInfo, error) {
+	var out portalapi.SessionInfo
+	err := c.do(ctx, http.MethodPost, portalapi.PathSession, url.Values{"refresh_token": {refreshToken}}, &out)
 	return &out, err
 }
 
 func (c *portalClient) logout(ctx context.Context, refreshToken string) (bool, error) {
-	var out struct {
-		Revoked bool `json:"revoked"`
-	}
-	err := c.do(ctx, http.MethodPost, "/portal/api/logout", url.Values{"refresh_token": {refreshToken}}, &out)
+	var out portalapi.LogoutResponse
+	err := c.do(ctx, http.MethodPost, portalapi.PathLogout, url.Values{"refresh_token": {refreshToken}}, &out)
 	return out.Revoked, err
 }
 
-func (c *portalClient) clusters(ctx context.Context) (*clustersResponse, error) {
-	var out clustersResponse
-	err := c.do(ctx, http.MethodGet, "/portal/api/clusters", nil, &out)
+func (c *portalClient) clusters(ctx context.Context) (*portalapi.ClustersResponse, error) {
+	var out portalapi.ClustersResponse
+	err := c.do(ctx, http.MethodGet, portalapi.PathClusters, nil, &out)
 	return &out, err
 }
 
-func (c *portalClient) deviceCode(ctx context.Context, cluster string) (*deviceCodeResponse, error) {
-	var out deviceCodeResponse
-	err := c.do(ctx, http.MethodPost, "/device/code", url.Values{"cluster": {cluster}}, &out)
+func (c *portalClient) deviceCode(ctx context.Context, cluster string) (*portalapi.DeviceCodeResponse, error) {
+	var out portalapi.DeviceCodeResponse
+	err := c.do(ctx, http.MethodPost, portalapi.PathDeviceCode, url.Values{"cluster": {cluster}}, &out)
 	return &out, err
 }
 
-func (c *portalClient) deviceToken(ctx context.Context, deviceCode, cluster string) (*tokenResponse, error) {
-	var out tokenResponse
-	err := c.do(ctx, http.MethodPost, "/device/token", url.Values{
+func (c *portalClient) deviceToken(ctx context.Context, deviceCode, cluster string) (*portalapi.TokenResponse, error) {
+	var out portalapi.TokenResponse
+	err := c.do(ctx, http.MethodPost, portalapi.PathDeviceToken, url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}, "cluster": {cluster},
 	}, &out)
 	return &out, err

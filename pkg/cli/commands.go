@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"portcullis.dev/portcullis/pkg/cli/kubeconfig"
+	"portcullis.dev/portcullis/pkg/kubeconfig"
 )
 
 // targetFlags are the flags that say which Portcullis and cluster.
@@ -320,7 +320,7 @@ func (d *Deps) whoami(ctx context.Context, f *targetFlags, t *target, kc *kubeCo
 				continue
 			}
 			state := "valid until " + tok.ExpiresAt.Local().Format(time.RFC1123)
-			if !tok.usable(d.Now()) {
+			if !tok.usable(d.Clock.Now()) {
 				fmt.Fprintf(w, "Token for %-9s expired (exchanged again from the ID token file on next use)\n", cluster+":")
 				continue
 			}
@@ -341,7 +341,7 @@ func (d *Deps) whoami(ctx context.Context, f *targetFlags, t *target, kc *kubeCo
 	}
 	for cluster, tok := range entry.Tokens {
 		state := "valid until " + tok.ExpiresAt.Local().Format(time.RFC1123)
-		if !tok.usable(d.Now()) {
+		if !tok.usable(d.Clock.Now()) {
 			state = "expired (refreshed on next use)"
 		}
 		fmt.Fprintf(w, "Token for %-9s %s\n", cluster+":", state)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 // credentialOptions say what a command may do to get a token.
@@ -24,7 +26,7 @@ type credentialOptions struct {
 type credential struct {
 	token     string
 	expiresAt time.Time
-	session   sessionInfo
+	session   portalapi.SessionInfo
 }
 
 // errNeedLogin says a login is needed and not allowed here; its text tells
@@ -84,7 +86,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 	if err != nil {
 		return nil, err
 	}
-	now := d.Now()
+	now := d.Clock.Now()
 	if !opts.forceLogin {
 		if tok, ok := entry.Tokens[t.cluster]; ok && tok.fresh(now) {
 			return &credential{token: tok.Token, expiresAt: tok.ExpiresAt, session: entry.Session}, nil
@@ -147,7 +149,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 		return nil, fmt.Errorf("logging in to %s: %w", t.server, err)
 	}
 	entry = &cacheEntry{Server: t.server}
-	entry.apply(resp, d.Now())
+	entry.apply(resp, d.Clock.Now())
 	if err := cache.save(entry); err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 }
 
 // apply records a token response.
-func (e *cacheEntry) apply(resp *tokenResponse, now time.Time) {
+func (e *cacheEntry) apply(resp *portalapi.TokenResponse, now time.Time) {
 	if resp.RefreshToken != "" {
 		e.RefreshToken = resp.RefreshToken
 	}

@@ -152,7 +152,7 @@ func (d *Deps) exchangeAndCache(ctx context.Context, cache *tokenCache, entry *c
 	if err != nil {
 		return nil, err
 	}
-	now := d.Now()
+	now := d.Clock.Now()
 	st, err := client.exchangeToken(ctx, idToken, t.cluster)
 	if err != nil {
 		return nil, err
@@ -191,7 +191,7 @@ func (d *Deps) reExchange(ctx context.Context, cache *tokenCache, entry *cacheEn
 		}
 		return d.exchangeAndCache(ctx, cache, entry, t, path)
 	}
-	if tok.usable(d.Now()) {
+	if tok.usable(d.Clock.Now()) {
 		return &credential{token: tok.Token, expiresAt: tok.ExpiresAt, session: entry.Session}, nil
 	}
 	where := "it was read from stdin"

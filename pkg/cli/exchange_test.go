@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	loginv1alpha1 "portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
@@ -96,14 +98,14 @@ type exchangeEnv struct {
 	api      *fakeLoginAPI
 	cacheDir string
 	env      map[string]string
-	now      time.Time
+	clk      *testingclock.FakeClock
 	idFile   string
 	outputs  []string
 }
 
 func newExchangeEnv(t *testing.T) *exchangeEnv {
 	dir := t.TempDir()
-	e := &exchangeEnv{api: newFakeLoginAPI(t), cacheDir: filepath.Join(dir, "cache"), env: map[string]string{}, idFile: filepath.Join(dir, "id-token")}
+	e := &exchangeEnv{clk: testingclock.NewFakeClock(time.Now()), api: newFakeLoginAPI(t), cacheDir: filepath.Join(dir, "cache"), env: map[string]string{}, idFile: filepath.Join(dir, "id-token")}
 	e.env["PORTCULLIS_CACHE_DIR"] = e.cacheDir
 	if err := os.WriteFile(e.idFile, []byte(testIDToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -116,13 +118,8 @@ func (e *exchangeEnv) run(t *testing.T, stdin string, args ...string) (string, s
 	out, errb := &syncBuffer{}, &syncBuffer{}
 	d := &Deps{
 		Stdin: strings.NewReader(stdin), Stdout: out, Stderr: errb,
-		Getenv: func(k string) string { return e.env[k] },
-		Now: func() time.Time {
-			if e.now.IsZero() {
-				return time.Now()
-			}
-			return e.now
-		},
+		Getenv:          func(k string) string { return e.env[k] },
+		Clock:           e.clk,
 		Transport:       e.api.srv.Client().Transport,
 		StdinIsTerminal: func() bool { return false },
 		OpenBrowser:     func(string) error { t.Errorf("a browser was opened"); return nil },
@@ -222,7 +219,7 @@ func TestIDTokenLoginFromStdinAndEnv(t *testing.T) {
 		t.Fatalf("login from stdin: %v", err)
 	}
 	// Expired, nothing recorded to exchange from: guidance.
-	e.now = time.Now().Add(2 * time.Hour)
+	e.clk.SetTime(time.Now().Add(2 * time.Hour))
 	if _, err := e.execCredential(t); err == nil || !strings.Contains(err.Error(), "--id-token-file") {
 		t.Errorf("exec-credential with an expired stdin-exchanged token: %v", err)
 	}
@@ -258,7 +255,7 @@ func TestExpiredExchangedTokenIsExchangedAgain(t *testing.T) {
 	if _, err := e.login(t, "--id-token-file", e.idFile); err != nil {
 		t.Fatalf("login: %v", err)
 	}
-	e.now = time.Now().Add(2 * time.Hour)
+	e.clk.SetTime(time.Now().Add(2 * time.Hour))
 	ec, err := e.execCredential(t)
 	if err != nil {
 		t.Fatalf("exec-credential: %v", err)
@@ -270,7 +267,7 @@ func TestExpiredExchangedTokenIsExchangedAgain(t *testing.T) {
 	if err := os.Remove(e.idFile); err != nil {
 		t.Fatal(err)
 	}
-	e.now = time.Now().Add(4 * time.Hour)
+	e.clk.SetTime(time.Now().Add(4 * time.Hour))
 	_, err = e.execCredential(t)
 	if err == nil || !strings.Contains(err.Error(), "no longer readable") || !strings.Contains(err.Error(), "portcullis login") {
 		t.Errorf("exec-credential without the ID token file: %v", err)

@@ -11,7 +11,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"portcullis.dev/portcullis/pkg/cli/kubeconfig"
+	"portcullis.dev/portcullis/pkg/kubeconfig"
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 type kubeconfigFlags struct {
@@ -86,7 +87,7 @@ func (d *Deps) writeKubeconfig(cmd *cobra.Command, f *kubeconfigFlags) error {
 	if err != nil {
 		return err
 	}
-	var ci *clusterInfo
+	var ci *portalapi.ClusterInfo
 	var names []string
 	for i := range info.Clusters {
 		names = append(names, info.Clusters[i].Name)

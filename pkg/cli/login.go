@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 // loginTimeout bounds a login: the person has this long to finish at the
@@ -30,7 +32,7 @@ type loginOptions struct {
 }
 
 // login runs a login flow and returns the portal's token response.
-func (d *Deps) login(ctx context.Context, c *portalClient, opts loginOptions) (*tokenResponse, error) {
+func (d *Deps) login(ctx context.Context, c *portalClient, opts loginOptions) (*portalapi.TokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
 	if c.t.device {
@@ -48,7 +50,7 @@ func (d *Deps) login(ctx context.Context, c *portalClient, opts loginOptions) (*
 	return d.loopbackLogin(ctx, c, opts)
 }
 
-func checkNames(t *target, info *clustersResponse) error {
+func checkNames(t *target, info *portalapi.ClustersResponse) error {
 	if t.cluster != "" {
 		var names []string
 		found := false
@@ -85,7 +87,7 @@ func randomString(n int) string {
 // loopbackLogin is the browser flow with a loopback redirect (RFC 8252): a
 // listener on 127.0.0.1 gets Portcullis's one-time code, which is redeemed
 // with the PKCE verifier only this process knows.
-func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOptions) (*tokenResponse, error) {
+func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOptions) (*portalapi.TokenResponse, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listening on 127.0.0.1 for the login's redirect: %w (use --device to log in without it)", err)
@@ -109,7 +111,7 @@ func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOpt
 	loginURL := c.t.server + path + "?" + q.Encode()
 
 	type result struct {
-		resp *tokenResponse
+		resp *portalapi.TokenResponse
 		err  error
 	}
 	done := make(chan result, 1)
@@ -133,7 +135,7 @@ func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOpt
 				msg = e
 			}
 			writeLoopbackPage(w, http.StatusForbidden, msg)
-			err := &apiError{Code: e, Description: msg}
+			err := &apiError{OAuthError: portalapi.OAuthError{Code: e, Description: msg}}
 			finish(result{err: err})
 			return
 		}
@@ -143,7 +145,7 @@ func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOpt
 			finish(result{err: err})
 			return
 		}
-		http.Redirect(w, r, c.t.server+"/portal/cli-complete", http.StatusSeeOther)
+		http.Redirect(w, r, c.t.server+portalapi.PathCLIComplete, http.StatusSeeOther)
 		finish(result{resp: resp})
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -178,7 +180,7 @@ func writeLoopbackPage(w http.ResponseWriter, status int, msg string) {
 
 // deviceLogin is the device flow (RFC 8628) served by Portcullis: the person
 // opens the address shown on any device and enters the code.
-func (d *Deps) deviceLogin(ctx context.Context, c *portalClient) (*tokenResponse, error) {
+func (d *Deps) deviceLogin(ctx context.Context, c *portalClient) (*portalapi.TokenResponse, error) {
 	dc, err := c.deviceCode(ctx, c.t.cluster)
 	if err != nil {
 		return nil, err

@@ -13,10 +13,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/version"
+	"k8s.io/utils/clock"
 )
 
 // Deps are what commands use of the outside world.
@@ -24,8 +24,8 @@ type Deps struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
-	// Now is the clock.
-	Now func() time.Time
+	// Clock tells the time.
+	Clock clock.PassiveClock
 	// OpenBrowser opens a URL in the person's browser without waiting.
 	OpenBrowser func(url string) error
 	// StdinIsTerminal reports whether a person can answer on stdin (for
@@ -46,7 +46,7 @@ type Deps struct {
 func DefaultDeps() *Deps {
 	return &Deps{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
-		Now:             time.Now,
+		Clock:           clock.RealClock{},
 		OpenBrowser:     defaultOpenBrowser(os.Getenv, os.Stderr),
 		StdinIsTerminal: stdinIsTerminal,
 		UserCacheDir:    os.UserCacheDir,
@@ -65,8 +65,8 @@ func (d *Deps) complete() {
 	if d.Getenv == nil {
 		d.Getenv = func(string) string { return "" }
 	}
-	if d.Now == nil {
-		d.Now = time.Now
+	if d.Clock == nil {
+		d.Clock = clock.RealClock{}
 	}
 	if d.Stdin == nil {
 		d.Stdin = os.Stdin

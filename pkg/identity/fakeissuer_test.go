@@ -1,108 +1,36 @@
 package identity
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"net/http"
-	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 
+	"portcullis.dev/portcullis/internal/testkit"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 )
 
-// fakeIssuer is a minimal OpenID provider over TLS: discovery, JWKS and
-// userinfo. It signs ID tokens with go-jose.
-type fakeIssuer struct {
-	t     *testing.T
-	srv   *httptest.Server
-	URL   string
-	caPEM string
-	key   *ecdsa.PrivateKey
-	kid   string
-
-	// discoveryDown makes the well-known discovery document fail.
-	discoveryDown atomic.Bool
-
-	mu sync.Mutex
-	// userinfo is the userinfo response for accessToken.
-	userinfo    map[string]any
-	accessToken string
-}
+// fakeIssuer is internal/testkit's fake OpenID provider, with the ID-token
+// claims and the IdP configuration these tests start from.
+type fakeIssuer struct{ *testkit.IdP }
 
 const (
 	testClientID    = "portcullis"
 	testAccessToken = "access-token-for-alice"
-	altDiscovery    = "/alt/openid-configuration"
+	altDiscovery    = testkit.AltDiscoveryPath
 )
 
 func newFakeIssuer(t *testing.T) *fakeIssuer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeIssuer{t: t, key: key, kid: "key-1", accessToken: testAccessToken}
-	mux := http.NewServeMux()
-	f.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(f.srv.Close)
-	f.URL = f.srv.URL
-	f.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw}))
-
-	discovery := func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{
-			"issuer":                                f.URL,
-			"authorization_endpoint":                f.URL + "/auth",
-			"token_endpoint":                        f.URL + "/token",
-			"jwks_uri":                              f.URL + "/keys",
-			"userinfo_endpoint":                     f.URL + "/userinfo",
-			"id_token_signing_alg_values_supported": []string{"ES256"},
-		})
-	}
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		if f.discoveryDown.Load() {
-			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
-			return
-		}
-		discovery(w, r)
-	})
-	mux.HandleFunc("GET "+altDiscovery, discovery)
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.key.PublicKey, KeyID: f.kid, Algorithm: "ES256", Use: "sig"}}})
-	})
-	mux.HandleFunc("GET /userinfo", func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer "+f.accessToken {
-			// Echoes what it got, as a careless IdP might.
-			http.Error(w, "invalid token: "+r.Header.Get("Authorization"), http.StatusUnauthorized)
-			return
-		}
-		writeJSON(w, f.userinfo)
-	})
+	f := &fakeIssuer{IdP: testkit.NewIdP(t)}
+	f.ClientID = testClientID
 	return f
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (f *fakeIssuer) setUserInfo(claims map[string]any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.userinfo = claims
-}
+// setUserInfo makes userinfo answer claims to testAccessToken.
+func (f *fakeIssuer) setUserInfo(claims map[string]any) { f.SetUserInfo(testAccessToken, claims) }
 
 // claims are valid ID-token claims for alice, to be changed by tests.
 func (f *fakeIssuer) claims() map[string]any {
@@ -121,22 +49,7 @@ func (f *fakeIssuer) claims() map[string]any {
 	}
 }
 
-func (f *fakeIssuer) sign(claims map[string]any) string {
-	return signWith(f.t, jose.ES256, jose.JSONWebKey{Key: f.key, KeyID: f.kid}, claims)
-}
-
-func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, claims map[string]any) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := josejwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
-}
+func (f *fakeIssuer) sign(claims map[string]any) string { return f.Sign(claims) }
 
 // unsigned is an "alg: none" token.
 func unsigned(t *testing.T, claims map[string]any) string {
@@ -162,7 +75,7 @@ func (f *fakeIssuer) idp(name string) v1alpha1.IdentityProvider {
 		Issuer: apiserverv1.Issuer{
 			URL:                  f.URL,
 			Audiences:            []string{testClientID},
-			CertificateAuthority: f.caPEM,
+			CertificateAuthority: f.CAPEM,
 		},
 		ClaimMappings: apiserverv1.ClaimMappings{
 			Username: apiserverv1.PrefixedClaimOrExpression{Claim: "sub", Prefix: ptr("")},

@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
 
 var (
@@ -261,7 +262,7 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw string) (*Identity, er
 	if p.authn.HealthCheck() != nil {
 		return nil, p.notReady("its discovery document and signing keys are not loaded yet")
 	}
-	if iss, ok := unverifiedIssuer(raw); !ok {
+	if iss, ok := jwtpeek.Issuer(raw); !ok {
 		return nil, p.rejected("not a JWT")
 	} else if iss != p.issuer {
 		return nil, p.rejected("issued by another issuer")
@@ -298,6 +299,39 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw string) (*Identity, er
 		}
 	}
 	return id, nil
+}
+
+// verifiedEmail returns the "email" claim of a token that has been verified,
+// unless "email_verified" says it is not verified. An email_verified that is
+// neither a boolean nor a boolean string (some IdPs send "true") counts as
+// not verified.
+func verifiedEmail(raw string) string {
+	payload, ok := jwtpeek.Payload(raw)
+	if !ok {
+		return ""
+	}
+	var c struct {
+		Email         string          `json:"email"`
+		EmailVerified json.RawMessage `json:"email_verified"`
+	}
+	if json.Unmarshal(payload, &c) != nil || c.Email == "" {
+		return ""
+	}
+	if len(c.EmailVerified) == 0 || string(c.EmailVerified) == "null" {
+		return c.Email
+	}
+	var b bool
+	if json.Unmarshal(c.EmailVerified, &b) == nil {
+		if b {
+			return c.Email
+		}
+		return ""
+	}
+	var s string
+	if json.Unmarshal(c.EmailVerified, &s) == nil && strings.EqualFold(s, "true") {
+		return c.Email
+	}
+	return ""
 }
 
 func (p *Provider) notReady(reason string) error {

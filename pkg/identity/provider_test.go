@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"portcullis.dev/portcullis/internal/testkit"
+
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
@@ -148,13 +150,13 @@ func TestVerifyIDTokenRejects(t *testing.T) {
 			return f.sign(c)
 		}, "expired"},
 		{"a token signed by another key with the same key ID", func() string {
-			return signWith(t, jose.ES256, jose.JSONWebKey{Key: otherKey, KeyID: f.kid}, f.claims())
+			return testkit.SignJWT(jose.ES256, jose.JSONWebKey{Key: otherKey, KeyID: f.KeyID}, f.claims())
 		}, "signature"},
 		{"an unsigned token (alg none)", func() string {
 			return unsigned(t, f.claims())
 		}, ""},
 		{"an HMAC token (alg HS256)", func() string {
-			return signWith(t, jose.HS256, []byte("0123456789abcdef0123456789abcdef"), f.claims())
+			return testkit.SignJWT(jose.HS256, []byte("0123456789abcdef0123456789abcdef"), f.claims())
 		}, "algorithm"},
 		{"a token failing a required claim", func() string {
 			c := f.claims()
@@ -202,7 +204,7 @@ func TestVerifyIDTokenRejects(t *testing.T) {
 
 func TestVerifyIDTokenBeforeDiscoveryIsRetryable(t *testing.T) {
 	f := newFakeIssuer(t)
-	f.discoveryDown.Store(true)
+	f.SetDiscoveryDown(true)
 	p, err := NewProvider(t.Context(), f.idp("dex"))
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +231,7 @@ func TestProviderTrustsOnlyTheConfiguredCA(t *testing.T) {
 		cfg := f.idp("dex")
 		cfg.Issuer.CertificateAuthority = ""
 		cfg.CertificateAuthorityFile = filepath.Join(t.TempDir(), "ca.pem")
-		if err := os.WriteFile(cfg.CertificateAuthorityFile, []byte(f.caPEM), 0o600); err != nil {
+		if err := os.WriteFile(cfg.CertificateAuthorityFile, []byte(f.CAPEM), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		p := readyProvider(t, cfg)
@@ -312,8 +314,8 @@ func TestOAuth2Config(t *testing.T) {
 		}
 	})
 	t.Run("discovery is remembered once it worked", func(t *testing.T) {
-		f.discoveryDown.Store(true)
-		defer f.discoveryDown.Store(false)
+		f.SetDiscoveryDown(true)
+		defer f.SetDiscoveryDown(false)
 		if _, err := p.OAuth2Config(redirect); err != nil {
 			t.Fatal(err)
 		}
@@ -334,8 +336,8 @@ func TestOAuth2Config(t *testing.T) {
 		}
 	})
 	t.Run("issuer.discoveryURL is used for discovery", func(t *testing.T) {
-		f.discoveryDown.Store(true)
-		defer f.discoveryDown.Store(false)
+		f.SetDiscoveryDown(true)
+		defer f.SetDiscoveryDown(false)
 		cfg := f.idp("alt")
 		cfg.Issuer.DiscoveryURL = ptr(f.URL + altDiscovery)
 		p := readyProvider(t, cfg)

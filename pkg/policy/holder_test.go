@@ -40,7 +40,7 @@ func TestHolderSwapsPolicies(t *testing.T) {
 	alice := &identity.Identity{Username: "alice@example.com"}
 
 	h.Store(New(testConfig()))
-	if !h.Load().Admit("prod", alice).Allowed {
+	if !h.Load().admit("prod", alice).Allowed {
 		t.Fatal("alice is not admitted to prod")
 	}
 	first := logs()
@@ -51,7 +51,7 @@ func TestHolderSwapsPolicies(t *testing.T) {
 	cfg := testConfig()
 	cfg.Clusters = append(cfg.Clusters[:1], v1alpha1.Cluster{Name: "prod", Access: v1alpha1.AccessPolicy{Groups: []string{"sre"}}}, v1alpha1.Cluster{Name: "staging"})
 	h.Store(New(cfg))
-	if h.Load().Admit("prod", alice).Allowed {
+	if h.Load().admit("prod", alice).Allowed {
 		t.Fatal("the new policy is not used")
 	}
 	second := strings.TrimPrefix(logs(), first)
@@ -82,7 +82,7 @@ func TestHolderIsSafeForConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 100 {
-				if d := h.Load().Admit("dev", &identity.Identity{Username: fmt.Sprint("user", i)}); !d.Allowed {
+				if d := h.Load().admit("dev", &identity.Identity{Username: fmt.Sprint("user", i)}); !d.Allowed {
 					t.Errorf("denied: %+v", d)
 					return
 				}

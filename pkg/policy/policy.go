@@ -91,11 +91,11 @@ func (p *Policy) Clusters() []string {
 	return slices.Clone(p.names)
 }
 
-// Admit decides by the static policy alone whether id may reach cluster: it
+// admit decides by the static policy alone whether id may reach cluster: it
 // may if the cluster admits all users, or names the user, or one of the
 // user's groups, or the domain of the user's (verified) email, compared
 // case-insensitively. Users and groups are compared exactly.
-func (p *Policy) Admit(cluster string, id *identity.Identity) Decision {
+func (p *Policy) admit(cluster string, id *identity.Identity) Decision {
 	a, d, ok := p.lookup(cluster, id)
 	if !ok {
 		return d

@@ -65,7 +65,7 @@ func TestAdmit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.Admit(tt.cluster, tt.id)
+			got := p.admit(tt.cluster, tt.id)
 			want := Decision{Allowed: tt.allowed, Reason: tt.reason}
 			if got != want {
 				t.Fatalf("got %+v, want %+v", got, want)
@@ -76,7 +76,7 @@ func TestAdmit(t *testing.T) {
 
 func TestNilPolicyDeniesEverything(t *testing.T) {
 	var p *Policy
-	d := p.Admit("dev", &identity.Identity{Username: "alice"})
+	d := p.admit("dev", &identity.Identity{Username: "alice"})
 	if d.Allowed || d.Reason != "no access policy is loaded" {
 		t.Fatalf("%+v", d)
 	}
@@ -194,17 +194,17 @@ func TestNewCopiesTheConfiguration(t *testing.T) {
 	cfg := testConfig()
 	p := New(cfg)
 	cfg.Clusters[1].Access.Users[0] = "mallory"
-	if !p.Admit("prod", &identity.Identity{Username: "alice@example.com"}).Allowed {
+	if !p.admit("prod", &identity.Identity{Username: "alice@example.com"}).Allowed {
 		t.Fatal("changing the configuration changed the policy")
 	}
-	if p.Admit("prod", &identity.Identity{Username: "mallory"}).Allowed {
+	if p.admit("prod", &identity.Identity{Username: "mallory"}).Allowed {
 		t.Fatal("changing the configuration changed the policy")
 	}
 }
 
 func TestReasonsAreShort(t *testing.T) {
 	p := New(testConfig())
-	d := p.Admit("prod", &identity.Identity{Username: strings.Repeat("x", 10000)})
+	d := p.admit("prod", &identity.Identity{Username: strings.Repeat("x", 10000)})
 	if len(d.Reason) > 300 {
 		t.Fatalf("reason of %d bytes", len(d.Reason))
 	}

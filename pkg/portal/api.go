@@ -10,47 +10,14 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/portalapi"
+	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 )
 
-// TokenResponse is the answer of /portal/api/token, /portal/api/refresh and
-// /device/token: an RFC 6749 §5.1 token response (access_token is the token
-// of the cluster asked for) with Portcullis's additions.
-type TokenResponse struct {
-	TokenType    string `json:"token_type"`
-	AccessToken  string `json:"access_token,omitempty"`
-	ExpiresIn    int64  `json:"expires_in,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	// Cluster is the cluster of AccessToken.
-	Cluster string `json:"cluster,omitempty"`
-	// ClusterTokens are the tokens minted, by cluster.
-	ClusterTokens map[string]ClusterToken `json:"cluster_tokens,omitempty"`
-	Session       SessionInfo             `json:"session"`
-}
-
-// ClusterToken is one cluster token.
-type ClusterToken struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// SessionInfo describes a session to its owner.
-type SessionInfo struct {
-	ID               string    `json:"id"`
-	Username         string    `json:"username"`
-	UID              string    `json:"uid,omitempty"`
-	Email            string    `json:"email,omitempty"`
-	IdentityProvider string    `json:"identity_provider,omitempty"`
-	Groups           []string  `json:"groups,omitempty"`
-	Clusters         []string  `json:"clusters,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
-	ExpiresAt        time.Time `json:"expires_at"`
-	IdleExpiresAt    time.Time `json:"idle_expires_at,omitempty"`
-}
-
-func (p *Portal) sessionInfo(s store.Session, id *identity.Identity, adm admission) SessionInfo {
-	info := SessionInfo{
+func (p *Portal) sessionInfo(s store.Session, id *identity.Identity, adm admission) portalapi.SessionInfo {
+	info := portalapi.SessionInfo{
 		ID:               s.ID,
 		Username:         id.Username,
 		UID:              id.UID,
@@ -109,7 +76,7 @@ func (p *Portal) serveToken(w http.ResponseWriter, r *http.Request) {
 // createSession turns a login into a session with tokens for cluster (or,
 // when empty, for every cluster the policy admits the user to). The policy
 // is checked before anything is created.
-func (p *Portal) createSession(ctx context.Context, r *http.Request, res *loginResult, cluster string) (*TokenResponse, *failure) {
+func (p *Portal) createSession(ctx context.Context, r *http.Request, res *loginResult, cluster string) (*portalapi.TokenResponse, *failure) {
 	id := p.effectiveIdentity(res.id)
 	adm := p.admit(ctx, id)
 	clusters := adm.admitted
@@ -132,7 +99,7 @@ func (p *Portal) createSession(ctx context.Context, r *http.Request, res *loginR
 		klog.ErrorS(err, "Creating a session failed", "user", id.Username)
 		return nil, fail(http.StatusInternalServerError, outcomeError, "server_error", "Internal error", "the session could not be saved; try again")
 	}
-	resp := &TokenResponse{TokenType: "Bearer", RefreshToken: refresh, ClusterTokens: map[string]ClusterToken{}}
+	resp := &portalapi.TokenResponse{TokenType: "Bearer", RefreshToken: refresh, ClusterTokens: map[string]portalapi.ClusterToken{}}
 	for _, c := range clusters {
 		m, err := p.mint(ctx, s, c)
 		if err != nil {
@@ -147,7 +114,7 @@ func (p *Portal) createSession(ctx context.Context, r *http.Request, res *loginR
 			klog.ErrorS(err, "Minting a cluster token failed", "cluster", c)
 			return nil, fail(http.StatusInternalServerError, outcomeError, "server_error", "Internal error", "the token could not be minted; try again")
 		}
-		resp.ClusterTokens[c] = ClusterToken(m)
+		resp.ClusterTokens[c] = portalapi.ClusterToken(m)
 	}
 	primary := clusters[0]
 	resp.Cluster = primary
@@ -192,7 +159,7 @@ func (p *Portal) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		id  *identity.Identity
 	)
 	authorize := func(ctx context.Context, s store.Session) error {
-		id = p.effectiveIdentity(sessionIdentity(s))
+		id = p.effectiveIdentity(sessionUser(s))
 		d, extra := pol.Evaluate(ctx, cluster, id, p.d.Store, p.now())
 		if !d.Allowed {
 			return &deniedError{reason: d.Reason}
@@ -221,13 +188,13 @@ func (p *Portal) serveRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	p.metrics.refreshes.WithLabelValues(outcome).Inc()
 	auditIdentity(r.Context(), id.Username, id.IdentityProvider, id.Groups, outcome, "portcullis.dev/session", res.Session.ID, "portcullis.dev/cluster", cluster)
-	writeJSON(w, http.StatusOK, &TokenResponse{
+	writeJSON(w, http.StatusOK, &portalapi.TokenResponse{
 		TokenType:     "Bearer",
 		AccessToken:   tok.Token,
 		ExpiresIn:     int64(tok.ExpiresAt.Sub(p.now()).Seconds()),
 		RefreshToken:  res.RefreshToken,
 		Cluster:       cluster,
-		ClusterTokens: map[string]ClusterToken{cluster: ClusterToken(tok)},
+		ClusterTokens: map[string]portalapi.ClusterToken{cluster: portalapi.ClusterToken(tok)},
 		Session:       p.sessionInfo(res.Session, id, admission{admitted: []string{cluster}}),
 	})
 }
@@ -275,7 +242,7 @@ func (p *Portal) serveSession(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, f.status, f.oauth, f.message)
 		return
 	}
-	id := p.effectiveIdentity(sessionIdentity(s))
+	id := p.effectiveIdentity(sessionUser(s))
 	writeJSON(w, http.StatusOK, p.sessionInfo(s, id, p.admit(r.Context(), id)))
 }
 
@@ -295,7 +262,7 @@ func (p *Portal) serveLogout(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "the session could not be revoked; try again")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"revoked": revoked})
+	writeJSON(w, http.StatusOK, portalapi.LogoutResponse{Revoked: revoked})
 }
 
 // logout revokes the session of refresh; ok is false on a server failure.
@@ -312,42 +279,19 @@ func (p *Portal) logout(r *http.Request, refresh string) (revoked, ok bool) {
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeError)
 		return false, false
 	}
-	id := p.effectiveIdentity(sessionIdentity(s))
+	id := p.effectiveIdentity(sessionUser(s))
 	p.metrics.logouts.WithLabelValues(outcomeSuccess).Inc()
 	auditIdentity(r.Context(), id.Username, id.IdentityProvider, id.Groups, outcomeSuccess, "portcullis.dev/session", s.ID, "portcullis.dev/action", "logout")
 	return true, true
 }
 
-// ClusterInfo describes a cluster for `portcullis kubeconfig`.
-type ClusterInfo struct {
-	Name string `json:"name"`
-	// Mode is "proxy" (kubectl talks to Portcullis, Server says where) or
-	// "webhook" (kubectl talks to the cluster's own API server, which asks
-	// Portcullis).
-	Mode   string `json:"mode"`
-	Server string `json:"server,omitempty"`
-}
-
-// ClustersResponse is the answer of /portal/api/clusters.
-type ClustersResponse struct {
-	Issuer            string        `json:"issuer"`
-	Clusters          []ClusterInfo `json:"clusters"`
-	IdentityProviders []IdPInfo     `json:"identity_providers"`
-}
-
-// IdPInfo names an identity provider.
-type IdPInfo struct {
-	Name        string `json:"name"`
-	DisplayName string `json:"display_name"`
-}
-
-func (p *Portal) clusterInfos() []ClusterInfo {
+func (p *Portal) clusterInfos() []portalapi.ClusterInfo {
 	cfg := p.d.Config()
-	var out []ClusterInfo
+	var out []portalapi.ClusterInfo
 	for _, c := range cfg.Clusters {
-		ci := ClusterInfo{Name: c.Name, Mode: "webhook"}
+		ci := portalapi.ClusterInfo{Name: c.Name, Mode: "webhook"}
 		if c.Upstream != nil {
-			ci.Mode, ci.Server = "proxy", p.d.IssuerURL+"/clusters/"+c.Name
+			ci.Mode, ci.Server = "proxy", p.d.IssuerURL+proxy.PathPrefix+c.Name
 		}
 		out = append(out, ci)
 	}
@@ -358,12 +302,12 @@ func (p *Portal) serveClusters(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	resp := ClustersResponse{Issuer: p.d.IssuerURL, Clusters: p.clusterInfos()}
+	resp := portalapi.ClustersResponse{Issuer: p.d.IssuerURL, Clusters: p.clusterInfos()}
 	for _, prov := range p.d.IdPs.List() {
-		resp.IdentityProviders = append(resp.IdentityProviders, IdPInfo{Name: prov.Name(), DisplayName: prov.DisplayName()})
+		resp.IdentityProviders = append(resp.IdentityProviders, portalapi.IdPInfo{Name: prov.Name(), DisplayName: prov.DisplayName()})
 	}
 	if resp.Clusters == nil {
-		resp.Clusters = []ClusterInfo{}
+		resp.Clusters = []portalapi.ClusterInfo{}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 )
@@ -70,7 +70,7 @@ func benchRefresh(b *testing.B, e *portaltest.Env, rt string) {
 // Portcullis's own cost: check, rotate, policy, mint).
 func BenchmarkRefresh(b *testing.B) {
 	e := boltEnv(b)
-	_, rt, err := e.Portal.Sessions().Create(context.Background(), session.Identity{
+	_, rt, err := e.Sessions.Create(context.Background(), session.User{
 		Username: "alice@example.com", Email: "alice@example.com", IdentityProvider: "fake", Groups: []string{"idp-devs"},
 	}, "", "127.0.0.1")
 	if err != nil {

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
+	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
 // The device flow (RFC 8628), served by Portcullis itself so that it works
@@ -54,8 +57,9 @@ type deviceFlow struct {
 	byUser   map[string]*deviceEntry
 	interval time.Duration
 	// failures limits wrong user codes, which makes guessing a live code
-	// (1 in 2.6e10 per try with 10000 codes pending) hopeless.
-	failures tokenBucket
+	// (1 in 2.6e10 per try with 10000 codes pending) hopeless: a burst of
+	// 30, then one every 2 seconds, for all clients together.
+	failures *rate.Limiter
 }
 
 func newDeviceFlow(interval time.Duration) *deviceFlow {
@@ -63,7 +67,7 @@ func newDeviceFlow(interval time.Duration) *deviceFlow {
 		byKey:    map[string]*deviceEntry{},
 		byUser:   map[string]*deviceEntry{},
 		interval: interval,
-		failures: tokenBucket{capacity: 30, refill: 2 * time.Second},
+		failures: rate.NewLimiter(rate.Every(2*time.Second), 30),
 	}
 }
 
@@ -131,12 +135,12 @@ func normalizeUserCode(s string) string {
 func (d *deviceFlow) pendingByUserCode(userCode string, now time.Time) (key string, ok, limited bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.failures.available(now) {
+	if d.failures.TokensAt(now) < 1 {
 		return "", false, true
 	}
 	e, found := d.byUser[normalizeUserCode(userCode)]
 	if !found || !now.Before(e.expires) || e.status != devicePending {
-		d.failures.take(now)
+		d.failures.AllowN(now, 1) // counts the failure
 		return "", false, false
 	}
 	return e.key, true, false
@@ -199,23 +203,13 @@ func (d *deviceFlow) poll(deviceCode string, now time.Time) (e deviceEntry, errC
 // serveDeviceAPI serves POST /device/code and POST /device/token.
 func (p *Portal) serveDeviceAPI(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/device/code":
+	case portalapi.PathDeviceCode:
 		p.serveDeviceCode(w, r)
-	case "/device/token":
+	case portalapi.PathDeviceToken:
 		p.serveDeviceToken(w, r)
 	default:
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", "no such endpoint")
 	}
-}
-
-// DeviceCodeResponse is RFC 8628 §3.2's device authorization response.
-type DeviceCodeResponse struct {
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURIComplete string `json:"verification_uri_complete"`
-	ExpiresIn               int64  `json:"expires_in"`
-	Interval                int64  `json:"interval"`
 }
 
 func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
@@ -237,7 +231,7 @@ func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	verify := p.d.IssuerURL + "/device"
-	writeJSON(w, http.StatusOK, DeviceCodeResponse{
+	writeJSON(w, http.StatusOK, portalapi.DeviceCodeResponse{
 		DeviceCode:              deviceCode,
 		UserCode:                userCode,
 		VerificationURI:         verify,
@@ -376,36 +370,4 @@ func (p *Portal) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	v := randomToken(32)
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	return v
-}
-
-// tokenBucket is a small rate limiter: capacity tokens, one more every refill.
-type tokenBucket struct {
-	capacity int
-	refill   time.Duration
-	tokens   int
-	last     time.Time
-	started  bool
-}
-
-func (b *tokenBucket) fill(now time.Time) {
-	if !b.started {
-		b.started, b.tokens, b.last = true, b.capacity, now
-		return
-	}
-	if n := int(now.Sub(b.last) / b.refill); n > 0 {
-		b.tokens = min(b.capacity, b.tokens+n)
-		b.last = b.last.Add(time.Duration(n) * b.refill)
-	}
-}
-
-func (b *tokenBucket) available(now time.Time) bool {
-	b.fill(now)
-	return b.tokens > 0
-}
-
-func (b *tokenBucket) take(now time.Time) {
-	b.fill(now)
-	if b.tokens > 0 {
-		b.tokens--
-	}
 }

@@ -136,8 +136,7 @@ func (p *Portal) startAtIdP(w http.ResponseWriter, r *http.Request, prov *identi
 	att.nonce = randomToken(32)
 	att.verifier = oauth2.GenerateVerifier()
 	att.binding = sha256Bytes(binding)
-	now := p.now()
-	if !p.attempts.put(state, att, now, now.Add(attemptTTL)) {
+	if !p.attempts.put(state, att, attemptTTL) {
 		p.renderError(w, r, http.StatusServiceUnavailable, "Too many logins in progress",
 			"Portcullis is handling too many logins at once. Try again in a minute.", "")
 		return
@@ -230,7 +229,7 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 			"The identity provider sent you back without the login's state. Start again.", "/login")
 		return
 	}
-	att, ok := p.attempts.take(state, p.now())
+	att, ok := p.attempts.take(state)
 	if !ok {
 		p.metrics.logins.WithLabelValues(flowBrowser, outcomeInvalidRequest).Inc()
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeInvalidRequest, "portcullis.dev/reason", "unknown, expired or replayed state")
@@ -295,8 +294,7 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 	switch att.flow {
 	case flowLoopback:
 		code := randomToken(32)
-		now := p.now()
-		if !p.codes.put(sha256Hex(code), &cliCode{result: res, challenge: att.cli.challenge, redirect: att.cli.redirect.String(), cluster: att.cluster}, now, now.Add(codeTTL)) {
+		if !p.codes.put(sha256Hex(code), &cliCode{result: res, challenge: att.cli.challenge, redirect: att.cli.redirect.String(), cluster: att.cluster}, codeTTL) {
 			p.renderError(w, r, http.StatusServiceUnavailable, "Too many logins in progress", "Try again in a minute.", "")
 			return
 		}
@@ -379,14 +377,13 @@ func (p *Portal) redeemCode(ctx context.Context, code, verifier, redirect string
 		return nil, fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_request", "Missing parameters", "code and code_verifier are required")
 	}
 	key := sha256Hex(code)
-	now := p.now()
 	var (
 		got             *cliCode
 		replayed        bool
 		replayedSession string
 	)
 	challenge := oauth2.S256ChallengeFromVerifier(verifier)
-	p.codes.update(key, now, func(c **cliCode, _ time.Time) bool {
+	p.codes.update(key, func(c **cliCode, _ time.Time) bool {
 		cur := *c
 		if cur.claimed {
 			replayed, replayedSession = true, cur.redeemedSession
@@ -422,7 +419,7 @@ func (p *Portal) redeemCode(ctx context.Context, code, verifier, redirect string
 
 // markRedeemed records the session a code created.
 func (p *Portal) markRedeemed(code, sid string) {
-	p.codes.update(sha256Hex(code), p.now(), func(c **cliCode, _ time.Time) bool {
+	p.codes.update(sha256Hex(code), func(c **cliCode, _ time.Time) bool {
 		cp := **c
 		cp.redeemedSession = sid
 		cp.result = nil

@@ -15,8 +15,9 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 
-	"portcullis.dev/portcullis/pkg/cli/kubeconfig"
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/kubeconfig"
+	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/session"
 )
 
@@ -194,7 +195,7 @@ func (p *Portal) serveHome(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusOK, "home", data)
 		return
 	}
-	id := p.effectiveIdentity(sessionIdentity(s))
+	id := p.effectiveIdentity(sessionUser(s))
 	data.Title = "Login complete"
 	data.User = userViewOf(id, &s.ExpiresAt)
 	data.CSRF = csrfForSession(c.Value)
@@ -221,7 +222,7 @@ func (p *Portal) serveHome(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, http.StatusOK, "home", data)
 }
 
-func (p *Portal) kubeconfigCommand(ci ClusterInfo) string {
+func (p *Portal) kubeconfigCommand(ci portalapi.ClusterInfo) string {
 	cmd := "portcullis kubeconfig --server " + p.d.IssuerURL + " --cluster " + ci.Name
 	if ci.Mode == "webhook" {
 		if _, _, ok := p.apiServer(ci.Name); !ok {
@@ -238,7 +239,7 @@ func (p *Portal) apiServer(cluster string) (string, []byte, bool) {
 	return p.d.ClusterServer(cluster)
 }
 
-func (p *Portal) kubeconfigAvailable(ci ClusterInfo) bool {
+func (p *Portal) kubeconfigAvailable(ci portalapi.ClusterInfo) bool {
 	if ci.Mode == "proxy" {
 		return true
 	}
@@ -253,7 +254,7 @@ func (p *Portal) serveKubeconfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.URL.Query().Get("cluster")
-	var ci *ClusterInfo
+	var ci *portalapi.ClusterInfo
 	for _, c := range p.clusterInfos() {
 		if c.Name == name {
 			ci = &c

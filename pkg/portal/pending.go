@@ -3,57 +3,57 @@ package portal
 import (
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
 )
 
-// pending is a bounded map of short-lived, single-use entries (login
-// attempts, one-time codes). Expired entries are swept on insertion.
+// pending is a bounded store of short-lived, single-use entries (login
+// attempts, one-time codes). Expiry is apimachinery's cache.Expiring, which
+// collects expired entries (in expiry order, from a heap) whenever one is
+// added; pending adds the bound and makes take and update atomic.
 type pending[V any] struct {
-	mu        sync.Mutex
-	m         map[string]pendingEntry[V]
-	max       int
-	lastSweep time.Time
+	// mu serialises put, take and update, so that a single-use entry is
+	// handed out once.
+	mu    sync.Mutex
+	c     *cache.Expiring
+	clock clock.PassiveClock
+	max   int
 }
 
+// pendingEntry is what the cache holds: a pointer, so that update changes
+// it in place and its expiry stays.
 type pendingEntry[V any] struct {
 	v       V
 	expires time.Time
 }
 
-func newPending[V any](max int) *pending[V] {
-	return &pending[V]{m: map[string]pendingEntry[V]{}, max: max}
+func newPending[V any](max int, clk clock.Clock) *pending[V] {
+	return &pending[V]{c: cache.NewExpiringWithClock(clk), clock: clk, max: max}
 }
 
-// put stores v under key until expires. It returns false when the map is
-// full of live entries.
-func (p *pending[V]) put(key string, v V, now, expires time.Time) bool {
+// put stores v under key for ttl. It returns false when the store is full
+// of live entries.
+func (p *pending[V]) put(key string, v V, ttl time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.m) >= p.max || now.Sub(p.lastSweep) > 10*time.Second || now.Before(p.lastSweep) {
-		p.lastSweep = now
-		for k, e := range p.m {
-			if !now.Before(e.expires) {
-				delete(p.m, k)
-			}
-		}
-	}
-	if len(p.m) >= p.max {
+	// Adding collects the expired entries first, so the length counts live
+	// ones only; over the bound, the new entry is taken out again.
+	p.c.Set(key, &pendingEntry[V]{v: v, expires: p.clock.Now().Add(ttl)}, ttl)
+	if p.c.Len() > p.max {
+		p.c.Delete(key)
 		return false
 	}
-	p.m[key] = pendingEntry[V]{v: v, expires: expires}
 	return true
 }
 
 // take removes and returns the live entry under key.
-func (p *pending[V]) take(key string, now time.Time) (V, bool) {
+func (p *pending[V]) take(key string) (V, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.m[key]
+	e, ok := p.get(key)
+	p.c.Delete(key)
 	if !ok {
-		var zero V
-		return zero, false
-	}
-	delete(p.m, key)
-	if !now.Before(e.expires) {
 		var zero V
 		return zero, false
 	}
@@ -61,19 +61,25 @@ func (p *pending[V]) take(key string, now time.Time) (V, bool) {
 }
 
 // update calls f on the live entry under key while holding the lock; f may
-// change it, and returns whether to keep it.
-func (p *pending[V]) update(key string, now time.Time, f func(v *V, expires time.Time) (keep bool)) bool {
+// change it, and returns whether to keep it (until it expires).
+func (p *pending[V]) update(key string, f func(v *V, expires time.Time) (keep bool)) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.m[key]
-	if !ok || !now.Before(e.expires) {
-		delete(p.m, key)
+	e, ok := p.get(key)
+	if !ok {
+		p.c.Delete(key)
 		return false
 	}
 	if keep := f(&e.v, e.expires); !keep {
-		delete(p.m, key)
-		return true
+		p.c.Delete(key)
 	}
-	p.m[key] = e
 	return true
+}
+
+func (p *pending[V]) get(key string) (*pendingEntry[V], bool) {
+	v, ok := p.c.Get(key)
+	if !ok {
+		return nil, false
+	}
+	return v.(*pendingEntry[V]), true
 }

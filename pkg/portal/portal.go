@@ -17,10 +17,12 @@ import (
 
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
@@ -54,11 +56,15 @@ type Deps struct {
 	Policy *policy.Holder
 	Store  store.Store
 	Minter *token.Minter
+	// Sessions ends, creates and refreshes login sessions; when nil the
+	// portal makes its own over Store. The server passes the manager the
+	// Session API deletes with, so both end sessions the same way.
+	Sessions *session.Manager
 	// IssuerURL is Portcullis's external URL; the IdPs' redirect URI is
 	// IssuerURL + "/callback".
 	IssuerURL string
-	// Clock returns the current time; time.Now when nil.
-	Clock func() time.Time
+	// Clock tells the current time; clock.RealClock when nil.
+	Clock clock.Clock
 	// DeviceInterval is the device flow's minimum polling interval;
 	// DefaultDeviceInterval when zero.
 	DeviceInterval time.Duration
@@ -100,7 +106,7 @@ func New(d Deps) (*Portal, error) {
 	}
 	d.IssuerURL = strings.TrimSuffix(d.IssuerURL, "/")
 	if d.Clock == nil {
-		d.Clock = time.Now
+		d.Clock = clock.RealClock{}
 	}
 	if d.Groups == nil {
 		d.Groups = func() *identity.GroupMapper { return nil }
@@ -116,55 +122,64 @@ func New(d Deps) (*Portal, error) {
 		d:        d,
 		pages:    pg,
 		metrics:  defaultMetrics(),
-		attempts: newPending[*attempt](maxPending),
-		codes:    newPending[*cliCode](maxPending),
+		attempts: newPending[*attempt](maxPending, d.Clock),
+		codes:    newPending[*cliCode](maxPending, d.Clock),
 	}
 	p.devices = newDeviceFlow(d.DeviceInterval)
-	p.sessions = session.NewManager(d.Store, p.sessionSettings, d.Clock)
+	p.sessions = d.Sessions
+	if p.sessions == nil {
+		p.sessions = session.NewManager(d.Store, session.SettingsFrom(d.Config), d.Clock)
+	}
 	return p, nil
 }
 
-// Sessions returns the portal's session manager (for admin revocation).
-func (p *Portal) Sessions() *session.Manager { return p.sessions }
-
-func (p *Portal) sessionSettings() session.Settings {
-	cfg := p.d.Config()
-	return session.Settings{
-		IdleTimeout:      cfg.Portal.SessionIdleTimeout.Duration,
-		MaxLifetime:      cfg.Portal.SessionMaxLifetime.Duration,
-		ReuseGrace:       cfg.Portal.RefreshReuseGrace.Duration,
-		MaxTokenLifetime: cfg.Tokens.MaxLifetime.Duration,
-	}
-}
-
 // Mux is where the portal mounts its handlers: the generic server's
-// NonGoRestfulMux, or an http.ServeMux in tests (see MuxFor).
+// NonGoRestfulMux (Handle: an exact path; HandlePrefix: a subtree).
 type Mux interface {
 	Handle(pattern string, handler http.Handler)
 	HandlePrefix(prefix string, handler http.Handler)
 }
 
-// Install mounts the portal's handlers on mux. Every path is under /login,
-// /callback, /device or /portal/, which the server's authorizer makes public.
-func (p *Portal) Install(mux Mux) {
-	mux.Handle("/login", http.HandlerFunc(p.serveLoginChooser))
-	mux.HandlePrefix("/login/", http.HandlerFunc(p.serveLoginStart))
-	mux.Handle("/callback", http.HandlerFunc(p.serveCallback))
-	mux.Handle("/device", http.HandlerFunc(p.serveDevicePage))
-	mux.HandlePrefix("/device/", http.HandlerFunc(p.serveDeviceAPI))
-	mux.Handle("/portal", http.RedirectHandler("/portal/", http.StatusMovedPermanently))
-	mux.HandlePrefix("/portal/", http.HandlerFunc(p.servePortal))
+// route is one of the portal's handlers: an exact path, or the subtree below
+// a path ending in "/". Install mounts them and IsPublicPath publishes them,
+// so what the authorizer makes public is what the portal serves.
+type route struct {
+	path    string
+	handler func(p *Portal) http.Handler
 }
 
-// ServeMuxAdapter mounts handlers on an http.ServeMux with the generic
-// server's mux semantics (Handle: exact path; HandlePrefix: a subtree).
-type ServeMuxAdapter struct{ *http.ServeMux }
+var routes = []route{
+	{"/login", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveLoginChooser) }},
+	{"/login/", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveLoginStart) }},
+	{"/callback", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveCallback) }},
+	{"/device", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveDevicePage) }},
+	{"/device/", func(p *Portal) http.Handler { return http.HandlerFunc(p.serveDeviceAPI) }},
+	{"/portal", func(*Portal) http.Handler { return http.RedirectHandler("/portal/", http.StatusMovedPermanently) }},
+	{"/portal/", func(p *Portal) http.Handler { return http.HandlerFunc(p.servePortal) }},
+}
 
-// Handle registers an exact path.
-func (a ServeMuxAdapter) Handle(path string, h http.Handler) { a.ServeMux.Handle(path, h) }
+// Install mounts the portal's handlers on mux. Every one of them is public
+// (IsPublicPath): they serve people who are not logged in yet.
+func (p *Portal) Install(mux Mux) {
+	for _, r := range routes {
+		if strings.HasSuffix(r.path, "/") {
+			mux.HandlePrefix(r.path, r.handler(p))
+		} else {
+			mux.Handle(r.path, r.handler(p))
+		}
+	}
+}
 
-// HandlePrefix registers a path prefix ending in "/".
-func (a ServeMuxAdapter) HandlePrefix(prefix string, h http.Handler) { a.ServeMux.Handle(prefix, h) }
+// IsPublicPath reports whether path is one the portal serves (Install), which
+// the server's authorizer lets anyone, anonymous clients included, reach.
+func IsPublicPath(path string) bool {
+	for _, r := range routes {
+		if path == r.path || (strings.HasSuffix(r.path, "/") && strings.HasPrefix(path, r.path)) {
+			return true
+		}
+	}
+	return false
+}
 
 func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
@@ -176,17 +191,17 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 		p.serveKubeconfig(w, r)
 	case "/portal/logout":
 		p.serveBrowserLogout(w, r)
-	case "/portal/cli-complete":
+	case portalapi.PathCLIComplete:
 		p.serveCLIComplete(w, r)
-	case "/portal/api/clusters":
+	case portalapi.PathClusters:
 		p.serveClusters(w, r)
-	case "/portal/api/token":
+	case portalapi.PathToken:
 		p.serveToken(w, r)
-	case "/portal/api/refresh":
+	case portalapi.PathRefresh:
 		p.serveRefresh(w, r)
-	case "/portal/api/session":
+	case portalapi.PathSession:
 		p.serveSession(w, r)
-	case "/portal/api/logout":
+	case portalapi.PathLogout:
 		p.serveLogout(w, r)
 	default:
 		if strings.HasPrefix(r.URL.Path, "/portal/api/") {
@@ -198,7 +213,7 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 }
 
 // now is the portal's clock.
-func (p *Portal) now() time.Time { return p.d.Clock() }
+func (p *Portal) now() time.Time { return p.d.Clock.Now() }
 
 // allowMethods answers 405 unless r's method is one of methods.
 func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
@@ -261,12 +276,6 @@ func auditIdentity(ctx context.Context, user, idp string, groups []string, outco
 	auditOutcome(ctx, append(kv, more...)...)
 }
 
-// oauthError is an RFC 6749 §5.2 error response.
-type oauthError struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -282,7 +291,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, oauthError{Error: code, Description: description})
+	writeJSON(w, status, portalapi.OAuthError{Code: code, Description: description})
 }
 
 // decodeRequest reads a JSON or form-encoded body into the string fields

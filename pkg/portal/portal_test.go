@@ -9,39 +9,20 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	"golang.org/x/oauth2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
-	"portcullis.dev/portcullis/pkg/portal"
-	"portcullis.dev/portcullis/pkg/portal/portaltest"
+	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
 )
-
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type page struct {
 	status int
@@ -486,8 +467,8 @@ func refresh(t *testing.T, e *portaltest.Env, rt, cluster string) (int, map[stri
 }
 
 func TestRefresh_RotatesWithGraceAndDetectsReuse(t *testing.T) {
-	clk := newFakeClock()
-	e := portaltest.New(t, portaltest.Options{Clock: clk.Now})
+	clk := testingclock.NewFakeClock(time.Now())
+	e := portaltest.New(t, portaltest.Options{Clock: clk})
 	first := login(t, e, "c1")
 	rt0 := str(first, "refresh_token")
 	oldToken := clusterToken(t, first, "c1")
@@ -544,13 +525,13 @@ func TestRefresh_RotatesWithGraceAndDetectsReuse(t *testing.T) {
 }
 
 func TestRefresh_Lifetimes(t *testing.T) {
-	clk := newFakeClock()
-	e := portaltest.New(t, portaltest.Options{Clock: clk.Now, Configure: func(c *v1alpha1.PortcullisConfiguration) {
+	clk := testingclock.NewFakeClock(time.Now())
+	e := portaltest.New(t, portaltest.Options{Clock: clk, Configure: func(c *v1alpha1.PortcullisConfiguration) {
 		c.Portal.SessionIdleTimeout = metav1.Duration{Duration: time.Hour}
 		c.Portal.SessionMaxLifetime = metav1.Duration{Duration: 3 * time.Hour}
 		c.Clusters[0].TokenLifetime = &metav1.Duration{Duration: 10 * time.Minute}
 	}})
-	t.Run("idle", func(t *testing.T) {
+	t.Run("a session idle longer than its idle timeout ends", func(t *testing.T) {
 		rt := str(login(t, e, "c1"), "refresh_token")
 		clk.Step(time.Hour + time.Second)
 		status, resp := refresh(t, e, rt, "c1")
@@ -558,7 +539,7 @@ func TestRefresh_Lifetimes(t *testing.T) {
 			t.Fatalf("idle session: %d %v", status, resp)
 		}
 	})
-	t.Run("absolute", func(t *testing.T) {
+	t.Run("a session in use ends at its maximum lifetime", func(t *testing.T) {
 		rt := str(login(t, e, "c1"), "refresh_token")
 		for range 3 {
 			clk.Step(59 * time.Minute)
@@ -676,8 +657,8 @@ func TestLogout_RevokesSessionAndTokens(t *testing.T) {
 }
 
 func TestDeviceFlow(t *testing.T) {
-	clk := newFakeClock()
-	e := portaltest.New(t, portaltest.Options{Clock: clk.Now, DeviceInterval: 5 * time.Second})
+	clk := testingclock.NewFakeClock(time.Now())
+	e := portaltest.New(t, portaltest.Options{Clock: clk, DeviceInterval: 5 * time.Second})
 	c := e.Client()
 	status, dc := postForm(t, c, e.URL+"/device/code", url.Values{"cluster": {"c1"}})
 	if status != http.StatusOK {
@@ -747,7 +728,7 @@ func TestDeviceFlow(t *testing.T) {
 		t.Errorf("the device code worked twice: %v", r)
 	}
 
-	t.Run("an expired device code", func(t *testing.T) {
+	t.Run("an expired device code is refused", func(t *testing.T) {
 		_, dc := postForm(t, c, e.URL+"/device/code", url.Values{})
 		clk.Step(11 * time.Minute)
 		_, r := postForm(t, c, e.URL+"/device/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {str(dc, "device_code")}})
@@ -755,7 +736,7 @@ func TestDeviceFlow(t *testing.T) {
 			t.Errorf("expired device code: %v", r)
 		}
 	})
-	t.Run("a refused user", func(t *testing.T) {
+	t.Run("a user the policy refuses gets access_denied", func(t *testing.T) {
 		e.IdP.SetUser(portaltest.User{Subject: "m", Email: "mallory@example.com"})
 		_, dc := postForm(t, c, e.URL+"/device/code", url.Values{})
 		resp, err := b.PostForm(e.URL+"/device", url.Values{"user_code": {str(dc, "user_code")}, "idp": {"fake"}, "csrf": {csrf}})
@@ -830,7 +811,7 @@ func TestKubeconfigDownload_ProxyCluster(t *testing.T) {
 	if !strings.Contains(kc.header.Get("Content-Disposition"), "attachment") {
 		t.Errorf("Content-Disposition = %q", kc.header.Get("Content-Disposition"))
 	}
-	var out portal.ClustersResponse
+	var out portalapi.ClustersResponse
 	resp, err := e.Client().Get(e.URL + "/portal/api/clusters")
 	if err != nil {
 		t.Fatal(err)

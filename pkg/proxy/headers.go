@@ -98,8 +98,9 @@ func mustStrip(lower string, named []string) bool {
 	return false
 }
 
-// identity is who a proxied request acts as upstream.
-type identity struct {
+// impersonatedUser is who a proxied request acts as upstream: the
+// Impersonate-* headers Portcullis sends.
+type impersonatedUser struct {
 	User   string
 	UID    string
 	Groups []string
@@ -110,7 +111,7 @@ type identity struct {
 // Authorization header value) and the impersonation headers for id. It must
 // run after sanitizeHeaders. The header values share id's slices, which
 // belong to the request being forwarded.
-func setCredentials(h http.Header, authorization string, id *identity) {
+func setCredentials(h http.Header, authorization string, id *impersonatedUser) {
 	h["Authorization"] = []string{authorization}
 	h[authenticationv1.ImpersonateUserHeader] = []string{id.User}
 	if len(id.Groups) > 0 {

@@ -131,7 +131,7 @@ func TestCredentialsSurviveAClientNamingThemInConnection(t *testing.T) {
 	// Connection header left that could name them.
 	h := http.Header{"Connection": {"Authorization, Impersonate-User, Impersonate-Group"}, "Authorization": {"Bearer user"}}
 	sanitizeHeaders(h, false)
-	setCredentials(h, "Bearer sa-token", &identity{User: "alice", Groups: []string{"devs"}})
+	setCredentials(h, "Bearer sa-token", &impersonatedUser{User: "alice", Groups: []string{"devs"}})
 	if got := h.Values("Connection"); len(got) != 0 {
 		t.Fatalf("Connection survived sanitizing: %q", got)
 	}
@@ -145,7 +145,7 @@ func TestCredentialsSurviveAClientNamingThemInConnection(t *testing.T) {
 
 func TestSetCredentials(t *testing.T) {
 	h := http.Header{}
-	setCredentials(h, "Bearer sa-token", &identity{
+	setCredentials(h, "Bearer sa-token", &impersonatedUser{
 		User:   "alice@example.com",
 		UID:    "u-1",
 		Groups: []string{"devs", "ops"},

@@ -98,7 +98,7 @@ func nestedAllowed(_ http.ResponseWriter, req *http.Request) {
 // On success it returns the identity to forward: the impersonated one, with
 // the real user's name in the ExtraOriginalUser extra. Otherwise the filter
 // has written the 403 (or 400) Status and ok is false.
-func (u *upstream) impersonate(w http.ResponseWriter, req *http.Request, usr user.Info, requested http.Header, info *request.RequestInfo) (*identity, bool) {
+func (u *upstream) impersonate(w http.ResponseWriter, req *http.Request, usr user.Info, requested http.Header, info *request.RequestInfo) (*impersonatedUser, bool) {
 	realID := identityFor(usr)
 	res := &nestedResult{}
 	seen := realID.asSeenUpstream()

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
@@ -56,8 +57,8 @@ type Options struct {
 	// ImpersonationCacheTTL is how long an upstream SubjectAccessReview
 	// answer about a client's own impersonation is remembered. Default 10s.
 	ImpersonationCacheTTL time.Duration
-	// Clock is for tests. Default time.Now.
-	Clock func() time.Time
+	// Clock is for tests; clock.RealClock when nil.
+	Clock clock.PassiveClock
 	// Unaudited says that Portcullis has no audit backend: the proxy then
 	// records no audit annotations (the cluster, verb and resource as the
 	// upstream sees them), which nothing would read.
@@ -75,7 +76,7 @@ func (o *Options) complete() {
 		o.ImpersonationCacheTTL = 10 * time.Second
 	}
 	if o.Clock == nil {
-		o.Clock = time.Now
+		o.Clock = clock.RealClock{}
 	}
 }
 
@@ -159,7 +160,7 @@ func (p *Proxy) Close() {
 // forward is what the upstream transport needs to know about a request,
 // carried in its context through the upgrade-aware handler.
 type forward struct {
-	id       *identity
+	id       *impersonatedUser
 	clientIP string
 	auditID  string
 	// location is the upstream URL of the request.
@@ -285,8 +286,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // identityFor is the identity the proxy asserts upstream for an
 // authenticated user: everything but the groups kube-apiserver adds itself
 // and Portcullis's internal extras.
-func identityFor(u user.Info) *identity {
-	id := &identity{User: u.GetName(), UID: u.GetUID()}
+func identityFor(u user.Info) *impersonatedUser {
+	id := &impersonatedUser{User: u.GetName(), UID: u.GetUID()}
 	for _, g := range u.GetGroups() {
 		if g != user.AllAuthenticated && g != user.AllUnauthenticated {
 			id.Groups = append(id.Groups, g)
@@ -310,7 +311,7 @@ func identityFor(u user.Info) *identity {
 // asSeenUpstream is the user as the upstream cluster knows them when the
 // proxy impersonates them: the forwarded identity plus system:authenticated,
 // which kube-apiserver adds. SubjectAccessReviews about the user use it.
-func (id *identity) asSeenUpstream() user.Info {
+func (id *impersonatedUser) asSeenUpstream() user.Info {
 	return &user.DefaultInfo{
 		Name:   id.User,
 		UID:    id.UID,

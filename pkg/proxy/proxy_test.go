@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -186,7 +188,7 @@ type testEnv struct {
 	up       *fakeUpstream
 	ca       string
 	token    string
-	clock    *fakeClock
+	clock    *testingclock.FakeClock
 	h1Client *http.Client
 }
 
@@ -200,8 +202,8 @@ func newTestEnv(t testing.TB) *testEnv {
 func newTestEnvWith(t testing.TB, opts Options) *testEnv {
 	t.Helper()
 	up := newFakeUpstream(t)
-	env := &testEnv{up: up, ca: writeCA(t, up.server), token: writeToken(t, "sa-token\n"), clock: &fakeClock{now: time.Now()}}
-	opts.Clock, opts.DialTimeout = env.clock.Now, 2*time.Second
+	env := &testEnv{up: up, ca: writeCA(t, up.server), token: writeToken(t, "sa-token\n"), clock: testingclock.NewFakeClock(time.Now())}
+	opts.Clock, opts.DialTimeout = env.clock, 2*time.Second
 	p, err := New([]v1alpha1.Cluster{
 		cluster("c1", up.server.URL, env.ca, env.token),
 		{Name: "webhook-only"},
@@ -776,8 +778,8 @@ func TestUpstreamTransportRefusesUnpreparedRequests(t *testing.T) {
 	env := newTestEnv(t)
 	u := env.proxy.state.Load().upstreams["c1"]
 	for name, fw := range map[string]*forward{
-		"not prepared":       {id: &identity{User: "alice"}},
-		"failed preparation": {id: &identity{User: "alice"}, prepared: true, prepareErr: errNoToken},
+		"not prepared":       {id: &impersonatedUser{User: "alice"}},
+		"failed preparation": {id: &impersonatedUser{User: "alice"}, prepared: true, prepareErr: errNoToken},
 	} {
 		req, _ := http.NewRequestWithContext(withForward(context.Background(), fw), "GET", env.up.server.URL+"/api", nil)
 		req.Header.Set("Authorization", "Bearer alice-token")
@@ -792,7 +794,7 @@ func TestUpstreamTransportRefusesUnpreparedRequests(t *testing.T) {
 
 func TestIdentityFor(t *testing.T) {
 	id := identityFor(testUsers["alice-token"])
-	want := &identity{
+	want := &impersonatedUser{
 		User: "alice@example.com", UID: "alice-uid", Groups: []string{"devs", "ops"},
 		Extra: map[string][]string{
 			authn.ExtraIdentityProvider: {"corp"},

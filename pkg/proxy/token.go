@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 )
 
 // tokenFile is a bearer token kept in a file that is replaced when it
@@ -16,11 +17,18 @@ import (
 // modification time or size changed; a read failure keeps the last good
 // token, so a rotation in progress never interrupts the proxy.
 //
+// It is a measured exception to client-go's transport.NewCachedFileTokenSource
+// and TokenSourceWrapTransport: those re-read the file once a minute rather
+// than within TokenRecheckInterval of a rotation, cannot be told to re-read
+// after the upstream refuses the token, and make the Authorization value
+// per request on a cloned request, which an open watch then holds
+// (BenchmarkIdleWatchMemory, BenchmarkProxyGet).
+//
 // The token itself is never logged.
 type tokenFile struct {
 	path    string
 	recheck time.Duration
-	now     func() time.Time
+	clock   clock.PassiveClock
 
 	mu        sync.Mutex
 	token     string
@@ -31,8 +39,8 @@ type tokenFile struct {
 	loaded    bool
 }
 
-func newTokenFile(path string, recheck time.Duration, now func() time.Time) *tokenFile {
-	return &tokenFile{path: path, recheck: recheck, now: now}
+func newTokenFile(path string, recheck time.Duration, clk clock.PassiveClock) *tokenFile {
+	return &tokenFile{path: path, recheck: recheck, clock: clk}
 }
 
 // Get returns the current token.
@@ -56,7 +64,7 @@ func (t *tokenFile) Authorization() (string, error) {
 }
 
 func (t *tokenFile) getLocked() (string, error) {
-	now := t.now()
+	now := t.clock.Now()
 	if t.loaded && now.Sub(t.checkedAt) < t.recheck {
 		return t.token, nil
 	}

@@ -3,27 +3,12 @@ package proxy
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
 )
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func writeFile(t *testing.T, path, content string, mtime time.Time) {
 	t.Helper()
@@ -44,8 +29,8 @@ func TestTokenFileRereadsARotatedToken(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "token")
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	writeFile(t, path, "first\n", t0)
-	clock := &fakeClock{now: t0}
-	tf := newTokenFile(path, 2*time.Second, clock.Now)
+	clock := testingclock.NewFakeClock(t0)
+	tf := newTokenFile(path, 2*time.Second, clock)
 
 	get := func(want string) {
 		t.Helper()
@@ -86,13 +71,13 @@ func TestTokenFileRereadsARotatedToken(t *testing.T) {
 }
 
 func TestTokenFileFailsWithoutAnyToken(t *testing.T) {
-	tf := newTokenFile(filepath.Join(t.TempDir(), "missing"), time.Second, time.Now)
+	tf := newTokenFile(filepath.Join(t.TempDir(), "missing"), time.Second, clock.RealClock{})
 	if _, err := tf.Get(); err == nil {
 		t.Fatal("Get of a missing file succeeded")
 	}
 	empty := filepath.Join(t.TempDir(), "empty")
 	writeFile(t, empty, "\n", time.Now())
-	if _, err := newTokenFile(empty, time.Second, time.Now).Get(); err == nil {
+	if _, err := newTokenFile(empty, time.Second, clock.RealClock{}).Get(); err == nil {
 		t.Fatal("Get of an empty file succeeded")
 	}
 }

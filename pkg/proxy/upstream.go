@@ -1,17 +1,16 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	"k8s.io/apiserver/pkg/endpoints/filters/impersonation"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -42,7 +42,11 @@ type upstream struct {
 	name   string
 	server *url.URL
 	spec   v1alpha1.Upstream
-	caPEM  []byte
+	// ca, when the upstream names a CA file, is that file's content,
+	// reloaded when it changes (apiserver's dynamiccertificates), so a
+	// rotated CA is trusted for new connections without a restart.
+	ca     *dynamiccertificates.DynamicFileCAContent
+	stopCA context.CancelFunc
 	token  *tokenFile
 
 	// base speaks HTTP/2 (or HTTP/1.1 if the server offers nothing else) and
@@ -93,17 +97,15 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	server.RawQuery, server.Fragment = "", ""
 
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
-	var caPEM []byte
+	var ca *dynamiccertificates.DynamicFileCAContent
 	if spec.CertificateAuthorityFile != "" {
-		caPEM, err = os.ReadFile(spec.CertificateAuthorityFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster %q: reading upstream.certificateAuthorityFile: %w", c.Name, err)
+		if ca, err = dynamiccertificates.NewDynamicCAContentFromFile("upstream-ca-"+c.Name, spec.CertificateAuthorityFile); err != nil {
+			return nil, fmt.Errorf("cluster %q: upstream.certificateAuthorityFile: %w", c.Name, err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, fmt.Errorf("cluster %q: upstream.certificateAuthorityFile %s holds no PEM certificate", c.Name, spec.CertificateAuthorityFile)
-		}
-		tlsConfig.RootCAs = pool
+		// The standard verification, against the CA file's current
+		// content: crypto/tls cannot change RootCAs of a live config.
+		tlsConfig.InsecureSkipVerify = true
+		tlsConfig.VerifyConnection = verifyAgainst(ca, server.Hostname())
 	}
 	tokenPath := spec.TokenFile
 	if tokenPath == "" {
@@ -114,7 +116,7 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 		name:      c.Name,
 		server:    server,
 		spec:      spec,
-		caPEM:     caPEM,
+		ca:        ca,
 		token:     newTokenFile(tokenPath, opts.TokenRecheckInterval, opts.Clock),
 		responder: errorResponder{cluster: c.Name},
 
@@ -170,7 +172,40 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 		return nil, fmt.Errorf("cluster %q: impersonation authorizer: %w", c.Name, err)
 	}
 	u.nested = impersonation.WithConstrainedImpersonation(http.HandlerFunc(nestedAllowed), authz, codecs)
+	if ca != nil {
+		var ctx context.Context
+		ctx, u.stopCA = context.WithCancel(context.Background())
+		go ca.Run(ctx, 1)
+	}
 	return u, nil
+}
+
+// verifyAgainst verifies an upstream's certificate chain and its name, host
+// (the upstream server's), as crypto/tls does, with ca's current roots. The
+// name is the upstream's own, not the connection's ServerName: the upgrade
+// dialer leaves that empty when InsecureSkipVerify is set.
+func verifyAgainst(ca *dynamiccertificates.DynamicFileCAContent, host string) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		opts, ok := ca.VerifyOptions()
+		if !ok {
+			return fmt.Errorf("no CA loaded from %s", ca.Name())
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the upstream presented no certificate")
+		}
+		if host == "" {
+			// x509 would skip the name check.
+			return errors.New("the upstream server has no host name to check its certificate against")
+		}
+		opts.DNSName = host
+		opts.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		opts.Intermediates = x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(opts)
+		return err
+	}
 }
 
 // reverseProxy returns the stdlib reverse proxy (what the upgrade-aware
@@ -242,21 +277,17 @@ func (klogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sameAs reports whether u was built from spec and the CA file still holds
-// the same certificates, so a configuration reload can keep u (and its
-// pooled connections).
+// sameAs reports whether u was built from spec, so a configuration reload
+// can keep u (and its pooled connections). A changed CA file is reloaded by
+// u itself.
 func (u *upstream) sameAs(spec *v1alpha1.Upstream) bool {
-	if spec == nil || *spec != u.spec {
-		return false
-	}
-	if spec.CertificateAuthorityFile == "" {
-		return true
-	}
-	data, err := os.ReadFile(spec.CertificateAuthorityFile)
-	return err == nil && bytes.Equal(data, u.caPEM)
+	return spec != nil && *spec == u.spec
 }
 
 func (u *upstream) close() {
+	if u.stopCA != nil {
+		u.stopCA()
+	}
 	u.base.CloseIdleConnections()
 	u.upgradeBase.CloseIdleConnections()
 }

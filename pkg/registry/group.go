@@ -3,12 +3,12 @@ package registry
 import (
 	"context"
 	"errors"
-	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/utils/clock"
 
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
@@ -31,9 +31,13 @@ type Minter interface {
 type Store interface {
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	ListSessions(ctx context.Context) ([]store.Session, error)
-	DeleteSession(ctx context.Context, id string) error
-	Revoke(ctx context.Context, r store.Revocation) error
 	ListGrants(ctx context.Context) ([]store.Grant, error)
+}
+
+// SessionEnder ends sessions (pkg/session.Manager): the Session API's delete
+// ends a session exactly as logout does.
+type SessionEnder interface {
+	End(ctx context.Context, s store.Session, reason, by string) error
 }
 
 // Options are the group's dependencies.
@@ -41,14 +45,16 @@ type Options struct {
 	Authn  Authenticator
 	Minter Minter
 	Store  Store
+	// Sessions ends the sessions the Session API deletes.
+	Sessions SessionEnder
 	// Config returns the live configuration (clusters, token lifetimes); it
 	// is called on every request, so a reload takes effect at once.
 	Config func() *configv1alpha1.PortcullisConfiguration
 	// RateLimit bounds TokenCredentialRequests per client; the zero value
 	// means DefaultRateLimit.
 	RateLimit RateLimit
-	// Clock is time.Now when nil.
-	Clock func() time.Time
+	// Clock is clock.RealClock when nil.
+	Clock clock.PassiveClock
 }
 
 func (o *Options) validate() error {
@@ -61,6 +67,9 @@ func (o *Options) validate() error {
 	}
 	if o.Store == nil {
 		errs = append(errs, errors.New("registry: Options.Store is required"))
+	}
+	if o.Sessions == nil {
+		errs = append(errs, errors.New("registry: Options.Sessions is required"))
 	}
 	if o.Config == nil {
 		errs = append(errs, errors.New("registry: Options.Config is required"))
@@ -76,13 +85,13 @@ func NewAPIGroupInfo(scheme *runtime.Scheme, codecs serializer.CodecFactory, o O
 		return nil, err
 	}
 	if o.Clock == nil {
-		o.Clock = time.Now
+		o.Clock = clock.RealClock{}
 	}
 	info := genericapiserver.NewDefaultAPIGroupInfo(v1alpha1.GroupName, scheme, runtime.NewParameterCodec(scheme), codecs)
 	info.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"tokencredentialrequests": NewTokenCredentialRequestREST(o),
 		"whoamirequests":          NewWhoAmIRequestREST(o.Clock),
-		"sessions":                NewSessionREST(o.Store, o.Config, o.Clock),
+		"sessions":                NewSessionREST(o.Store, o.Sessions, o.Clock),
 	}
 	return &info, nil
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"sync"
+	"math"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -15,6 +17,7 @@ import (
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/policy"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
 	"portcullis.dev/portcullis/pkg/token"
@@ -22,13 +25,15 @@ import (
 
 const testIssuer = "https://portcullis.example.com"
 
+// unlimited turns the exchange's rate limit off.
+var unlimited = RateLimit{QPS: math.Inf(1)}
+
 // fixture is one Portcullis's worth of real token machinery (keys, minter,
 // verifier, authenticator, policy) over a memory store, with a settable
 // clock.
 type fixture struct {
 	t      testing.TB
-	mu     sync.Mutex
-	now    time.Time
+	clk    *testingclock.FakeClock
 	cfg    *configv1alpha1.PortcullisConfiguration
 	store  *memory.Store
 	keys   *token.KeyManager
@@ -39,7 +44,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{t: t, now: time.Now().Truncate(time.Second), store: memory.New()}
+	f := &fixture{t: t, clk: testingclock.NewFakeClock(time.Now().Truncate(time.Second)), store: memory.New()}
 	f.cfg = &configv1alpha1.PortcullisConfiguration{
 		IssuerURL: testIssuer,
 		Clusters: []configv1alpha1.Cluster{
@@ -49,16 +54,16 @@ func newFixture(t testing.TB) *fixture {
 	}
 	configv1alpha1.SetDefaults(f.cfg)
 	var err error
-	if f.keys, err = token.NewKeyManager(f.store, token.KeyOptions{MaxTokenLifetime: f.cfg.Tokens.MaxLifetime.Duration, Clock: f.clock}); err != nil {
+	if f.keys, err = token.NewKeyManager(f.store, token.KeyOptions{MaxTokenLifetime: f.cfg.Tokens.MaxLifetime.Duration, Clock: f.clk}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.keys.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if f.minter, err = token.NewMinter(f.keys, testIssuer, f.clock); err != nil {
+	if f.minter, err = token.NewMinter(f.keys, testIssuer, f.clk); err != nil {
 		t.Fatal(err)
 	}
-	if f.verify, err = token.NewVerifier(f.keys, testIssuer, f.store, token.VerifierOptions{Clock: f.clock, CacheSize: -1}); err != nil {
+	if f.verify, err = token.NewVerifier(f.keys, testIssuer, f.store, token.VerifierOptions{Clock: f.clk, CacheSize: -1}); err != nil {
 		t.Fatal(err)
 	}
 	f.authn = &authn.Authenticator{
@@ -66,27 +71,24 @@ func newFixture(t testing.TB) *fixture {
 		Verifier:  f.verify,
 		Policy:    policy.NewHolder(policy.New(f.cfg)),
 		Grants:    f.store,
-		Clock:     f.clock,
+		Clock:     f.clk,
 	}
 	return f
 }
 
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
+func (f *fixture) clock() time.Time { return f.clk.Now() }
 
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
+func (f *fixture) advance(d time.Duration) { f.clk.Step(d) }
 
 func (f *fixture) config() *configv1alpha1.PortcullisConfiguration { return f.cfg }
 
+// sessions ends sessions as the server's does (pkg/session).
+func (f *fixture) sessions() *session.Manager {
+	return session.NewManager(f.store, session.SettingsFrom(f.config), f.clk)
+}
+
 func (f *fixture) options() Options {
-	return Options{Authn: f.authn, Minter: f.minter, Store: f.store, Config: f.config, Clock: f.clock, RateLimit: Unlimited}
+	return Options{Authn: f.authn, Minter: f.minter, Store: f.store, Sessions: f.sessions(), Config: f.config, Clock: f.clk, RateLimit: unlimited}
 }
 
 // mint returns a Portcullis token for user on cluster.

@@ -23,9 +23,6 @@ type RateLimit struct {
 // for a CI job's burst; beyond that, 429 Too Many Requests.
 var DefaultRateLimit = RateLimit{QPS: 5, Burst: 20}
 
-// Unlimited turns the limit off (benchmarks, tests).
-var Unlimited = RateLimit{QPS: math.Inf(1)}
-
 const (
 	// limiterIdle is how long an unused client bucket is kept. A bucket
 	// idle that long is full again anyway, so forgetting it changes nothing.

@@ -3,25 +3,21 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-	josejwt "github.com/go-jose/go-jose/v4/jwt"
+	"portcullis.dev/portcullis/internal/testkit"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -43,40 +39,13 @@ import (
 	"portcullis.dev/portcullis/pkg/identity"
 )
 
-// oidcIssuer is a minimal OpenID provider over TLS (discovery and JWKS)
-// that signs whatever ID tokens a test asks for with RS256.
-type oidcIssuer struct {
-	URL   string
-	CAPEM string
-	key   *rsa.PrivateKey
-	sig   jose.Signer
-}
+// oidcIssuer is internal/testkit's fake OpenID provider, signing with RS256
+// whatever ID tokens a test asks for.
+type oidcIssuer struct{ *testkit.IdP }
 
 func newOIDCIssuer(tb testing.TB) *oidcIssuer {
 	tb.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	iss := &oidcIssuer{key: key}
-	if iss.sig, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1")); err != nil {
-		tb.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	srv := httptest.NewTLSServer(mux)
-	tb.Cleanup(srv.Close)
-	iss.URL = srv.URL
-	iss.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer": iss.URL, "jwks_uri": iss.URL + "/keys", "authorization_endpoint": iss.URL + "/auth",
-			"token_endpoint": iss.URL + "/token", "id_token_signing_alg_values_supported": []string{"RS256"},
-		})
-	})
-	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	})
-	return iss
+	return &oidcIssuer{testkit.NewRS256IdP(tb)}
 }
 
 // idToken signs claims, filling iss, aud (portcullis), sub, email and the
@@ -91,11 +60,7 @@ func (i *oidcIssuer) idToken(tb testing.TB, claims map[string]any) string {
 	for k, v := range claims {
 		c[k] = v
 	}
-	raw, err := josejwt.Signed(i.sig).Claims(c).Serialize()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return raw
+	return i.Sign(c)
 }
 
 // withIdP adds the issuer to the fixture as the IdP "test", whose ID tokens

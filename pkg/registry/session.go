@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -19,10 +18,11 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/util/dryrun"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
-	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/validation"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 )
 
@@ -35,9 +35,9 @@ const (
 // SessionREST lists and revokes login sessions. Who may is the delegated
 // authorizer's decision (the cluster's RBAC on sessions: get, list, delete).
 type SessionREST struct {
-	store  Store
-	config func() *configv1alpha1.PortcullisConfiguration
-	clock  func() time.Time
+	store    Store
+	sessions SessionEnder
+	clock    clock.PassiveClock
 }
 
 var (
@@ -50,11 +50,11 @@ var (
 )
 
 // NewSessionREST returns the storage of sessions.
-func NewSessionREST(st Store, config func() *configv1alpha1.PortcullisConfiguration, clock func() time.Time) *SessionREST {
-	if clock == nil {
-		clock = time.Now
+func NewSessionREST(st Store, sessions SessionEnder, clk clock.PassiveClock) *SessionREST {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &SessionREST{store: st, config: config, clock: clock}
+	return &SessionREST{store: st, sessions: sessions, clock: clk}
 }
 
 // New implements rest.Storage.
@@ -74,7 +74,7 @@ func (r *SessionREST) GetSingularName() string { return "session" }
 
 // ConvertToTable implements rest.TableConvertor.
 func (r *SessionREST) ConvertToTable(ctx context.Context, obj runtime.Object, opts runtime.Object) (*metav1.Table, error) {
-	return sessionTable(obj, r.clock())
+	return sessionTable(obj, r.clock.Now())
 }
 
 // Get returns one live session.
@@ -97,7 +97,7 @@ func (r *SessionREST) get(ctx context.Context, name string) (store.Session, erro
 	case err != nil:
 		klog.ErrorS(err, "Reading a session failed", "session", name)
 		return store.Session{}, apierrors.NewInternalError(fmt.Errorf("reading session %s from the store failed", name))
-	case sess.Expired(r.clock()):
+	case sess.Expired(r.clock.Now()):
 		// Ended sessions wait in the store for garbage collection; they are
 		// gone as far as anyone can tell.
 		return store.Session{}, apierrors.NewNotFound(v1alpha1.Resource("sessions"), name)
@@ -128,7 +128,7 @@ func (r *SessionREST) List(ctx context.Context, options *metainternalversion.Lis
 		klog.ErrorS(err, "Listing sessions failed")
 		return nil, apierrors.NewInternalError(errors.New("listing sessions from the store failed"))
 	}
-	now := r.clock()
+	now := r.clock.Now()
 	out := &v1alpha1.SessionList{Items: []v1alpha1.Session{}}
 	for _, s := range all {
 		if s.Expired(now) {
@@ -166,8 +166,10 @@ func sessionFieldSet(s *v1alpha1.Session) fields.Set {
 
 // Delete revokes a session: its ID is revoked (so every token minted for
 // it fails verification from now on, on every replica sharing the store)
-// and the session is deleted (so it cannot be refreshed). The revocation is
-// written first: if deleting fails afterwards, the session is still dead.
+// and the session is deleted (so it cannot be refreshed). It ends the session
+// through pkg/session, as logout does, so the revocation is kept as long.
+// The revocation is written first: if deleting fails afterwards, the session
+// is still dead.
 func (r *SessionREST) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
 	sess, err := r.get(ctx, name)
 	if err != nil {
@@ -191,27 +193,13 @@ func (r *SessionREST) Delete(ctx context.Context, name string, deleteValidation 
 	if u, ok := request.UserFrom(ctx); ok {
 		revokedBy = u.GetName()
 	}
-	now := r.clock()
-	// Tokens of the session were minted before now and live at most
-	// tokens.maxLifetime: after that, nothing the revocation covers can
-	// verify, so it may be forgotten.
-	keep := r.config().Tokens.MaxLifetime.Duration
-	if keep <= 0 {
-		keep = 24 * time.Hour
-	}
-	if err := r.store.Revoke(ctx, store.Revocation{
-		ID:        name,
-		Reason:    "session deleted through the Session API",
-		RevokedBy: revokedBy,
-		RevokedAt: now,
-		ExpiresAt: now.Add(keep),
-	}); err != nil {
-		klog.ErrorS(err, "Revoking a session failed", "session", name)
-		return nil, false, apierrors.NewInternalError(fmt.Errorf("revoking session %s failed; it is still valid", name))
-	}
-	if err := r.store.DeleteSession(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+	switch err := r.sessions.End(ctx, sess, "session deleted through the Session API", revokedBy); {
+	case errors.Is(err, session.ErrNotDeleted):
 		// Revoked already: it is dead, only its record remains.
 		klog.ErrorS(err, "Deleting a revoked session failed; garbage collection will remove it", "session", name)
+	case err != nil:
+		klog.ErrorS(err, "Revoking a session failed", "session", name)
+		return nil, false, apierrors.NewInternalError(fmt.Errorf("revoking session %s failed; it is still valid", name))
 	}
 	audit.AddAuditAnnotations(ctx, AnnotationSession, name, AnnotationSessionUser, sess.Username)
 	klog.InfoS("Revoked a session", "session", name, "sessionUser", sess.Username, "revokedBy", revokedBy)

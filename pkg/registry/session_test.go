@@ -16,6 +16,7 @@ import (
 
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/token"
 )
 
 func sessionNames(t *testing.T, obj runtime.Object, err error) string {
@@ -41,7 +42,7 @@ func TestSession_ListShowsLiveSessionsOldestFirstWithoutSecrets(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r := NewSessionREST(f.store, f.config, f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 
 	obj, err := r.List(withUser("admin"), &metainternalversion.ListOptions{})
 	if got := sessionNames(t, obj, err); got != "s-old,s-new" {
@@ -66,7 +67,7 @@ func TestSession_ListSelectors(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
 	f.addSession("s-2", "bob", time.Minute)
-	r := NewSessionREST(f.store, f.config, f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	for _, tc := range []struct {
 		name   string
 		fields string
@@ -102,7 +103,7 @@ func TestSession_DeleteRevokesTheSessionAndItsTokens(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
 	tok := f.mint("alice", "dev", "s-1", 10*time.Minute)
-	r := NewSessionREST(f.store, f.config, f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 
 	// Dry run changes nothing.
 	if _, _, err := r.Delete(withUser("admin"), "s-1", nil, &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
@@ -123,8 +124,8 @@ func TestSession_DeleteRevokesTheSessionAndItsTokens(t *testing.T) {
 		t.Errorf("a token of the deleted session still verifies")
 	}
 	revs, err := f.store.ListRevocations(context.Background())
-	if err != nil || len(revs) != 1 || revs[0].ID != "s-1" || revs[0].RevokedBy != "admin" || !revs[0].ExpiresAt.Equal(f.clock().Add(24*time.Hour)) {
-		t.Errorf("revocations = %+v (%v), want s-1 by admin, kept for tokens.maxLifetime", revs, err)
+	if err != nil || len(revs) != 1 || revs[0].ID != "s-1" || revs[0].RevokedBy != "admin" || !revs[0].ExpiresAt.Equal(f.clock().Add(24*time.Hour+5*time.Minute)) {
+		t.Errorf("revocations = %+v (%v), want s-1 by admin, kept for tokens.maxLifetime and the revocation skew, as logout keeps it", revs, err)
 	}
 	if _, err := r.Get(context.Background(), "s-1", &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Get after Delete: %v, want NotFound", err)
@@ -137,7 +138,7 @@ func TestSession_DeleteRevokesTheSessionAndItsTokens(t *testing.T) {
 func TestSession_DeleteHonoursPreconditionsAndAdmission(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
-	r := NewSessionREST(f.store, f.config, f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	uid := types.UID("not-this-one")
 	if _, _, err := r.Delete(withUser("admin"), "s-1", nil, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); !apierrors.IsConflict(err) {
 		t.Errorf("mismatched UID precondition: %v, want Conflict", err)
@@ -156,7 +157,7 @@ func TestSession_DeleteHonoursPreconditionsAndAdmission(t *testing.T) {
 func TestSession_GetRejectsUnknownAndEndedSessions(t *testing.T) {
 	f := newFixture(t)
 	f.addSession("s-1", "alice", time.Hour)
-	r := NewSessionREST(f.store, f.config, f.clock)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
 	if obj, err := r.Get(context.Background(), "s-1", &metav1.GetOptions{}); err != nil || obj.(*v1alpha1.Session).Name != "s-1" {
 		t.Fatalf("Get: %v %v", obj, err)
 	}
@@ -168,5 +169,29 @@ func TestSession_GetRejectsUnknownAndEndedSessions(t *testing.T) {
 	f.advance(2 * time.Hour) // idle timeout is 1h
 	if _, err := r.Get(context.Background(), "s-1", &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Get of an idle-expired session: %v, want NotFound", err)
+	}
+}
+
+// A session deleted through the API must keep its revocation as long as
+// logout does: until the last token of the session can no longer verify,
+// including the verifier's leeway on exp. Before the Session API and logout
+// shared pkg/session's code, the API's revocation was collected at exactly
+// tokens.maxLifetime, and a token could verify again inside the leeway.
+func TestSession_DeletedSessionsTokensStayRefusedInsideTheVerifiersLeeway(t *testing.T) {
+	f := newFixture(t)
+	f.addSession("s-1", "alice", time.Hour)
+	maxLifetime := f.cfg.Tokens.MaxLifetime.Duration
+	tok := f.mint("alice", "dev", "s-1", maxLifetime)
+	r := NewSessionREST(f.store, f.sessions(), f.clk)
+	if _, _, err := r.Delete(withUser("admin"), "s-1", nil, &metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	f.advance(maxLifetime + token.DefaultLeeway/2)
+	if _, err := f.store.GarbageCollect(context.Background(), f.clock()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.verify.Verify(context.Background(), tok, []string{"dev"}); err == nil {
+		t.Errorf("a token of a deleted session verifies again once the store collected garbage inside the verifier's leeway")
 	}
 }

@@ -3,7 +3,6 @@ package registry
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,11 +18,13 @@ import (
 	"k8s.io/apiserver/pkg/storage/names"
 	"k8s.io/apiserver/pkg/util/dryrun"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/validation"
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/token"
 )
 
@@ -43,7 +44,7 @@ type TokenCredentialRequestREST struct {
 	minter  Minter
 	grants  Store
 	config  func() *configv1alpha1.PortcullisConfiguration
-	clock   func() time.Time
+	clock   clock.PassiveClock
 	limiter *clientLimiter
 	metrics *exchangeMetrics
 }
@@ -58,16 +59,16 @@ var (
 
 // NewTokenCredentialRequestREST returns the storage of tokencredentialrequests.
 func NewTokenCredentialRequestREST(o Options) *TokenCredentialRequestREST {
-	clock := o.Clock
-	if clock == nil {
-		clock = time.Now
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
 	return &TokenCredentialRequestREST{
 		authn:   o.Authn,
 		minter:  o.Minter,
 		grants:  o.Store,
 		config:  o.Config,
-		clock:   clock,
+		clock:   clk,
 		limiter: newClientLimiter(o.RateLimit),
 		metrics: defaultExchangeMetrics(),
 	}
@@ -94,7 +95,7 @@ func (r *TokenCredentialRequestREST) ConvertToTable(ctx context.Context, obj run
 // is a 201 with the status filled in; only a malformed request (422), a
 // client over its rate limit (429) or a wrong kind (400) is an error.
 func (r *TokenCredentialRequestREST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	start := r.clock()
+	start := r.clock.Now()
 	in, ok := obj.(*v1alpha1.TokenCredentialRequest)
 	if !ok {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("expected a TokenCredentialRequest, got %T", obj))
@@ -134,7 +135,7 @@ func (r *TokenCredentialRequestREST) Create(ctx context.Context, obj runtime.Obj
 	}
 	var result string
 	out.Status, result = r.exchange(ctx, cfg, in.Spec.Cluster, in.Spec.Token, start)
-	r.metrics.observe(result, r.clock().Sub(start))
+	r.metrics.observe(result, r.clock.Now().Sub(start))
 	audit.AddAuditAnnotation(ctx, AnnotationResult, result)
 	return out, nil
 }
@@ -255,12 +256,8 @@ type tokenPayload struct {
 
 func verifiedPayload(raw string) tokenPayload {
 	var p tokenPayload
-	parts := strings.SplitN(raw, ".", 3)
-	if len(parts) != 3 {
-		return p
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
+	b, ok := jwtpeek.Payload(raw)
+	if !ok {
 		return p
 	}
 	// A malformed claim leaves its field empty: the caller falls back.

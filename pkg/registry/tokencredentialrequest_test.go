@@ -203,7 +203,7 @@ func TestTokenCredentialRequest_LifetimeIsTheClustersCappedByTheIDTokenAndGrants
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.now = now
+			f.clk.SetTime(now)
 			if tc.grant != nil {
 				if err := f.store.CreateGrant(context.Background(), *tc.grant); err != nil {
 					t.Fatal(err)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/validation"
@@ -18,7 +18,7 @@ import (
 
 // WhoAmIRequestREST answers who the caller is.
 type WhoAmIRequestREST struct {
-	clock func() time.Time
+	clock clock.PassiveClock
 }
 
 var (
@@ -29,11 +29,11 @@ var (
 )
 
 // NewWhoAmIRequestREST returns the storage of whoamirequests.
-func NewWhoAmIRequestREST(clock func() time.Time) *WhoAmIRequestREST {
-	if clock == nil {
-		clock = time.Now
+func NewWhoAmIRequestREST(clk clock.PassiveClock) *WhoAmIRequestREST {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &WhoAmIRequestREST{clock: clock}
+	return &WhoAmIRequestREST{clock: clk}
 }
 
 // New implements rest.Storage.
@@ -73,7 +73,7 @@ func (r *WhoAmIRequestREST) Create(ctx context.Context, obj runtime.Object, crea
 		return nil, apierrors.NewInternalError(fmt.Errorf("no user in the request context"))
 	}
 	out := &v1alpha1.WhoAmIRequest{
-		ObjectMeta: metav1.ObjectMeta{Name: in.Name, GenerateName: in.GenerateName, CreationTimestamp: metav1.NewTime(r.clock())},
+		ObjectMeta: metav1.ObjectMeta{Name: in.Name, GenerateName: in.GenerateName, CreationTimestamp: metav1.NewTime(r.clock.Now())},
 		Status: v1alpha1.WhoAmIRequestStatus{UserInfo: v1alpha1.UserInfo{
 			Username: u.GetName(),
 			UID:      u.GetUID(),

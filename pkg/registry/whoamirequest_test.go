@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -14,7 +16,7 @@ import (
 )
 
 func TestWhoAmIRequest_AnswersWithTheAuthenticatedUser(t *testing.T) {
-	r := NewWhoAmIRequestREST(func() time.Time { return time.Unix(1e9, 0) })
+	r := NewWhoAmIRequestREST(testingclock.NewFakePassiveClock(time.Unix(1e9, 0)))
 	ctx := request.WithUser(context.Background(), &user.DefaultInfo{
 		Name: "alice", UID: "uid-1", Groups: []string{"devs", "system:authenticated"},
 		Extra: map[string][]string{"portcullis.dev/idp": {"dex"}},

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/server/hotpath"
 	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
@@ -32,6 +33,7 @@ type clusterUser struct {
 }
 
 // ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
+// It is the proxy's mount point, proxy.PathPrefix.
 const ClusterPathPrefix = hotpath.ClusterPathPrefix
 
 // clusterFromPath returns the cluster a /clusters/<name>/... path is for.
@@ -90,7 +92,7 @@ func (b *bearerAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 }
 
 func (b *bearerAuthenticator) clusterFromToken(raw string) string {
-	for _, aud := range authn.UnverifiedAudiences(raw) {
+	for _, aud := range jwtpeek.Audiences(raw) {
 		if _, ok := b.state.cluster(aud); ok {
 			return aud
 		}

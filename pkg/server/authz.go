@@ -9,18 +9,15 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/union"
 
+	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
 // publicPaths answer anyone, including anonymous clients: discovery and keys
-// (kube-apiserver fetches them to trust Portcullis natively) and the portal.
-var publicPaths = []string{
-	"/.well-known/openid-configuration",
-	"/openid/v1/jwks",
-}
-
-// publicPrefixes are public path prefixes (the login portal).
-var publicPrefixes = []string{"/login", "/callback", "/device", "/portal/"}
+// (kube-apiserver fetches them to trust Portcullis natively). The portal
+// publishes its own (portal.IsPublicPath).
+var publicPaths = []string{token.DiscoveryPath, token.JWKSPath}
 
 // newAuthorizer decides Portcullis's own paths and leaves the rest (the
 // aggregated API's resources) to the delegated authorizer.
@@ -36,7 +33,7 @@ func authorizePortcullis(ctx context.Context, attrs authorizer.Attributes) (auth
 	if !attrs.IsResourceRequest() {
 		path := attrs.GetPath()
 		switch {
-		case slices.Contains(publicPaths, path) || hasAnyPrefix(path, publicPrefixes):
+		case slices.Contains(publicPaths, path) || portal.IsPublicPath(path):
 			return authorizer.DecisionAllow, "", nil
 		case path == webhook.PathPrefix || strings.HasPrefix(path, webhook.PathPrefix+"/"):
 			if u := attrs.GetUser(); u != nil && slices.Contains(u.GetGroups(), WebhookCallerGroup) {
@@ -62,13 +59,4 @@ func authorizeCluster(attrs authorizer.Attributes) (authorizer.Decision, string,
 		return authorizer.DecisionDeny, u.denied, nil
 	}
 	return authorizer.DecisionAllow, "", nil
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }

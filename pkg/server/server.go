@@ -31,6 +31,7 @@ import (
 	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/registry"
 	"portcullis.dev/portcullis/pkg/server/hotpath"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
@@ -48,6 +49,7 @@ type Server struct {
 	Policy   *policy.Holder
 	Authn    *authn.Authenticator
 	Proxy    *proxy.Proxy
+	Sessions *session.Manager
 
 	state   *configState
 	backend *stateBackend
@@ -126,6 +128,9 @@ func (s *Server) openState(ctx context.Context) error {
 	s.state = newConfigState(cfg)
 	s.Policy = &policy.Holder{}
 	s.Policy.Store(policy.New(cfg))
+	// One session manager, so that the Session API's delete and the
+	// portal's logout end sessions the same way.
+	s.Sessions = session.NewManager(s.Store, session.SettingsFrom(s.state.config), nil)
 	s.Authn = &authn.Authenticator{
 		IssuerURL: cfg.IssuerURL,
 		Verifier:  s.Verifier,
@@ -175,10 +180,11 @@ func (s *Server) secureGenericChain(gc *genericapiserver.RecommendedConfig) erro
 // installLoginAPI serves the aggregated API login.portcullis.dev.
 func (s *Server) installLoginAPI(extra *ExtraConfig) error {
 	loginGroup, err := registry.NewAPIGroupInfo(extra.Scheme, extra.Codecs, registry.Options{
-		Authn:  s.Authn,
-		Minter: s.Minter,
-		Store:  s.Store,
-		Config: s.state.config,
+		Authn:    s.Authn,
+		Minter:   s.Minter,
+		Store:    s.Store,
+		Sessions: s.Sessions,
+		Config:   s.state.config,
 	})
 	if err != nil {
 		return err
@@ -218,6 +224,7 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 		Groups:    s.state.groupMapper,
 		Policy:    s.Policy,
 		Store:     s.Store,
+		Sessions:  s.Sessions,
 		Minter:    s.Minter,
 		IssuerURL: cfg.IssuerURL,
 		ServingCA: func() []byte {

@@ -5,22 +5,24 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
-	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/cache"
 )
 
 // maxGraceEntries bounds the memory the grace cache may take: beyond it the
-// oldest entries are dropped (their clients fall back to a second rotation).
+// least recently used entries are dropped (their clients fall back to a
+// second rotation).
 const maxGraceEntries = 100000
 
 // graceCache remembers, for the reuse grace, the refresh token a rotation
 // handed out, sealed (AES-256-GCM) with a key derived from the secret it
 // replaced: only a client presenting that previous secret can open it, and
-// nothing readable is kept in memory.
+// nothing readable is kept in memory. Entries live in apimachinery's
+// LRUExpireCache, keyed by session ID: expired for the grace's length, and
+// evicted in constant time when the cache is full.
 type graceCache struct {
-	mu        sync.Mutex
-	m         map[string]graceEntry
-	lastSweep time.Time
+	c *cache.LRUExpireCache
 }
 
 type graceEntry struct {
@@ -30,7 +32,10 @@ type graceEntry struct {
 	until    time.Time
 }
 
-func newGraceCache() *graceCache { return &graceCache{m: map[string]graceEntry{}} }
+// newGraceCache returns a cache whose entries expire by clock.
+func newGraceCache(clock cache.Clock) *graceCache {
+	return &graceCache{c: cache.NewLRUExpireCacheWithClock(maxGraceEntries, clock)}
+}
 
 func graceAEAD(prevSecret string) (cipher.AEAD, error) {
 	key := sha256.Sum256([]byte("portcullis.dev/session/grace\x00" + prevSecret))
@@ -51,32 +56,16 @@ func (g *graceCache) put(sid string, prevHash []byte, prevSecret, next string, n
 		return
 	}
 	e := graceEntry{prevHash: prevHash, nonce: nonce, sealed: aead.Seal(nil, nonce, []byte(next), []byte(sid)), until: until}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Sub(g.lastSweep) > time.Minute || now.Before(g.lastSweep) {
-		g.lastSweep = now
-		g.sweepLocked(now)
-	}
-	if len(g.m) >= maxGraceEntries {
-		for len(g.m) >= maxGraceEntries {
-			var oldest string
-			var t time.Time
-			for k, v := range g.m {
-				if oldest == "" || v.until.Before(t) {
-					oldest, t = k, v.until
-				}
-			}
-			delete(g.m, oldest)
-		}
-	}
-	g.m[sid] = e
+	g.c.Add(sid, e, until.Sub(now))
 }
 
 func (g *graceCache) get(sid string, prevHash []byte, prevSecret string, now time.Time) (string, bool) {
-	g.mu.Lock()
-	e, ok := g.m[sid]
-	g.mu.Unlock()
-	if !ok || !now.Before(e.until) || !equalHash(prevHash, e.prevHash) {
+	v, ok := g.c.Get(sid)
+	if !ok {
+		return "", false
+	}
+	e := v.(graceEntry)
+	if !now.Before(e.until) || !equalHash(prevHash, e.prevHash) {
 		return "", false
 	}
 	aead, err := graceAEAD(prevSecret)
@@ -90,16 +79,4 @@ func (g *graceCache) get(sid string, prevHash []byte, prevSecret string, now tim
 	return string(plain), true
 }
 
-func (g *graceCache) drop(sid string) {
-	g.mu.Lock()
-	delete(g.m, sid)
-	g.mu.Unlock()
-}
-
-func (g *graceCache) sweepLocked(now time.Time) {
-	for k, v := range g.m {
-		if !now.Before(v.until) {
-			delete(g.m, k)
-		}
-	}
-}
+func (g *graceCache) drop(sid string) { g.c.Remove(sid) }

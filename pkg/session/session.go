@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
+	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/store"
 )
 
@@ -28,6 +30,11 @@ var (
 	ErrUpstreamRefused     = errors.New("the identity provider refused to refresh the session; it has been revoked")
 	ErrUpstreamUnavailable = errors.New("the identity provider could not be reached to refresh the session")
 )
+
+// ErrNotDeleted is wrapped by End's error when the session was revoked (its
+// tokens no longer verify and it cannot be refreshed) but its record could
+// not be deleted; garbage collection removes it later.
+var ErrNotDeleted = errors.New("the session is revoked but its record could not be deleted")
 
 // secretBytes is the size of a refresh secret: 256 bits.
 const secretBytes = 32
@@ -50,8 +57,25 @@ type Settings struct {
 	MaxTokenLifetime time.Duration
 }
 
-// Identity is what a session knows of its user.
-type Identity struct {
+// SettingsFrom returns the Settings of the live configuration config
+// returns: portal.sessionIdleTimeout, sessionMaxLifetime, refreshReuseGrace
+// and tokens.maxLifetime.
+func SettingsFrom(config func() *configv1alpha1.PortcullisConfiguration) func() Settings {
+	return func() Settings {
+		cfg := config()
+		return Settings{
+			IdleTimeout:      cfg.Portal.SessionIdleTimeout.Duration,
+			MaxLifetime:      cfg.Portal.SessionMaxLifetime.Duration,
+			ReuseGrace:       cfg.Portal.RefreshReuseGrace.Duration,
+			MaxTokenLifetime: cfg.Tokens.MaxLifetime.Duration,
+		}
+	}
+}
+
+// User is the user a session belongs to, as their identity provider
+// asserted them: the group mappings and the policy are applied to it at each
+// use (pkg/identity.Identity is the result), never stored.
+type User struct {
 	Username string
 	UID      string
 	// Groups are the identity provider's groups, before group mappings.
@@ -63,8 +87,8 @@ type Identity struct {
 
 // Upstream is the result of refreshing the session at its identity provider.
 type Upstream struct {
-	// Identity, when not nil, replaces the session's identity.
-	Identity *Identity
+	// User, when not nil, replaces the session's user.
+	User *User
 	// RefreshToken, when not empty, replaces the session's upstream refresh
 	// token (IdPs may rotate theirs).
 	RefreshToken string
@@ -83,25 +107,25 @@ type AuthorizeFunc func(ctx context.Context, s store.Session) error
 // Manager creates, refreshes and ends sessions. It is safe for concurrent use.
 type Manager struct {
 	store    store.Store
-	clock    func() time.Time
+	clock    clock.PassiveClock
 	settings func() Settings
 
 	locks keyedMutex
 	grace *graceCache
 }
 
-// NewManager returns a Manager over st. clock may be nil (time.Now).
-func NewManager(st store.Store, settings func() Settings, clock func() time.Time) *Manager {
-	if clock == nil {
-		clock = time.Now
+// NewManager returns a Manager over st. clk may be nil (clock.RealClock).
+func NewManager(st store.Store, settings func() Settings, clk clock.PassiveClock) *Manager {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &Manager{store: st, clock: clock, settings: settings, grace: newGraceCache()}
+	return &Manager{store: st, clock: clk, settings: settings, grace: newGraceCache(clk)}
 }
 
 // Create stores a new session for id and returns it with its refresh token.
-func (m *Manager) Create(ctx context.Context, id Identity, upstreamRefreshToken, clientAddress string) (store.Session, string, error) {
+func (m *Manager) Create(ctx context.Context, id User, upstreamRefreshToken, clientAddress string) (store.Session, string, error) {
 	set := m.settings()
-	now := m.clock()
+	now := m.clock.Now()
 	for range 3 {
 		sid, err := randomString(16)
 		if err != nil {
@@ -164,10 +188,10 @@ func (m *Manager) Lookup(ctx context.Context, tok string) (store.Session, error)
 		return store.Session{}, err
 	}
 	h := hashSecret(secret)
-	if !equalHash(h, s.RefreshTokenHash) && !(equalHash(h, s.PreviousRefreshTokenHash) && m.clock().Before(s.PreviousValidUntil)) {
+	if !equalHash(h, s.RefreshTokenHash) && !(equalHash(h, s.PreviousRefreshTokenHash) && m.clock.Now().Before(s.PreviousValidUntil)) {
 		return store.Session{}, ErrInvalidToken
 	}
-	if s.Expired(m.clock()) {
+	if s.Expired(m.clock.Now()) {
 		return store.Session{}, ErrExpired
 	}
 	return s, nil
@@ -204,7 +228,7 @@ func (m *Manager) Refresh(ctx context.Context, tok string, upstream UpstreamFunc
 	if err != nil {
 		return Result{}, fmt.Errorf("reading the session: %w", err)
 	}
-	now := m.clock()
+	now := m.clock.Now()
 	h := hashSecret(secret)
 	current := equalHash(h, s.RefreshTokenHash)
 	previous := !current && equalHash(h, s.PreviousRefreshTokenHash)
@@ -256,12 +280,12 @@ func (m *Manager) Refresh(ctx context.Context, tok string, upstream UpstreamFunc
 }
 
 func applyUpstream(s *store.Session, up *Upstream) {
-	if up.Identity != nil {
-		s.Username = up.Identity.Username
-		s.UID = up.Identity.UID
-		s.Groups = up.Identity.Groups
-		s.Extra = up.Identity.Extra
-		s.Email = up.Identity.Email
+	if up.User != nil {
+		s.Username = up.User.Username
+		s.UID = up.User.UID
+		s.Groups = up.User.Groups
+		s.Extra = up.User.Extra
+		s.Email = up.User.Email
 	}
 	if up.RefreshToken != "" {
 		s.UpstreamRefreshToken = up.RefreshToken
@@ -305,7 +329,7 @@ func (m *Manager) rotate(ctx context.Context, s store.Session, oldSecret string,
 // is asked for a new login at its next refresh rather than the session being
 // revoked.
 func (m *Manager) refreshInGrace(ctx context.Context, s store.Session, secret string, h []byte, authorize AuthorizeFunc) (Result, error) {
-	now := m.clock()
+	now := m.clock.Now()
 	if authorize != nil {
 		if err := authorize(ctx, s); err != nil {
 			return Result{}, err
@@ -370,10 +394,14 @@ func (m *Manager) Revoke(ctx context.Context, tok, by string) (store.Session, er
 }
 
 // End revokes s's ID, so its cluster tokens stop verifying, and deletes s.
+// It is the one way a session ends: logout, reuse detection, an upstream
+// refusal and the Session API's delete all come here, so the revocation is
+// kept as long as any token of the session could verify (its last possible
+// expiry plus revocationSkew, which covers the verifier's leeway).
 // The revocation is written first: if deleting fails, the session is already
-// unusable.
+// unusable, and the error wraps ErrNotDeleted.
 func (m *Manager) End(ctx context.Context, s store.Session, reason, by string) error {
-	now := m.clock()
+	now := m.clock.Now()
 	until := now.Add(m.settings().MaxTokenLifetime)
 	if s.ExpiresAt.Before(until) && !s.ExpiresAt.IsZero() {
 		until = s.ExpiresAt
@@ -389,7 +417,7 @@ func (m *Manager) End(ctx context.Context, s store.Session, reason, by string) e
 	}
 	m.grace.drop(s.ID)
 	if err := m.store.DeleteSession(ctx, s.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("deleting session %s: %w", s.ID, err)
+		return fmt.Errorf("deleting session %s: %w: %w", s.ID, ErrNotDeleted, err)
 	}
 	return nil
 }

@@ -8,29 +8,24 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func newManager(t *testing.T) (*Manager, *clock, store.Store) {
+func newManager(t *testing.T) (*Manager, *testingclock.FakeClock, store.Store) {
 	st := memory.New()
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := testingclock.NewFakeClock(time.Unix(1_800_000_000, 0))
 	m := NewManager(st, func() Settings {
 		return Settings{IdleTimeout: time.Hour, MaxLifetime: 24 * time.Hour, ReuseGrace: 30 * time.Second, MaxTokenLifetime: time.Hour}
-	}, c.now)
+	}, c)
 	return m, c, st
 }
 
 func TestRefreshToken_FormatAndStorage(t *testing.T) {
 	m, _, st := newManager(t)
-	s, tok, err := m.Create(context.Background(), Identity{Username: "alice"}, "", "127.0.0.1")
+	s, tok, err := m.Create(context.Background(), User{Username: "alice"}, "", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +46,7 @@ func TestRefreshToken_FormatAndStorage(t *testing.T) {
 
 func TestRefresh_ConcurrentUsesOfOneTokenAllEndWithTheSameToken(t *testing.T) {
 	m, _, _ := newManager(t)
-	_, tok, err := m.Create(context.Background(), Identity{Username: "alice"}, "", "")
+	_, tok, err := m.Create(context.Background(), User{Username: "alice"}, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +78,11 @@ func TestRefresh_ConcurrentUsesOfOneTokenAllEndWithTheSameToken(t *testing.T) {
 func TestRefresh_UpstreamAndAuthorize(t *testing.T) {
 	m, _, st := newManager(t)
 	ctx := context.Background()
-	_, tok, _ := m.Create(ctx, Identity{Username: "alice", Groups: []string{"a"}}, "up-1", "")
+	_, tok, _ := m.Create(ctx, User{Username: "alice", Groups: []string{"a"}}, "up-1", "")
 	// Authorize refuses: nothing rotates, the upstream change is kept.
 	denied := errors.New("denied")
 	_, err := m.Refresh(ctx, tok, func(ctx context.Context, s store.Session) (*Upstream, error) {
-		return &Upstream{RefreshToken: "up-2", Identity: &Identity{Username: "alice", Groups: []string{"b"}}}, nil
+		return &Upstream{RefreshToken: "up-2", User: &User{Username: "alice", Groups: []string{"b"}}}, nil
 	}, func(context.Context, store.Session) error { return denied })
 	if !errors.Is(err, denied) {
 		t.Fatalf("err = %v", err)
@@ -105,5 +100,32 @@ func TestRefresh_UpstreamAndAuthorize(t *testing.T) {
 	}
 	if revoked, _ := st.IsRevoked(ctx, s.ID); !revoked {
 		t.Errorf("session not revoked")
+	}
+}
+
+// failingDelete is a store whose DeleteSession fails.
+type failingDelete struct{ store.Store }
+
+func (failingDelete) DeleteSession(context.Context, string) error {
+	return errors.New("disk full")
+}
+
+func TestEnd_RevokesFirstAndSaysWhenOnlyTheDeleteFailed(t *testing.T) {
+	m, clk, st := newManager(t)
+	s, _, err := m.Create(context.Background(), User{Username: "alice"}, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := NewManager(failingDelete{st}, m.settings, clk)
+	err = broken.End(context.Background(), s, "test", "admin")
+	if !errors.Is(err, ErrNotDeleted) {
+		t.Fatalf("End = %v, want an error wrapping ErrNotDeleted", err)
+	}
+	if revoked, err := st.IsRevoked(context.Background(), s.ID); err != nil || !revoked {
+		t.Errorf("the session was not revoked before the delete failed: %v %v", revoked, err)
+	}
+	revs, _ := st.ListRevocations(context.Background())
+	if want := clk.Now().Add(time.Hour + revocationSkew); len(revs) != 1 || !revs[0].ExpiresAt.Equal(want) {
+		t.Errorf("revocations = %+v, want one kept until the last token's expiry plus the skew (%v)", revs, want)
 	}
 }

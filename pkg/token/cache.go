@@ -29,6 +29,12 @@ const cacheShards = 16
 // its shard and otherwise an arbitrary one of them (Go's map iteration
 // order), which is good enough for a cache whose misses cost one signature
 // check.
+//
+// It is a measured exception to apimachinery's caches (LRUExpireCache takes
+// one lock for every Get, as it reorders its list): every verification of a
+// known token reads it, from many request goroutines at once, as
+// BenchmarkVerifyCached and BenchmarkVerifyCachedParallel measure
+// (docs/benchmarks.md).
 type verifyCache struct {
 	size   int64
 	total  atomic.Int64

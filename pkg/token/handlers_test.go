@@ -86,7 +86,7 @@ func TestJWKSHandler(t *testing.T) {
 		}
 	})
 	t.Run("the ETag changes when the keys do", func(t *testing.T) {
-		f.clock.Advance(1)
+		f.clock.Step(1)
 		if err := f.km.Rotate(t.Context()); err != nil {
 			t.Fatal(err)
 		}

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
@@ -19,26 +20,8 @@ const testIssuer = "https://portcullis.example.com"
 
 var testAudience = []string{"cluster-a"}
 
-// fakeClock is a settable clock safe for concurrent use.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func newFakeClock() *testingclock.FakeClock {
+	return testingclock.NewFakeClock(time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC))
 }
 
 // countingStore counts ListSigningKeys calls.
@@ -57,7 +40,7 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 // fixture is one Portcullis replica.
 type fixture struct {
 	t      testing.TB
-	clock  *fakeClock
+	clock  *testingclock.FakeClock
 	store  store.Store
 	km     *KeyManager
 	minter *Minter
@@ -71,23 +54,23 @@ func newFixture(t testing.TB) *fixture {
 }
 
 // newReplica returns a replica on st whose clock is clock.
-func newReplica(t testing.TB, st store.Store, clock *fakeClock) *fixture {
+func newReplica(t testing.TB, st store.Store, clock *testingclock.FakeClock) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clock: clock, store: st}
 	var err error
-	f.km, err = NewKeyManager(st, KeyOptions{Clock: clock.Now, Logger: quietLogger})
+	f.km, err = NewKeyManager(st, KeyOptions{Clock: clock, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.km.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.minter, err = NewMinter(f.km, testIssuer, clock.Now)
+	f.minter, err = NewMinter(f.km, testIssuer, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.ver, err = NewVerifier(f.km, testIssuer, st, VerifierOptions{
-		Clock:       clock.Now,
+		Clock:       clock,
 		OnCacheHit:  func() { f.hits.Add(1) },
 		OnCacheMiss: func() { f.misses.Add(1) },
 	})

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"math/big"
 	"strings"
+
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
 
 // This file is the JWS compact serialization, restricted to what Portcullis
@@ -22,7 +24,7 @@ import (
 const (
 	// MaxTokenSize is the largest token Verifier parses. Larger ones are
 	// refused before any decoding.
-	MaxTokenSize = 64 << 10
+	MaxTokenSize = jwtpeek.MaxSize
 
 	algES256 = "ES256"
 	// es256SigSize is the size of an ES256 signature: R and S, 32 bytes each,

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/utils/clock"
 	"portcullis.dev/portcullis/pkg/store"
 )
 
@@ -55,8 +56,8 @@ type KeyOptions struct {
 	// ReloadInterval is how often Run reloads the keys from the store, so
 	// that replicas converge on keys made by others. Default 10s.
 	ReloadInterval time.Duration
-	// Clock returns the current time. Default time.Now.
-	Clock func() time.Time
+	// Clock tells the current time; clock.RealClock when nil.
+	Clock clock.PassiveClock
 	// Logger receives the errors Run cannot return. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -134,7 +135,7 @@ func NewKeyManager(st store.Store, opts KeyOptions) (*KeyManager, error) {
 		return nil, fmt.Errorf("token: RotationPeriod (%s) must be more than twice ReloadInterval (%s)", opts.RotationPeriod, opts.ReloadInterval)
 	}
 	if opts.Clock == nil {
-		opts.Clock = time.Now
+		opts.Clock = clock.RealClock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -198,7 +199,7 @@ func (km *KeyManager) reloadForUnknownKID(ctx context.Context) bool {
 	if km.reloadStarts.Load() != seen {
 		return true
 	}
-	now := km.opts.Clock()
+	now := km.opts.Clock.Now()
 	if since := now.Sub(km.lastMissReload); !km.lastMissReload.IsZero() && since >= 0 && since < kidMissReloadInterval {
 		return false
 	}
@@ -358,7 +359,7 @@ func plausibleKID(kid string) bool {
 
 // ActiveKey returns the key that signs now, or ErrNoSigningKey.
 func (km *KeyManager) ActiveKey() (Key, error) {
-	mk := km.set.Load().signingKey(km.opts.Clock())
+	mk := km.set.Load().signingKey(km.opts.Clock.Now())
 	if mk == nil {
 		return Key{}, ErrNoSigningKey
 	}
@@ -367,7 +368,7 @@ func (km *KeyManager) ActiveKey() (Key, error) {
 
 // PublicKeys returns the keys that verify tokens now, oldest first.
 func (km *KeyManager) PublicKeys() []Key {
-	now := km.opts.Clock()
+	now := km.opts.Clock.Now()
 	set := km.set.Load()
 	out := make([]Key, 0, len(set.keys))
 	for _, mk := range set.keys {
@@ -446,7 +447,7 @@ func (km *KeyManager) Ensure(ctx context.Context) error {
 // ensureSigningKey returns the key to sign with, loading or creating one if
 // needed.
 func (km *KeyManager) ensureSigningKey(ctx context.Context) (*managedKey, error) {
-	if mk := km.set.Load().signingKey(km.opts.Clock()); mk != nil {
+	if mk := km.set.Load().signingKey(km.opts.Clock.Now()); mk != nil {
 		return mk, nil
 	}
 	if err := acquire(ctx, km.rotateSem); err != nil {
@@ -455,7 +456,7 @@ func (km *KeyManager) ensureSigningKey(ctx context.Context) (*managedKey, error)
 	defer release(km.rotateSem)
 	// Another goroutine or replica may have made one meanwhile.
 	reloadErr := km.Reload(ctx)
-	if mk := km.set.Load().signingKey(km.opts.Clock()); mk != nil {
+	if mk := km.set.Load().signingKey(km.opts.Clock.Now()); mk != nil {
 		return mk, nil
 	}
 	if reloadErr != nil && len(km.set.Load().keys) == 0 {
@@ -466,7 +467,7 @@ func (km *KeyManager) ensureSigningKey(ctx context.Context) (*managedKey, error)
 	if err := km.createKey(ctx); err != nil {
 		return nil, err
 	}
-	if mk := km.set.Load().signingKey(km.opts.Clock()); mk != nil {
+	if mk := km.set.Load().signingKey(km.opts.Clock.Now()); mk != nil {
 		return mk, nil
 	}
 	return nil, ErrNoSigningKey
@@ -498,7 +499,7 @@ func (km *KeyManager) createKey(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("computing a signing key's ID: %w", err)
 	}
-	now := km.opts.Clock()
+	now := km.opts.Clock.Now()
 	retire := now.Add(km.opts.RotationPeriod)
 	sk := store.SigningKey{
 		ID:            kid,
@@ -556,7 +557,7 @@ func (km *KeyManager) rotationDue(now time.Time) bool {
 // replicas sharing a store rarely rotate at once) and a reload that shows no
 // other replica has rotated meanwhile.
 func (km *KeyManager) rotateIfDue(ctx context.Context) error {
-	if !km.rotationDue(km.opts.Clock()) {
+	if !km.rotationDue(km.opts.Clock.Now()) {
 		return nil
 	}
 	if jitter := km.opts.ReloadInterval / 2; jitter > 0 {
@@ -575,7 +576,7 @@ func (km *KeyManager) rotateIfDue(ctx context.Context) error {
 	if err := km.Reload(ctx); err != nil {
 		return err
 	}
-	if !km.rotationDue(km.opts.Clock()) {
+	if !km.rotationDue(km.opts.Clock.Now()) {
 		return nil
 	}
 	return km.createKey(ctx)
@@ -586,7 +587,7 @@ func (km *KeyManager) rotateIfDue(ctx context.Context) error {
 // differently by mistake never delete a key another still needs earlier than
 // the store's own garbage collection would.
 func (km *KeyManager) collectGarbage(ctx context.Context) (int, error) {
-	now := km.opts.Clock()
+	now := km.opts.Clock.Now()
 	var errs []error
 	n := 0
 	for _, mk := range km.set.Load().keys {

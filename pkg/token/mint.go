@@ -8,28 +8,30 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Minter signs cluster tokens. It is safe for concurrent use.
 type Minter struct {
 	km     *KeyManager
 	issuer string
-	clock  func() time.Time
+	clock  clock.PassiveClock
 }
 
 // NewMinter returns a Minter that signs with km's active key and sets iss to
-// issuerURL. clock may be nil (time.Now).
-func NewMinter(km *KeyManager, issuerURL string, clock func() time.Time) (*Minter, error) {
+// issuerURL. clk may be nil (clock.RealClock).
+func NewMinter(km *KeyManager, issuerURL string, clk clock.PassiveClock) (*Minter, error) {
 	if km == nil {
 		return nil, errors.New("token: NewMinter needs a KeyManager")
 	}
 	if err := validateIssuer(issuerURL); err != nil {
 		return nil, err
 	}
-	if clock == nil {
-		clock = time.Now
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &Minter{km: km, issuer: issuerURL, clock: clock}, nil
+	return &Minter{km: km, issuer: issuerURL, clock: clk}, nil
 }
 
 // Mint signs a token for c and returns it with the claims as signed.
@@ -41,7 +43,7 @@ func NewMinter(km *KeyManager, issuerURL string, clock func() time.Time) (*Minte
 // If there is no usable signing key Mint creates one (see
 // KeyManager.Ensure).
 func (m *Minter) Mint(ctx context.Context, c Claims) (string, Claims, error) {
-	now := m.clock()
+	now := m.clock.Now()
 	switch {
 	case c.Subject == "":
 		return "", Claims{}, errors.New("token: cannot mint a token without a subject")

@@ -94,8 +94,8 @@ func TestMint(t *testing.T) {
 	t.Run("Mint creates a signing key when there is none", func(t *testing.T) {
 		clock := newFakeClock()
 		st := memory.New()
-		km, _ := NewKeyManager(st, KeyOptions{Clock: clock.Now, Logger: quietLogger})
-		m, _ := NewMinter(km, testIssuer, clock.Now)
+		km, _ := NewKeyManager(st, KeyOptions{Clock: clock, Logger: quietLogger})
+		m, _ := NewMinter(km, testIssuer, clock)
 		c := f.claims()
 		c.Expiry = clock.Now().Add(time.Hour)
 		if _, _, err := m.Mint(ctx, c); err != nil {

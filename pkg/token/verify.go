@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Reasons a token is rejected (VerifyError.Reason). They are short, fixed
@@ -63,8 +65,8 @@ type VerifierOptions struct {
 	// CacheSize bounds the number of cached verifications. Zero means
 	// DefaultCacheSize; negative disables the cache.
 	CacheSize int
-	// Clock returns the current time. Default time.Now.
-	Clock func() time.Time
+	// Clock tells the current time; clock.RealClock when nil.
+	Clock clock.PassiveClock
 	// OnCacheHit and OnCacheMiss, if set, are called on every Verify that
 	// gets past the size check: a hit skipped signature verification, a miss
 	// did it. They must be cheap and safe for concurrent use (e.g. a
@@ -79,7 +81,7 @@ type Verifier struct {
 	issuer  string
 	revoker Revoker
 	leeway  time.Duration
-	clock   func() time.Time
+	clock   clock.PassiveClock
 	cache   *verifyCache
 	onHit   func()
 	onMiss  func()
@@ -113,7 +115,7 @@ func NewVerifier(km *KeyManager, issuerURL string, revocations Revoker, opts Ver
 		v.leeway = 0
 	}
 	if v.clock == nil {
-		v.clock = time.Now
+		v.clock = clock.RealClock{}
 	}
 	switch {
 	case opts.CacheSize == 0:
@@ -150,14 +152,6 @@ func Digest(raw string) [32]byte {
 	return sha256.Sum256([]byte(raw))
 }
 
-// Known says whether a token whose Digest is digest is in the verification
-// cache, unexpired: whether this verifier has verified it as its own. It
-// decides nothing else (Verify still checks everything); callers use it to
-// route a token without parsing it.
-func (v *Verifier) Known(digest *[32]byte) bool {
-	return v.cache != nil && v.cache.get(digest, v.clock()) != nil
-}
-
 // VerifyCached is VerifyDigest for a token in the verification cache, with
 // one lookup: a caller that routes tokens (this verifier's, or an identity
 // provider's) learns with it both whether the token is this verifier's and,
@@ -167,7 +161,7 @@ func (v *Verifier) VerifyCached(ctx context.Context, digest *[32]byte, audiences
 	if v.cache == nil {
 		return nil, false, nil
 	}
-	now := v.clock()
+	now := v.clock.Now()
 	e := v.cache.get(digest, now)
 	if e == nil {
 		return nil, false, nil
@@ -190,7 +184,7 @@ func (v *Verifier) VerifyDigest(ctx context.Context, raw string, digest *[32]byt
 	if v.onMiss != nil {
 		v.onMiss()
 	}
-	now := v.clock()
+	now := v.clock.Now()
 	e, err := v.verifySignedToken(ctx, raw, now)
 	if err != nil {
 		return nil, err

@@ -289,13 +289,13 @@ func TestVerifyLeeway(t *testing.T) {
 	})
 	raw, c := f.mint()
 	t.Run("a token verifies within the leeway after exp", func(t *testing.T) {
-		f.clock.Advance(c.Expiry.Sub(f.clock.Now()) + DefaultLeeway - time.Second)
+		f.clock.Step(c.Expiry.Sub(f.clock.Now()) + DefaultLeeway - time.Second)
 		if _, err := f.ver.Verify(ctx, raw, testAudience); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("a token is refused once exp plus the leeway has passed", func(t *testing.T) {
-		f.clock.Advance(time.Second)
+		f.clock.Step(time.Second)
 		if _, err := f.ver.Verify(ctx, raw, testAudience); reasonOf(err) != ReasonExpired {
 			t.Fatalf("got %v, want %q", err, ReasonExpired)
 		}
@@ -394,7 +394,7 @@ func TestVerifyCache(t *testing.T) {
 		if _, err := f.ver.Verify(ctx, raw, testAudience); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.Advance(c.Expiry.Sub(f.clock.Now()) + DefaultLeeway)
+		f.clock.Step(c.Expiry.Sub(f.clock.Now()) + DefaultLeeway)
 		if _, err := f.ver.Verify(ctx, raw, testAudience); reasonOf(err) != ReasonExpired {
 			t.Fatalf("got %v, want %q", err, ReasonExpired)
 		}
@@ -422,7 +422,7 @@ func TestVerifyCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		active, _ := f.km.ActiveKey()
-		f.clock.Advance(time.Second)
+		f.clock.Step(time.Second)
 		if err := f.km.Rotate(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -438,7 +438,7 @@ func TestVerifyCache(t *testing.T) {
 	})
 	t.Run("the cache stays within its size", func(t *testing.T) {
 		f := newFixture(t)
-		ver, err := NewVerifier(f.km, testIssuer, f.store, VerifierOptions{Clock: f.clock.Now, CacheSize: 32})
+		ver, err := NewVerifier(f.km, testIssuer, f.store, VerifierOptions{Clock: f.clock, CacheSize: 32})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -454,7 +454,7 @@ func TestVerifyCache(t *testing.T) {
 	})
 	t.Run("a disabled cache still verifies", func(t *testing.T) {
 		f := newFixture(t)
-		ver, err := NewVerifier(f.km, testIssuer, f.store, VerifierOptions{Clock: f.clock.Now, CacheSize: -1})
+		ver, err := NewVerifier(f.km, testIssuer, f.store, VerifierOptions{Clock: f.clock, CacheSize: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,7 +475,7 @@ func TestVerifyPicksUpAKeyMadeByAnotherReplica(t *testing.T) {
 	shared := &countingStore{Store: memory.New()}
 	a := newReplica(t, shared, clock)
 	b := newReplica(t, shared, clock)
-	clock.Advance(time.Second)
+	clock.Step(time.Second)
 	if err := a.km.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +490,7 @@ func TestVerifyPicksUpAKeyMadeByAnotherReplica(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(kidMissReloadInterval)
+		clock.Step(kidMissReloadInterval)
 		before := shared.lists.Load()
 		for range 50 {
 			kid, _ := thumbprint(&stranger.PublicKey)
@@ -502,7 +502,7 @@ func TestVerifyPicksUpAKeyMadeByAnotherReplica(t *testing.T) {
 		if n := shared.lists.Load() - before; n != 1 {
 			t.Fatalf("50 unknown kids within one interval listed the store %d times, want 1", n)
 		}
-		clock.Advance(kidMissReloadInterval)
+		clock.Step(kidMissReloadInterval)
 		kid, _ := thumbprint(&stranger.PublicKey)
 		tok := assemble(t, map[string]any{"alg": "ES256", "kid": kid}, b.wirePayload(), es256(t, stranger))
 		_, _ = b.ver.Verify(ctx, tok, testAudience)

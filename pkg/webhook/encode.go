@@ -11,7 +11,10 @@ import (
 // appendAnswer appends the TokenReview answer, byte for byte what
 // encoding/json makes of the authentication.k8s.io TokenReview types (the
 // reference, compared in TestAnswerEncodingMatchesEncodingJSON and its fuzz
-// target), without reflection: it is written on every review.
+// target), without reflection: it is written on every review. It is a
+// measured exception to encoding with apimachinery's serializers or
+// encoding/json: BenchmarkReviewWarm (docs/benchmarks.md) measures the
+// review path it is on.
 func appendAnswer(b []byte, apiVersion, name string, uid types.UID, created time.Time, oc outcome) []byte {
 	b = append(b, `{"kind":"TokenReview","apiVersion":`...)
 	b = appendString(b, apiVersion)

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	testingclock "k8s.io/utils/clock/testing"
+
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authenticationv1beta1 "k8s.io/api/authentication/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -218,7 +220,7 @@ func (f *fixture) mint(c token.Claims) string {
 func (f *fixture) mintAt(offset, lifetime time.Duration) string {
 	f.t.Helper()
 	at := time.Now().Add(offset)
-	m, err := token.NewMinter(f.km, testIssuer, func() time.Time { return at })
+	m, err := token.NewMinter(f.km, testIssuer, testingclock.NewFakePassiveClock(at))
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -438,7 +438,7 @@ func TestAuditAnnotations(t *testing.T) {
 	f := newFixture(t)
 	tok := f.mint(claimsFor(clusterC1))
 
-	t.Run("allowed", func(t *testing.T) {
+	t.Run("an allowed review is annotated with the decision and the user", func(t *testing.T) {
 		res := f.review("v1", clusterC1, tok, audDefault)
 		if !res.review(t).Status.Authenticated {
 			t.Fatal("not authenticated")
@@ -461,7 +461,7 @@ func TestAuditAnnotations(t *testing.T) {
 		res.assertNoSecret(t, tok)
 	})
 
-	t.Run("refused by audience", func(t *testing.T) {
+	t.Run("a review refused by audience names no user", func(t *testing.T) {
 		res := f.review("v1", clusterC1, tok, audElsewhere)
 		if res.annotations[AnnotationDecision] != "deny" || res.annotations[AnnotationReason] == "" {
 			t.Errorf("annotations %v, want decision deny with a reason", res.annotations)
@@ -491,7 +491,7 @@ func TestAuditAnnotations(t *testing.T) {
 		res.assertNoSecret(t, bad)
 	})
 
-	t.Run("no audit context", func(t *testing.T) {
+	t.Run("without an audit context the handler still answers", func(t *testing.T) {
 		// Outside the generic chain (no audit filter) the handler still answers.
 		req, err := http.NewRequest(http.MethodPost, PathPrefix+"/c1", strings.NewReader(string(reviewBody(t, "v1", tok))))
 		if err != nil {

@@ -1,16 +1,9 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/internal/testkit"
 
 	"sigs.k8s.io/yaml"
 
@@ -43,29 +38,6 @@ clusters:
     allUsers: true
 `
 
-// pemCA returns a PEM CA certificate.
-func pemCA(t testing.TB) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
 func writeFile(t testing.TB, dir, name string, data []byte) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
@@ -85,7 +57,7 @@ var fileFieldRE = regexp.MustCompile(`(?m)^(\s*(?:-\s+)?(\w*File):\s*)(\S+)\s*$`
 func withFilesInPlace(t testing.TB, data []byte) ([]byte, []string) {
 	t.Helper()
 	dir := t.TempDir()
-	ca := pemCA(t)
+	ca := testkit.NewCA(t, "test CA").CertPEM
 	var originals []string
 	out := fileFieldRE.ReplaceAllFunc(data, func(line []byte) []byte {
 		m := fileFieldRE.FindSubmatch(line)

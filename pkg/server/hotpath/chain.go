@@ -24,7 +24,8 @@ import (
 )
 
 // ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
-const ClusterPathPrefix = "/clusters/"
+// (the proxy's mount point; one constant, proxy.PathPrefix).
+const ClusterPathPrefix = proxy.PathPrefix
 
 // ClusterFromPath returns the cluster a /clusters/<name>/... path is for.
 func ClusterFromPath(path string) (string, bool) {

@@ -2,8 +2,6 @@ package portal
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,31 +13,14 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
-	"portcullis.dev/portcullis/pkg/token"
 )
-
-// failure is a login or API failure: an HTTP status, an outcome for metrics
-// and audit, and words for people. Messages never contain a secret.
-type failure struct {
-	status  int
-	outcome string
-	title   string
-	message string
-	// oauth is the RFC 6749 error code for API clients.
-	oauth string
-}
-
-func (f *failure) Error() string { return f.title + ": " + f.message }
-
-func fail(status int, outcome, oauthCode, title, message string) *failure {
-	return &failure{status: status, outcome: outcome, oauth: oauthCode, title: title, message: message}
-}
 
 // loginResult is an identity an IdP asserted, not yet a session.
 type loginResult struct {
-	id                   session.Identity
+	id                   session.User
 	upstreamRefreshToken string
 }
 
@@ -123,10 +104,10 @@ func describeRetrieveError(re *oauth2.RetrieveError) string {
 // identityFromToken verifies the ID token of a token response (with the
 // provider's claim mappings and rules), checks its nonce when one is
 // expected, and adds the userinfo groups when the IdP is configured for them.
-func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider, tok *oauth2.Token, nonce string) (session.Identity, *failure) {
+func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider, tok *oauth2.Token, nonce string) (session.User, *failure) {
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return session.Identity{}, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
+		return session.User{}, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
 			"The identity provider did not say who you are",
 			fmt.Sprintf("%s returned no ID token. Tell your administrator (is the openid scope requested?).", prov.DisplayName()))
 	}
@@ -134,25 +115,25 @@ func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider,
 	if err != nil {
 		var ve *identity.VerifyError
 		if errors.As(err, &ve) && ve.NotReady {
-			return session.Identity{}, fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable",
+			return session.User{}, fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable",
 				"The identity provider's keys are not loaded yet",
 				"Portcullis cannot check logins from "+prov.DisplayName()+" yet. Try again in a minute.")
 		}
-		return session.Identity{}, fail(http.StatusForbidden, outcomeIdPError, "access_denied",
+		return session.User{}, fail(http.StatusForbidden, outcomeIdPError, "access_denied",
 			"Your identity could not be accepted",
 			err.Error()+".")
 	}
 	if nonce != "" {
-		got, _ := unverifiedClaim(raw, "nonce") // verified above: the payload is trustworthy
+		got, _ := jwtpeek.StringClaim(raw, "nonce") // verified above: the payload is trustworthy
 		if !constantTimeEqual(got, nonce) {
-			return session.Identity{}, fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_grant",
+			return session.User{}, fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_grant",
 				"This login response does not belong to this login",
 				"The identity provider's answer was made for another login attempt. Start again.")
 		}
 	}
 	groups := id.Groups
 	if ui, err := prov.UserInfoGroups(idpContext(ctx, prov), oauth2.StaticTokenSource(tok)); err != nil {
-		return session.Identity{}, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
+		return session.User{}, fail(http.StatusBadGateway, outcomeIdPError, "server_error",
 			"Your groups could not be read",
 			err.Error()+". Try again; if it keeps failing, tell your administrator.")
 	} else {
@@ -162,7 +143,7 @@ func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider,
 			}
 		}
 	}
-	return session.Identity{
+	return session.User{
 		Username:         id.Username,
 		UID:              id.UID,
 		Groups:           groups,
@@ -170,28 +151,6 @@ func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider,
 		Email:            id.Email,
 		IdentityProvider: prov.Name(),
 	}, nil
-}
-
-// unverifiedClaim returns a string claim of a JWT's payload. Call it only on
-// a token whose signature and claims have been verified.
-func unverifiedClaim(raw, name string) (string, bool) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", false
-	}
-	var claims map[string]json.RawMessage
-	if json.Unmarshal(payload, &claims) != nil {
-		return "", false
-	}
-	var s string
-	if json.Unmarshal(claims[name], &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // upstreamRefresh refreshes a session at its IdP: a refused grant ends the
@@ -231,155 +190,7 @@ func (p *Portal) upstreamRefresh(ctx context.Context, s store.Session) (*session
 		if id.Username != s.Username {
 			return nil, fmt.Errorf("%w: the identity provider now names another user", session.ErrUpstreamRefused)
 		}
-		up.Identity = &id
+		up.User = &id
 	}
 	return up, nil
-}
-
-// effectiveIdentity is the session's identity with the operator's group
-// mappings applied (the identity the policy and tokens see).
-func (p *Portal) effectiveIdentity(id session.Identity) *identity.Identity {
-	out := (&identity.Identity{
-		Username:         id.Username,
-		UID:              id.UID,
-		Groups:           id.Groups,
-		Extra:            id.Extra,
-		Email:            id.Email,
-		IdentityProvider: id.IdentityProvider,
-	}).Clone()
-	// Apply also works on a nil mapper (no mappings).
-	p.d.Groups().Apply(out)
-	return out
-}
-
-func sessionIdentity(s store.Session) session.Identity {
-	return session.Identity{
-		Username:         s.Username,
-		UID:              s.UID,
-		Groups:           s.Groups,
-		Extra:            s.Extra,
-		Email:            s.Email,
-		IdentityProvider: s.IdentityProvider,
-	}
-}
-
-// admission is the policy's decision for each cluster.
-type admission struct {
-	admitted []string
-	reasons  map[string]string // cluster → why (denials and admissions)
-}
-
-func (a admission) allowed(cluster string) bool { return slices.Contains(a.admitted, cluster) }
-
-// admit evaluates the access policy of every cluster for id.
-func (p *Portal) admit(ctx context.Context, id *identity.Identity) admission {
-	pol := p.d.Policy.Load()
-	a := admission{reasons: map[string]string{}}
-	now := p.now()
-	for _, c := range pol.Clusters() {
-		d, _ := pol.Evaluate(ctx, c, id, p.d.Store, now)
-		a.reasons[c] = d.Reason
-		if d.Allowed {
-			a.admitted = append(a.admitted, c)
-		}
-	}
-	return a
-}
-
-// deniedError is a refusal by the access policy.
-type deniedError struct{ reason string }
-
-func (e *deniedError) Error() string { return e.reason }
-
-// minted is a cluster token as handed out.
-type minted struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// mint issues a cluster token of session s for cluster, after the policy
-// (with time-bound grants) admits the user. The token expires after the
-// cluster's token lifetime, and never after the session.
-func (p *Portal) mint(ctx context.Context, s store.Session, cluster string) (minted, error) {
-	id := p.effectiveIdentity(sessionIdentity(s))
-	pol := p.d.Policy.Load()
-	now := p.now()
-	d, extra := pol.Evaluate(ctx, cluster, id, p.d.Store, now)
-	if !d.Allowed {
-		return minted{}, &deniedError{reason: d.Reason}
-	}
-	return p.mintAdmitted(ctx, s, id, cluster, extra)
-}
-
-// mintAdmitted mints for a user the policy admitted to cluster, with the
-// time-bound grants' extra groups.
-func (p *Portal) mintAdmitted(ctx context.Context, s store.Session, id *identity.Identity, cluster string, extra []string) (minted, error) {
-	now := p.now()
-	exp := now.Add(p.tokenLifetime(cluster))
-	if !s.ExpiresAt.IsZero() && exp.After(s.ExpiresAt) {
-		exp = s.ExpiresAt
-	}
-	groups := slices.Clone(id.Groups)
-	for _, g := range extra {
-		if !slices.Contains(groups, g) {
-			groups = append(groups, g)
-		}
-	}
-	subject := id.UID
-	if subject == "" {
-		subject = id.Username
-	}
-	var ext map[string][]string
-	for k, v := range id.Extra {
-		if strings.HasPrefix(k, "portcullis.dev/") {
-			continue // ours to set, never the IdP's
-		}
-		if ext == nil {
-			ext = map[string][]string{}
-		}
-		ext[k] = slices.Clone(v)
-	}
-	raw, claims, err := p.d.Minter.Mint(ctx, token.Claims{
-		Subject:          subject,
-		Username:         id.Username,
-		UID:              id.UID,
-		Groups:           groups,
-		Extra:            ext,
-		Audience:         []string{cluster},
-		SessionID:        s.ID,
-		IdentityProvider: id.IdentityProvider,
-		Email:            id.Email,
-		Expiry:           exp,
-	})
-	if err != nil {
-		return minted{}, fmt.Errorf("minting a token for cluster %q: %w", cluster, err)
-	}
-	return minted{Token: raw, ExpiresAt: claims.Expiry.UTC()}, nil
-}
-
-func (p *Portal) tokenLifetime(cluster string) time.Duration {
-	cfg := p.d.Config()
-	for i := range cfg.Clusters {
-		if c := &cfg.Clusters[i]; c.Name == cluster && c.TokenLifetime != nil && c.TokenLifetime.Duration > 0 {
-			return c.TokenLifetime.Duration
-		}
-	}
-	if d := cfg.Tokens.Lifetime.Duration; d > 0 {
-		return d
-	}
-	return 15 * time.Minute
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
-
-func printable(r rune) rune {
-	if r < 0x20 || r == 0x7f {
-		return ' '
-	}
-	return r
 }

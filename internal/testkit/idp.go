@@ -1,13 +1,11 @@
-// Package portaltest runs the login portal in tests: a fake OpenID Connect
-// provider (authorization code with PKCE, refresh tokens, userinfo) and a
-// portal served over TLS in front of it, with an in-memory or bolt store.
-// It is for tests only.
-package portaltest
+package testkit
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -32,8 +30,11 @@ type User struct {
 	Groups  []string
 }
 
-// IdP is a fake OpenID provider over TLS. Its authorization endpoint logs in
-// User at once (no form) and redirects back with a code.
+// IdP is the tests' fake OpenID Connect provider, over TLS: discovery (also
+// at AltDiscoveryPath), JWKS, an authorization endpoint with PKCE that logs
+// in User at once (no form) and redirects back with a code, a token
+// endpoint (authorization code and refresh token grants) and userinfo. Sign
+// makes ID tokens with any claims.
 type IdP struct {
 	URL      string
 	CAPEM    string
@@ -41,7 +42,11 @@ type IdP struct {
 	Secret   string
 	Server   *httptest.Server
 
-	key *ecdsa.PrivateKey
+	// key signs ID tokens with alg.
+	key crypto.Signer
+	alg jose.SignatureAlgorithm
+	// KeyID is the kid of the signing key.
+	KeyID string
 
 	mu sync.Mutex
 	// User is logged in by the authorization endpoint.
@@ -57,7 +62,13 @@ type IdP struct {
 	// badNonce signs ID tokens with a wrong nonce.
 	badNonce bool
 
-	down atomic.Bool
+	down          atomic.Bool
+	discoveryDown atomic.Bool
+
+	// userinfoToken and userinfoClaims, when set, are the only access token
+	// userinfo accepts and its answer.
+	userinfoToken  string
+	userinfoClaims map[string]any
 
 	TokenRequests   atomic.Int64
 	RefreshRequests atomic.Int64
@@ -71,24 +82,49 @@ type codeGrant struct {
 	used      bool
 }
 
-// NewIdP starts a fake IdP for client "portcullis".
+// NewIdP starts a fake IdP for client "portcullis" that signs with ES256.
 func NewIdP(t testing.TB) *IdP {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newIdP(t, key, jose.ES256)
+}
+
+// NewRS256IdP is NewIdP signing with RS256 (2048-bit RSA), as most public
+// identity providers do.
+func NewRS256IdP(t testing.TB) *IdP {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newIdP(t, key, jose.RS256)
+}
+
+func newIdP(t testing.TB, key crypto.Signer, alg jose.SignatureAlgorithm) *IdP {
+	t.Helper()
 	f := &IdP{
+		alg:      alg,
 		ClientID: "portcullis",
 		Secret:   "idp-client-secret",
 		key:      key,
+		KeyID:    "k1",
 		user:     User{Subject: "alice-sub", Email: "alice@example.com", Groups: []string{"idp-devs"}},
 		removed:  map[string]bool{},
 		codes:    map[string]*codeGrant{},
 		refresh:  map[string]User{},
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", f.discovery)
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		if f.discoveryDown.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		f.discovery(w, r)
+	})
+	mux.HandleFunc(AltDiscoveryPath, f.discovery)
 	mux.HandleFunc("/keys", f.jwks)
 	mux.HandleFunc("/auth", f.auth)
 	mux.HandleFunc("/token", f.token)
@@ -128,8 +164,24 @@ func (f *IdP) RemoveUser(subject string) {
 	f.removed[subject] = true
 }
 
+// AltDiscoveryPath also serves the discovery document (for discovery URL
+// overrides).
+const AltDiscoveryPath = "/alt/openid-configuration"
+
 // SetDown makes every endpoint answer 503.
 func (f *IdP) SetDown(down bool) { f.down.Store(down) }
+
+// SetDiscoveryDown makes the well-known discovery document answer 503.
+func (f *IdP) SetDiscoveryDown(down bool) { f.discoveryDown.Store(down) }
+
+// SetUserInfo makes userinfo accept only accessToken, answering claims.
+// Another token gets a 401 that echoes the Authorization header, as a
+// careless IdP might.
+func (f *IdP) SetUserInfo(accessToken string, claims map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.userinfoToken, f.userinfoClaims = accessToken, claims
+}
 
 // SetBadNonce makes ID tokens carry a nonce that matches no login.
 func (f *IdP) SetBadNonce(bad bool) {
@@ -162,13 +214,13 @@ func (f *IdP) discovery(w http.ResponseWriter, _ *http.Request) {
 		"userinfo_endpoint":                     f.URL + "/userinfo",
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"ES256"},
+		"id_token_signing_alg_values_supported": []string{string(f.alg)},
 		"code_challenge_methods_supported":      []string{"S256"},
 	})
 }
 
 func (f *IdP) jwks(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: f.key.Public(), KeyID: f.KeyID, Algorithm: string(f.alg), Use: "sig"}}})
 }
 
 func (f *IdP) auth(w http.ResponseWriter, r *http.Request) {
@@ -262,15 +314,40 @@ func (f *IdP) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *IdP) userinfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"sub": "unused", "groups": []string{"userinfo-group"}})
+	f.mu.Lock()
+	token, claims := f.userinfoToken, f.userinfoClaims
+	f.mu.Unlock()
+	if token == "" {
+		writeJSON(w, http.StatusOK, map[string]any{"sub": "unused", "groups": []string{"userinfo-group"}})
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+token {
+		http.Error(w, "invalid token: "+r.Header.Get("Authorization"), http.StatusUnauthorized)
+		return
+	}
+	writeJSON(w, http.StatusOK, claims)
 }
 
-// SignIDToken signs an ID token for u (for tests that need one directly).
-func (f *IdP) signIDToken(u User, nonce string) string {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: f.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+// Sign signs an ID token with the IdP's key, whatever the claims.
+func (f *IdP) Sign(claims map[string]any) string {
+	return SignJWT(f.alg, jose.JSONWebKey{Key: f.key, KeyID: f.KeyID}, claims)
+}
+
+// SignJWT signs claims as a JWT with key (a go-jose signing key) and alg.
+func SignJWT(alg jose.SignatureAlgorithm, key any, claims map[string]any) string {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		panic(err)
 	}
+	raw, err := josejwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// signIDToken signs an ID token for u.
+func (f *IdP) signIDToken(u User, nonce string) string {
 	now := time.Now()
 	claims := map[string]any{
 		"iss":            f.URL,
@@ -287,11 +364,7 @@ func (f *IdP) signIDToken(u User, nonce string) string {
 	if u.Groups != nil {
 		claims["groups"] = u.Groups
 	}
-	raw, err := josejwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		panic(err)
-	}
-	return raw
+	return f.Sign(claims)
 }
 
 func randomString() string {

@@ -8,6 +8,7 @@ import (
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/jwtpeek"
 )
 
 // Providers are all the configured identity providers.
@@ -96,7 +97,7 @@ func (ps *Providers) AuthenticateBearer(ctx context.Context, raw string) (*Ident
 	if ps == nil {
 		return nil, false, nil
 	}
-	iss, ok := unverifiedIssuer(raw)
+	iss, ok := jwtpeek.Issuer(raw)
 	if !ok {
 		return nil, false, nil
 	}

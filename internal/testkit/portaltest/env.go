@@ -1,3 +1,6 @@
+// Package portaltest runs the login portal in tests: internal/testkit's fake
+// OpenID Connect provider and a portal served over TLS in front of it, with
+// an in-memory or bolt store. It is for tests only.
 package portaltest
 
 import (
@@ -13,17 +16,27 @@ import (
 	"testing"
 	"time"
 
+	"portcullis.dev/portcullis/internal/testkit"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/memory"
 	"portcullis.dev/portcullis/pkg/token"
 )
+
+// IdP is the fake identity provider (internal/testkit's).
+type IdP = testkit.IdP
+
+// User is who the fake identity provider logs in.
+type User = testkit.User
 
 // Options configures New.
 type Options struct {
@@ -32,8 +45,8 @@ type Options struct {
 	// Configure changes the default configuration (see DefaultConfig)
 	// before it is defaulted.
 	Configure func(*v1alpha1.PortcullisConfiguration)
-	// Clock is the portal's and minter's clock; time.Now when nil.
-	Clock func() time.Time
+	// Clock is the portal's and minter's clock; clock.RealClock when nil.
+	Clock clock.Clock
 	// DeviceInterval is the device flow's interval; 1s when zero.
 	DeviceInterval time.Duration
 }
@@ -50,6 +63,8 @@ type Env struct {
 	Verifier *token.Verifier
 	Config   *v1alpha1.PortcullisConfiguration
 	Policy   *policy.Holder
+	// Sessions is the portal's session manager.
+	Sessions *session.Manager
 }
 
 // DefaultConfig configures one IdP ("fake", usernames from email, groups
@@ -90,7 +105,7 @@ func New(t testing.TB, opts Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	idp := NewIdP(t)
+	idp := testkit.NewIdP(t)
 	var handler atomic.Pointer[http.Handler]
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*handler.Load()).ServeHTTP(w, r)
@@ -147,8 +162,11 @@ func New(t testing.TB, opts Options) *Env {
 		interval = time.Second
 	}
 	caPEM := idp.CAPEM // httptest servers share one certificate
+	cfgFunc := func() *v1alpha1.PortcullisConfiguration { return cfg }
+	sessions := session.NewManager(st, session.SettingsFrom(cfgFunc), opts.Clock)
 	p, err := portal.New(portal.Deps{
-		Config:         func() *v1alpha1.PortcullisConfiguration { return cfg },
+		Config:         cfgFunc,
+		Sessions:       sessions,
 		IdPs:           idps,
 		Groups:         func() *identity.GroupMapper { return mapper },
 		Policy:         pol,
@@ -163,10 +181,10 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	p.Install(portal.ServeMuxAdapter{ServeMux: mux})
+	p.Install(serveMux{mux})
 	var h http.Handler = mux
 	handler.Store(&h)
-	return &Env{
+	return &Env{Sessions: sessions,
 		IdP: idp, Portal: p, Server: srv, URL: srv.URL, CAPEM: []byte(caPEM),
 		Store: st, Keys: km, Verifier: verifier, Config: cfg, Policy: pol,
 	}
@@ -199,3 +217,11 @@ func (e *Env) Browser() *http.Client {
 		Timeout:   30 * time.Second,
 	}
 }
+
+// serveMux mounts the portal on an http.ServeMux with the generic server's
+// mux semantics (Handle: an exact path; HandlePrefix: a subtree).
+type serveMux struct{ *http.ServeMux }
+
+func (m serveMux) Handle(path string, h http.Handler) { m.ServeMux.Handle(path, h) }
+
+func (m serveMux) HandlePrefix(prefix string, h http.Handler) { m.ServeMux.Handle(prefix, h) }
