@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +40,7 @@ type Options struct {
 	Audit          *genericoptions.AuditOptions
 	Features       *genericoptions.FeatureOptions
 	Logs           *logsapi.LoggingConfiguration
+	Shutdown       ShutdownOptions
 
 	// PortcullisConfig is the configuration file, loaded by Complete.
 	PortcullisConfig *v1alpha1.PortcullisConfiguration
@@ -78,6 +80,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	o.Authorization.AddFlags(fss.FlagSet("delegated authorization (aggregated API mode)"))
 	o.Audit.AddFlags(fss.FlagSet("auditing"))
 	o.Features.AddFlags(fss.FlagSet("features"))
+	o.Shutdown.AddFlags(fss.FlagSet("shutdown"))
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
 	return fss
 }
@@ -106,6 +109,7 @@ func (o *Options) Complete() error {
 func (o *Options) Validate() error {
 	var errs []error
 	errs = append(errs, o.SecureServing.Validate()...)
+	errs = append(errs, o.Shutdown.Validate()...)
 	errs = append(errs, o.Authentication.Validate()...)
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
@@ -160,6 +164,7 @@ func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserv
 	if err := o.Audit.ApplyTo(&c.Config); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	o.Shutdown.ApplyTo(&c.Config)
 	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
 	c.OpenAPIConfig.Info.Title, c.OpenAPIConfig.Info.Version = "Portcullis", "v1alpha1"
 	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
@@ -177,4 +182,30 @@ func NewCodecs() (*runtime.Scheme, serializer.CodecFactory) {
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
 	logininstall.Install(scheme)
 	return scheme, serializer.NewCodecFactory(scheme)
+}
+
+// ShutdownOptions are the generic server's graceful-shutdown settings, with
+// kube-apiserver's flag names. With several replicas behind a Service, a
+// delay lets endpoints drop a stopping replica (its /readyz fails at once)
+// before it stops accepting connections.
+type ShutdownOptions struct {
+	Delay time.Duration
+}
+
+// AddFlags adds the shutdown flags.
+func (o *ShutdownOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.DurationVar(&o.Delay, "shutdown-delay-duration", o.Delay, "Time to delay the termination. During that time the server keeps serving requests normally while /readyz returns failure, so that load balancers (a Service's endpoints) stop sending new requests first. Set it above the readiness probe's period when running several replicas.")
+}
+
+// Validate checks the shutdown flags.
+func (o *ShutdownOptions) Validate() []error {
+	if o.Delay < 0 {
+		return []error{fmt.Errorf("--shutdown-delay-duration must be 0 or more, got %s", o.Delay)}
+	}
+	return nil
+}
+
+// ApplyTo sets the generic server's shutdown settings.
+func (o *ShutdownOptions) ApplyTo(c *genericapiserver.Config) {
+	c.ShutdownDelayDuration = o.Delay
 }
