@@ -33,6 +33,7 @@ import (
 	"portcullis.dev/portcullis/pkg/server/hotpath"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/store/kubernetes"
 	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
 	"portcullis.dev/portcullis/pkg/webhook/callerauth"
@@ -58,11 +59,21 @@ type Server struct {
 }
 
 // NewKeys returns the key manager for cfg over st, with a first key ensured.
-func NewKeys(ctx context.Context, cfg *v1alpha1.PortcullisConfiguration, st store.Store) (*token.KeyManager, error) {
-	km, err := token.NewKeyManager(st, token.KeyOptions{
+// chores says whether this process may rotate and delete keys now (nil:
+// always; mint passes one that never does).
+func NewKeys(ctx context.Context, cfg *v1alpha1.PortcullisConfiguration, st store.Store, chores func() bool) (*token.KeyManager, error) {
+	opts := token.KeyOptions{
 		RotationPeriod:   cfg.Tokens.KeyRotationPeriod.Duration,
 		MaxTokenLifetime: cfg.Tokens.MaxLifetime.Duration,
-	})
+		Chores:           chores,
+	}
+	if _, shared := st.(*kubernetes.Store); shared {
+		// Keys are read from the store's informer cache: reloading often
+		// costs nothing, and lets a rotation publish a new key to every
+		// replica a few seconds ahead of its use.
+		opts.ReloadInterval = sharedStoreKeyReload
+	}
+	km, err := token.NewKeyManager(st, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +119,7 @@ func (s *Server) openState(ctx context.Context) error {
 		return err
 	}
 	s.Store = s.backend.Store
-	if s.Keys, err = NewKeys(ctx, cfg, s.Store); err != nil {
+	if s.Keys, err = NewKeys(ctx, cfg, s.Store, s.backend.Chores.IsLeader); err != nil {
 		return err
 	}
 	if s.Minter, err = token.NewMinter(s.Keys, cfg.IssuerURL, nil); err != nil {

@@ -40,6 +40,10 @@ type stateBackend struct {
 // maxLoginsInMemory bounds the logins in progress one process keeps.
 const maxLoginsInMemory = 10000
 
+// sharedStoreKeyReload is how often replicas on the kubernetes store reload
+// signing keys from their cache.
+const sharedStoreKeyReload = 2 * time.Second
+
 // ChoresLease is the Lease replicas on the kubernetes store elect their
 // chores-doer with.
 const ChoresLease = "portcullis-chores"

@@ -56,6 +56,14 @@ type KeyOptions struct {
 	// ReloadInterval is how often Run reloads the keys from the store, so
 	// that replicas converge on keys made by others. Default 10s.
 	ReloadInterval time.Duration
+	// PublishAhead is how long before it signs a key made by rotation is
+	// stored, so that every replica has loaded it (and publishes it in its
+	// JWKS) before any signs with it. Default 2 × ReloadInterval.
+	PublishAhead time.Duration
+	// Chores, when set, says whether this process rotates and deletes
+	// keys now: with several replicas only the one holding the chores Lease
+	// does, so that a rotation happens once cluster-wide. Nil means always.
+	Chores func() bool
 	// Clock tells the current time; clock.RealClock when nil.
 	Clock clock.PassiveClock
 	// Logger receives the errors Run cannot return. Default slog.Default().
@@ -128,11 +136,20 @@ func NewKeyManager(st store.Store, opts KeyOptions) (*KeyManager, error) {
 	if opts.ReloadInterval == 0 {
 		opts.ReloadInterval = DefaultReloadInterval
 	}
-	if opts.RotationPeriod < 0 || opts.MaxTokenLifetime < 0 || opts.ReloadInterval < 0 {
+	if opts.PublishAhead == 0 {
+		opts.PublishAhead = 2 * opts.ReloadInterval
+	}
+	if opts.Chores == nil {
+		opts.Chores = func() bool { return true }
+	}
+	if opts.RotationPeriod < 0 || opts.MaxTokenLifetime < 0 || opts.ReloadInterval < 0 || opts.PublishAhead < 0 {
 		return nil, errors.New("token: KeyOptions durations must not be negative")
 	}
 	if opts.RotationPeriod <= 2*opts.ReloadInterval {
 		return nil, fmt.Errorf("token: RotationPeriod (%s) must be more than twice ReloadInterval (%s)", opts.RotationPeriod, opts.ReloadInterval)
+	}
+	if opts.RotationPeriod <= opts.ReloadInterval+opts.PublishAhead {
+		return nil, fmt.Errorf("token: RotationPeriod (%s) must be more than ReloadInterval + PublishAhead (%s)", opts.RotationPeriod, opts.ReloadInterval+opts.PublishAhead)
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -464,7 +481,7 @@ func (km *KeyManager) ensureSigningKey(ctx context.Context) (*managedKey, error)
 		// know about; try again later instead.
 		return nil, reloadErr
 	}
-	if err := km.createKey(ctx); err != nil {
+	if err := km.createKey(ctx, km.opts.Clock.Now()); err != nil {
 		return nil, err
 	}
 	if mk := km.set.Load().signingKey(km.opts.Clock.Now()); mk != nil {
@@ -481,12 +498,12 @@ func (km *KeyManager) Rotate(ctx context.Context) error {
 		return fmt.Errorf("waiting to rotate signing keys: %w", err)
 	}
 	defer release(km.rotateSem)
-	return km.createKey(ctx)
+	return km.createKey(ctx, km.opts.Clock.Now())
 }
 
-// createKey generates, stores and loads a new key active from now. The
-// caller holds rotateSem.
-func (km *KeyManager) createKey(ctx context.Context) error {
+// createKey generates, stores and loads a new key that signs from activeAt.
+// The caller holds rotateSem.
+func (km *KeyManager) createKey(ctx context.Context, activeAt time.Time) error {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generating a signing key: %w", err)
@@ -500,13 +517,16 @@ func (km *KeyManager) createKey(ctx context.Context) error {
 		return fmt.Errorf("computing a signing key's ID: %w", err)
 	}
 	now := km.opts.Clock.Now()
-	retire := now.Add(km.opts.RotationPeriod)
+	if activeAt.Before(now) {
+		activeAt = now
+	}
+	retire := activeAt.Add(km.opts.RotationPeriod)
 	sk := store.SigningKey{
 		ID:            kid,
 		Algorithm:     algES256,
 		PrivateKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		CreatedAt:     now,
-		ActiveAt:      now,
+		ActiveAt:      activeAt,
 		RetireAt:      retire,
 		ExpireAt:      retire.Add(km.opts.MaxTokenLifetime + KeyExpirySkew),
 	}
@@ -537,20 +557,27 @@ func (km *KeyManager) createKey(ctx context.Context) error {
 	return nil
 }
 
-// rotationDue reports whether the active key should be replaced at now: there
-// is none, or it retires within a ReloadInterval, or it has signed for
-// RotationPeriod already (the period may have been shortened since the key
-// was made).
+// rotationDue reports whether a new key should be made at now: there is no
+// key to sign with, or the one signing retires (or has signed for
+// RotationPeriod) within the time a new key needs to reach every replica
+// (ReloadInterval + PublishAhead), and no newer key is already waiting to
+// take over.
 func (km *KeyManager) rotationDue(now time.Time) bool {
-	mk := km.set.Load().signingKey(now)
+	set := km.set.Load()
+	mk := set.signingKey(now)
 	if mk == nil {
 		return true
+	}
+	for _, k := range set.keys {
+		if k.info.ActiveAt.After(now) && now.Before(k.info.RetireAt) {
+			return false // a rotation is already under way
+		}
 	}
 	end := mk.info.RetireAt
 	if e := mk.info.ActiveAt.Add(km.opts.RotationPeriod); e.Before(end) {
 		end = e
 	}
-	return !now.Before(end.Add(-km.opts.ReloadInterval))
+	return !now.Before(end.Add(-(km.opts.ReloadInterval + km.opts.PublishAhead)))
 }
 
 // rotateIfDue rotates when rotationDue, after a random delay (so that
@@ -576,10 +603,19 @@ func (km *KeyManager) rotateIfDue(ctx context.Context) error {
 	if err := km.Reload(ctx); err != nil {
 		return err
 	}
-	if !km.rotationDue(km.opts.Clock.Now()) {
+	now := km.opts.Clock.Now()
+	if !km.rotationDue(now) {
 		return nil
 	}
-	return km.createKey(ctx)
+	// Signing starts when the current key would have been replaced, or
+	// PublishAhead from now, whichever is later: by then every replica has
+	// reloaded and publishes the new key. With no key to sign with at all,
+	// at once.
+	activeAt := now
+	if mk := km.set.Load().signingKey(now); mk != nil {
+		activeAt = now.Add(km.opts.PublishAhead)
+	}
+	return km.createKey(ctx, activeAt)
 }
 
 // collectGarbage deletes keys whose stored ExpireAt has passed. It uses the
@@ -631,6 +667,9 @@ func (km *KeyManager) runOnce(ctx context.Context) {
 	log := km.opts.Logger
 	if err := km.Reload(ctx); err != nil && ctx.Err() == nil {
 		log.Warn("reloading signing keys failed", "err", err)
+	}
+	if !km.opts.Chores() {
+		return // another replica rotates and collects
 	}
 	if err := km.rotateIfDue(ctx); err != nil && ctx.Err() == nil {
 		log.Error("rotating signing keys failed", "err", err)

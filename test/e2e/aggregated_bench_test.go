@@ -75,7 +75,7 @@ clusters:
 			b.Fatal(err)
 		}
 		defer st.Close()
-		km, err := server.NewKeys(context.Background(), cfg, st)
+		km, err := server.NewKeys(context.Background(), cfg, st, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

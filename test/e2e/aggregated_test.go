@@ -227,7 +227,7 @@ func seedSession(t *testing.T, ctx context.Context, stateDir, cfgYAML string) st
 		t.Fatal(err)
 	}
 	defer st.Close()
-	km, err := server.NewKeys(ctx, cfg, st)
+	km, err := server.NewKeys(ctx, cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -402,7 +402,7 @@ func mintBodies(ctx context.Context, cfgPath string, warm, cold int) (warmBodies
 		return nil, nil, err
 	}
 	defer st.Close()
-	km, err := server.NewKeys(ctx, cfg, st)
+	km, err := server.NewKeys(ctx, cfg, st, nil)
 	if err != nil {
 		return nil, nil, err
 	}

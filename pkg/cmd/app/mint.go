@@ -104,7 +104,7 @@ func (o *mintOptions) run(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer st.Close()
-	km, err := server.NewKeys(ctx, cfg, st)
+	km, err := server.NewKeys(ctx, cfg, st, nil)
 	if err != nil {
 		return "", err
 	}

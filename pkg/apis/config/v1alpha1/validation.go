@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	"time"
 	"io"
 	"net"
 	"net/url"
@@ -38,7 +39,7 @@ func Validate(c *PortcullisConfiguration) field.ErrorList {
 	}
 	errs = append(errs, validateHTTPSURL(c.IssuerURL, field.NewPath("issuerURL"), true)...)
 	errs = append(errs, validateStore(&c.Store, field.NewPath("store"))...)
-	errs = append(errs, validateTokens(&c.Tokens, field.NewPath("tokens"))...)
+	errs = append(errs, validateTokens(&c.Tokens, c.Store.Type, field.NewPath("tokens"))...)
 	errs = append(errs, validateIdentityProviders(c, field.NewPath("identityProviders"))...)
 	errs = append(errs, validateGroupMappings(c, field.NewPath("groupMappings"))...)
 	errs = append(errs, validateClusters(c, field.NewPath("clusters"))...)
@@ -268,7 +269,15 @@ func validateStore(s *StoreConfig, fld *field.Path) field.ErrorList {
 	return errs
 }
 
-func validateTokens(t *TokensConfig, fld *field.Path) field.ErrorList {
+// Shortest key rotation periods: a rotated key is published to every
+// replica before it signs, which takes three key reloads (10 s each with
+// bolt, 2 s from the kubernetes store's cache).
+const (
+	minKeyRotationPeriod           = time.Minute
+	minKeyRotationPeriodKubernetes = 30 * time.Second
+)
+
+func validateTokens(t *TokensConfig, storeType string, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if t.Lifetime.Duration < 0 {
 		errs = append(errs, field.Invalid(fld.Child("lifetime"), t.Lifetime.String(), "must be positive, e.g. 15m"))
@@ -278,8 +287,14 @@ func validateTokens(t *TokensConfig, fld *field.Path) field.ErrorList {
 	} else if t.Lifetime.Duration > t.MaxLifetime.Duration {
 		errs = append(errs, field.Invalid(fld.Child("lifetime"), t.Lifetime.String(), fmt.Sprintf("must not exceed tokens.maxLifetime (%s)", t.MaxLifetime.Duration)))
 	}
-	if t.KeyRotationPeriod.Duration < 0 {
+	minRotation := minKeyRotationPeriod
+	if storeType == "kubernetes" {
+		minRotation = minKeyRotationPeriodKubernetes
+	}
+	if d := t.KeyRotationPeriod.Duration; d < 0 {
 		errs = append(errs, field.Invalid(fld.Child("keyRotationPeriod"), t.KeyRotationPeriod.String(), "must be positive, e.g. 24h"))
+	} else if d > 0 && d < minRotation {
+		errs = append(errs, field.Invalid(fld.Child("keyRotationPeriod"), t.KeyRotationPeriod.String(), fmt.Sprintf("must be at least %s with store.type %s (a new key is published to every replica before it signs), e.g. 24h", minRotation, storeTypeOrDefault(storeType))))
 	}
 	if t.CacheSize < 0 || t.CacheSize > 10_000_000 {
 		errs = append(errs, field.Invalid(fld.Child("cacheSize"), t.CacheSize, "must be between 0 and 10000000"))
@@ -490,4 +505,11 @@ func validatePortal(p *PortalConfig, fld *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(fld.Child("sessionIdleTimeout"), p.SessionIdleTimeout.String(), fmt.Sprintf("must not exceed portal.sessionMaxLifetime (%s)", p.SessionMaxLifetime.Duration)))
 	}
 	return errs
+}
+
+func storeTypeOrDefault(t string) string {
+	if t == "" {
+		return "bolt"
+	}
+	return t
 }

@@ -190,6 +190,7 @@ func TestValidateReportsEveryRuleWithItsFieldPath(t *testing.T) {
 		{"a negative maximum token lifetime is refused", func(c *C) { c.Tokens.MaxLifetime.Duration = -time.Minute }, []want{{"tokens.maxLifetime", "must be positive"}}},
 		{"a token lifetime above the maximum is refused", func(c *C) { c.Tokens.Lifetime.Duration = 48 * time.Hour }, []want{{"tokens.lifetime", "must not exceed tokens.maxLifetime (24h0m0s)"}}},
 		{"a negative key rotation period is refused", func(c *C) { c.Tokens.KeyRotationPeriod.Duration = -time.Hour }, []want{{"tokens.keyRotationPeriod", "must be positive"}}},
+		{"a key rotation period too short to publish a key first is refused", func(c *C) { c.Tokens.KeyRotationPeriod.Duration = 30 * time.Second }, []want{{"tokens.keyRotationPeriod", "must be at least 1m0s with store.type bolt"}}},
 		{"a negative cache size is refused", func(c *C) { c.Tokens.CacheSize = -1 }, []want{{"tokens.cacheSize", "between 0 and 10000000"}}},
 		{"a huge cache size is refused", func(c *C) { c.Tokens.CacheSize = 10_000_001 }, []want{{"tokens.cacheSize", "between 0 and 10000000"}}},
 
