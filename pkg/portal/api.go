@@ -61,15 +61,15 @@ func (p *Portal) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cluster == "" {
-		cluster = c.cluster
+		cluster = c.Cluster
 	}
-	resp, f := p.createSession(r.Context(), r, c.result, cluster)
+	resp, f := p.createSession(r.Context(), r, c.Result.result(), cluster)
 	if f != nil {
 		auditOutcome(r.Context(), "portcullis.dev/outcome", f.outcome, "portcullis.dev/flow", flowLoopback)
 		writeOAuthError(w, f.status, f.oauth, f.message)
 		return
 	}
-	p.markRedeemed(code, resp.Session.ID)
+	p.markRedeemed(r.Context(), code, resp.Session.ID)
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -1,16 +1,21 @@
 package portal
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/klog/v2"
+
+	"portcullis.dev/portcullis/pkg/loginstate"
 	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
@@ -39,68 +44,55 @@ const (
 	deviceDenied
 )
 
-type deviceEntry struct {
-	key      string // SHA-256 of the device code
-	userCode string // normalised (no dash)
-	cluster  string
-	expires  time.Time
-	interval time.Duration
-	lastPoll time.Time
-	status   deviceStatus
-	reason   string
-	result   *loginResult
-}
-
+// deviceFlow keeps device codes in the login-state store: under the
+// device code's hash (KindDevice, a deviceRecord) and under the user code
+// (KindDeviceUser, pointing at the device code's hash).
 type deviceFlow struct {
-	mu       sync.Mutex
-	byKey    map[string]*deviceEntry
-	byUser   map[string]*deviceEntry
+	logins   loginstate.Store
 	interval time.Duration
 	// failures limits wrong user codes, which makes guessing a live code
 	// (1 in 2.6e10 per try with 10000 codes pending) hopeless: a burst of
-	// 30, then one every 2 seconds, for all clients together.
+	// 30, then one every 2 seconds, for all clients of this replica
+	// together.
 	failures *rate.Limiter
 }
 
-func newDeviceFlow(interval time.Duration) *deviceFlow {
+// deviceExpiredGrace keeps a device's record a little past its expiry, so
+// that a late poll learns "expired_token" rather than "invalid_grant".
+const deviceExpiredGrace = deviceTTL
+
+func newDeviceFlow(logins loginstate.Store, interval time.Duration) *deviceFlow {
 	return &deviceFlow{
-		byKey:    map[string]*deviceEntry{},
-		byUser:   map[string]*deviceEntry{},
+		logins:   logins,
 		interval: interval,
 		failures: rate.NewLimiter(rate.Every(2*time.Second), 30),
 	}
 }
 
-func (d *deviceFlow) sweepLocked(now time.Time) {
-	for k, e := range d.byKey {
-		if !now.Before(e.expires) {
-			delete(d.byKey, k)
-			delete(d.byUser, e.userCode)
-		}
-	}
-}
-
 // create makes a new device code and user code.
-func (d *deviceFlow) create(cluster string, now time.Time) (deviceCode, userCode string, ok bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.byKey) >= maxPending/2 {
-		d.sweepLocked(now)
-	}
-	if len(d.byKey) >= maxPending {
-		return "", "", false
-	}
+func (d *deviceFlow) create(ctx context.Context, cluster string, now time.Time) (deviceCode, userCode string, err error) {
+	deviceCode = randomToken(32)
+	key := sha256Hex(deviceCode)
+	expires := now.Add(deviceTTL)
 	for {
 		userCode = newUserCode()
-		if _, taken := d.byUser[userCode]; !taken {
+		err = d.logins.Create(ctx, loginstate.KindDeviceUser, userCode, []byte(key), expires)
+		if !errors.Is(err, loginstate.ErrExists) {
 			break
 		}
 	}
-	deviceCode = randomToken(32)
-	e := &deviceEntry{key: sha256Hex(deviceCode), userCode: userCode, cluster: cluster, expires: now.Add(deviceTTL), interval: d.interval}
-	d.byKey[e.key] = e
-	d.byUser[userCode] = e
-	return deviceCode, formatUserCode(userCode), true
+	if err != nil {
+		return "", "", err
+	}
+	rec := deviceRecord{UserCode: userCode, Cluster: cluster, Expires: expires, Interval: d.interval}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", "", err
+	}
+	if err := d.logins.Create(ctx, loginstate.KindDevice, key, b, expires.Add(deviceExpiredGrace)); err != nil {
+		return "", "", err
+	}
+	return deviceCode, formatUserCode(userCode), nil
 }
 
 func newUserCode() string {
@@ -130,74 +122,109 @@ func normalizeUserCode(s string) string {
 	return b.String()
 }
 
-// pendingByUserCode returns the key of the pending device with that user
-// code, or false (counting a failure).
-func (d *deviceFlow) pendingByUserCode(userCode string, now time.Time) (key string, ok, limited bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// pendingByUserCode returns the key and cluster of the pending device with
+// that user code, or false (counting a failure).
+func (d *deviceFlow) pendingByUserCode(ctx context.Context, userCode string, now time.Time) (key, cluster string, ok, limited bool, err error) {
 	if d.failures.TokensAt(now) < 1 {
-		return "", false, true
+		return "", "", false, true, nil
 	}
-	e, found := d.byUser[normalizeUserCode(userCode)]
-	if !found || !now.Before(e.expires) || e.status != devicePending {
+	refuse := func() (string, string, bool, bool, error) {
 		d.failures.AllowN(now, 1) // counts the failure
-		return "", false, false
+		return "", "", false, false, nil
 	}
-	return e.key, true, false
+	b, _, err := d.logins.Get(ctx, loginstate.KindDeviceUser, normalizeUserCode(userCode))
+	if errors.Is(err, loginstate.ErrNotFound) {
+		return refuse()
+	}
+	if err != nil {
+		return "", "", false, false, err
+	}
+	key = string(b)
+	rec, err := getRecord[deviceRecord](ctx, d.logins, loginstate.KindDevice, key)
+	if errors.Is(err, loginstate.ErrNotFound) {
+		return refuse()
+	}
+	if err != nil {
+		return "", "", false, false, err
+	}
+	if !now.Before(rec.Expires) || rec.Status != devicePending {
+		return refuse()
+	}
+	return key, rec.Cluster, true, false, nil
 }
 
-func (d *deviceFlow) approve(key string, res *loginResult, now time.Time) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.byKey[key]
-	if !ok || !now.Before(e.expires) || e.status != devicePending {
-		return false
-	}
-	e.status, e.result = deviceApproved, res
-	return true
-}
-
-func (d *deviceFlow) deny(key, reason string, now time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if e, ok := d.byKey[key]; ok && e.status == devicePending && now.Before(e.expires) {
-		e.status, e.reason = deviceDenied, reason
-	}
-}
-
-// poll answers a device's poll: the entry is removed once it is approved or
-// denied (its result is handed out once).
-func (d *deviceFlow) poll(deviceCode string, now time.Time) (e deviceEntry, errCode string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	key := sha256Hex(deviceCode)
-	cur, ok := d.byKey[key]
-	if !ok {
-		return deviceEntry{}, "invalid_grant"
-	}
-	if !now.Before(cur.expires) {
-		delete(d.byKey, key)
-		delete(d.byUser, cur.userCode)
-		return deviceEntry{}, "expired_token"
-	}
-	switch cur.status {
-	case deviceApproved, deviceDenied:
-		delete(d.byKey, key)
-		delete(d.byUser, cur.userCode)
-		if cur.status == deviceDenied {
-			return *cur, "access_denied"
+// approve hands res to the device waiting under key; false if it no longer
+// waits.
+func (d *deviceFlow) approve(ctx context.Context, key string, res *loginResult, now time.Time) (bool, error) {
+	approved := false
+	_, err := updateRecord(ctx, d.logins, loginstate.KindDevice, key, func(rec *deviceRecord) bool {
+		approved = now.Before(rec.Expires) && rec.Status == devicePending
+		if approved {
+			rec.Status, rec.Result = deviceApproved, recordOf(res)
 		}
-		return *cur, ""
+		return true
+	})
+	if errors.Is(err, loginstate.ErrNotFound) {
+		return false, nil
 	}
-	// A little slack for network jitter: a client sleeping exactly the
-	// interval between polls must not be told to slow down.
-	if !cur.lastPoll.IsZero() && now.Sub(cur.lastPoll) < cur.interval*9/10 {
-		cur.interval += slowDownStep
-		cur.lastPoll = now
-		return *cur, "slow_down"
+	return approved, err
+}
+
+// deny tells the device waiting under key that its login was refused.
+func (d *deviceFlow) deny(ctx context.Context, key, reason string, now time.Time) error {
+	_, err := updateRecord(ctx, d.logins, loginstate.KindDevice, key, func(rec *deviceRecord) bool {
+		if rec.Status == devicePending && now.Before(rec.Expires) {
+			rec.Status, rec.Reason = deviceDenied, reason
+		}
+		return true
+	})
+	if errors.Is(err, loginstate.ErrNotFound) {
+		return nil
 	}
-	cur.lastPoll = now
-	return *cur, "authorization_pending"
+	return err
+}
+
+// poll answers a device's poll: the record is removed once it is approved
+// or denied (its result is handed out once).
+func (d *deviceFlow) poll(ctx context.Context, deviceCode string, now time.Time) (rec deviceRecord, errCode string, err error) {
+	key := sha256Hex(deviceCode)
+	var code string
+	last, err := updateRecord(ctx, d.logins, loginstate.KindDevice, key, func(cur *deviceRecord) bool {
+		if !now.Before(cur.Expires) {
+			code = "expired_token"
+			return false
+		}
+		switch cur.Status {
+		case deviceApproved:
+			code = ""
+			return false
+		case deviceDenied:
+			code = "access_denied"
+			return false
+		}
+		// A little slack for network jitter: a client sleeping exactly
+		// the interval between polls must not be told to slow down.
+		code = "authorization_pending"
+		if !cur.LastPoll.IsZero() && now.Sub(cur.LastPoll) < cur.Interval*9/10 {
+			cur.Interval += slowDownStep
+			code = "slow_down"
+		}
+		cur.LastPoll = now
+		return true
+	})
+	if errors.Is(err, loginstate.ErrNotFound) {
+		return deviceRecord{}, "invalid_grant", nil
+	}
+	if err != nil {
+		return deviceRecord{}, "", err
+	}
+	if code != "authorization_pending" && code != "slow_down" {
+		// Done with: the user code goes too.
+		if _, err := d.logins.Take(ctx, loginstate.KindDeviceUser, last.UserCode); err != nil && !errors.Is(err, loginstate.ErrNotFound) {
+			klog.ErrorS(err, "Removing a used device user code")
+		}
+	}
+	return *last, code, nil
 }
 
 // serveDeviceAPI serves POST /device/code and POST /device/token.
@@ -225,9 +252,10 @@ func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("there is no cluster %q", truncate(cluster, 64)))
 		return
 	}
-	deviceCode, userCode, ok := p.devices.create(cluster, p.now())
-	if !ok {
-		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "too many device logins in progress; try again in a minute")
+	deviceCode, userCode, err := p.devices.create(r.Context(), cluster, p.now())
+	if err != nil {
+		f := stateFailure(err)
+		writeOAuthError(w, f.status, f.oauth, f.message)
 		return
 	}
 	verify := p.d.IssuerURL + "/device"
@@ -258,7 +286,12 @@ func (p *Portal) serveDeviceToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "device_code is required")
 		return
 	}
-	e, code := p.devices.poll(deviceCode, p.now())
+	e, code, err := p.devices.poll(r.Context(), deviceCode, p.now())
+	if err != nil {
+		f := stateFailure(err)
+		writeOAuthError(w, f.status, f.oauth, f.message)
+		return
+	}
 	switch code {
 	case "":
 	case "authorization_pending", "slow_down":
@@ -266,7 +299,7 @@ func (p *Portal) serveDeviceToken(w http.ResponseWriter, r *http.Request) {
 		return
 	case "access_denied":
 		p.metrics.logins.WithLabelValues(flowDevice, outcomeDenied).Inc()
-		writeOAuthError(w, http.StatusBadRequest, code, e.reason)
+		writeOAuthError(w, http.StatusBadRequest, code, e.Reason)
 		return
 	case "expired_token":
 		writeOAuthError(w, http.StatusBadRequest, code, "the device code has expired; start the login again")
@@ -276,9 +309,9 @@ func (p *Portal) serveDeviceToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cluster == "" {
-		cluster = e.cluster
+		cluster = e.Cluster
 	}
-	resp, f := p.createSession(r.Context(), r, e.result, cluster)
+	resp, f := p.createSession(r.Context(), r, e.Result.result(), cluster)
 	if f != nil {
 		auditOutcome(r.Context(), "portcullis.dev/outcome", f.outcome, "portcullis.dev/flow", flowDevice)
 		writeOAuthError(w, f.status, f.oauth, f.message)
@@ -337,7 +370,11 @@ func (p *Portal) serveDevicePage(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusBadRequest, "device", data)
 		return
 	}
-	key, ok, limited := p.devices.pendingByUserCode(data.UserCode, p.now())
+	key, cluster, ok, limited, err := p.devices.pendingByUserCode(r.Context(), data.UserCode, p.now())
+	if err != nil {
+		p.renderFailure(w, r, stateFailure(err), "/device")
+		return
+	}
 	if limited {
 		p.renderError(w, r, http.StatusTooManyRequests, "Too many wrong codes",
 			"Too many codes that match no device were entered. Wait a minute and try again.", "/device")
@@ -349,16 +386,7 @@ func (p *Portal) serveDevicePage(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusBadRequest, "device", data)
 		return
 	}
-	p.startAtIdP(w, r, prov, &attempt{idp: prov.Name(), flow: flowDevice, device: key, cluster: p.devices.clusterOf(key)})
-}
-
-func (d *deviceFlow) clusterOf(key string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if e, ok := d.byKey[key]; ok {
-		return e.cluster
-	}
-	return ""
+	p.startAtIdP(w, r, prov, &attempt{idp: prov.Name(), flow: flowDevice, device: key, cluster: cluster})
 }
 
 // csrfToken returns the browser's CSRF token, setting a new one if needed.

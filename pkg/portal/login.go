@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/loginstate"
 )
 
 // attempt is a login in progress, from /login/<idp> (or /device) to
@@ -39,19 +40,10 @@ type cliParams struct {
 	state     string
 }
 
-// cliCode is a one-time code handed to the CLI's loopback listener, to be
-// redeemed at /portal/api/token with the CLI's PKCE verifier.
-type cliCode struct {
-	result    *loginResult
-	challenge string
-	redirect  string
-	cluster   string
-	// claimed is set by the first redemption; redeemedSession once that
-	// created its session. A second redemption revokes that session
-	// (RFC 6749 §4.1.2).
-	claimed         bool
-	redeemedSession string
-}
+// A one-time code handed to the CLI's loopback listener is redeemed at
+// /portal/api/token with the CLI's PKCE verifier (codeRecord). The first
+// redemption claims it, and records the session it created; a second one
+// revokes that session (RFC 6749 §4.1.2).
 
 const loginCookiePrefix = "__Host-portcullis-login-"
 
@@ -136,9 +128,10 @@ func (p *Portal) startAtIdP(w http.ResponseWriter, r *http.Request, prov *identi
 	att.nonce = randomToken(32)
 	att.verifier = oauth2.GenerateVerifier()
 	att.binding = sha256Bytes(binding)
-	if !p.attempts.put(state, att, attemptTTL) {
-		p.renderError(w, r, http.StatusServiceUnavailable, "Too many logins in progress",
-			"Portcullis is handling too many logins at once. Try again in a minute.", "")
+	if err := p.createRecord(r.Context(), loginstate.KindAttempt, state, att.record(), p.now().Add(attemptTTL)); err != nil {
+		f := stateFailure(err)
+		p.metrics.logins.WithLabelValues(att.flow, f.outcome).Inc()
+		p.renderFailure(w, r, f, "")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -229,8 +222,21 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 			"The identity provider sent you back without the login's state. Start again.", "/login")
 		return
 	}
-	att, ok := p.attempts.take(state)
-	if !ok {
+	rec, err := takeRecord[attemptRecord](r.Context(), p.d.Logins, loginstate.KindAttempt, state)
+	if err != nil && !errors.Is(err, loginstate.ErrNotFound) {
+		f := stateFailure(err)
+		p.metrics.logins.WithLabelValues(flowBrowser, f.outcome).Inc()
+		p.renderFailure(w, r, f, "/login")
+		return
+	}
+	var att *attempt
+	if err == nil {
+		if att, err = rec.attempt(); err != nil {
+			p.renderFailure(w, r, stateFailure(err), "/login")
+			return
+		}
+	}
+	if att == nil {
 		p.metrics.logins.WithLabelValues(flowBrowser, outcomeInvalidRequest).Inc()
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeInvalidRequest, "portcullis.dev/reason", "unknown, expired or replayed state")
 		p.renderError(w, r, http.StatusBadRequest, "This login has expired or was already completed",
@@ -294,13 +300,19 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 	switch att.flow {
 	case flowLoopback:
 		code := randomToken(32)
-		if !p.codes.put(sha256Hex(code), &cliCode{result: res, challenge: att.cli.challenge, redirect: att.cli.redirect.String(), cluster: att.cluster}, codeTTL) {
-			p.renderError(w, r, http.StatusServiceUnavailable, "Too many logins in progress", "Try again in a minute.", "")
+		rec := codeRecord{Result: recordOf(res), Challenge: att.cli.challenge, Redirect: att.cli.redirect.String(), Cluster: att.cluster}
+		if err := p.createRecord(r.Context(), loginstate.KindCode, sha256Hex(code), rec, p.now().Add(codeTTL)); err != nil {
+			p.renderFailure(w, r, stateFailure(err), "")
 			return
 		}
 		p.redirectToCLI(w, r, att.cli, url.Values{"code": {code}})
 	case flowDevice:
-		if !p.devices.approve(att.device, res, p.now()) {
+		approved, err := p.devices.approve(r.Context(), att.device, res, p.now())
+		if err != nil {
+			p.renderFailure(w, r, stateFailure(err), "")
+			return
+		}
+		if !approved {
 			p.renderError(w, r, http.StatusBadRequest, "This device code has expired",
 				"The device stopped waiting for this login. Start the login on the device again.", "")
 			return
@@ -336,7 +348,9 @@ func (p *Portal) loginFailed(w http.ResponseWriter, r *http.Request, att *attemp
 		return
 	case flowDevice:
 		if f.outcome == outcomeDenied || f.oauth == "access_denied" {
-			p.devices.deny(att.device, f.title+": "+f.message, p.now())
+			if err := p.devices.deny(r.Context(), att.device, f.title+": "+f.message, p.now()); err != nil {
+				klog.ErrorS(err, "Telling a device its login was refused failed")
+			}
 		}
 	}
 	p.renderFailure(w, r, f, "/login")
@@ -370,7 +384,7 @@ func (p *Portal) serveCLIComplete(w http.ResponseWriter, r *http.Request) {
 }
 
 // redeemCode exchanges a CLI's one-time code for its login result.
-func (p *Portal) redeemCode(ctx context.Context, code, verifier, redirect string) (*cliCode, *failure) {
+func (p *Portal) redeemCode(ctx context.Context, code, verifier, redirect string) (*codeRecord, *failure) {
 	invalid := fail(http.StatusBadRequest, outcomeInvalidRequest, "invalid_grant", "Invalid code",
 		"the code is unknown, expired or already used, or does not match the verifier or redirect URI; log in again")
 	if code == "" || verifier == "" {
@@ -378,27 +392,29 @@ func (p *Portal) redeemCode(ctx context.Context, code, verifier, redirect string
 	}
 	key := sha256Hex(code)
 	var (
-		got             *cliCode
+		got             *codeRecord
 		replayed        bool
 		replayedSession string
 	)
 	challenge := oauth2.S256ChallengeFromVerifier(verifier)
-	p.codes.update(key, func(c **cliCode, _ time.Time) bool {
-		cur := *c
-		if cur.claimed {
-			replayed, replayedSession = true, cur.redeemedSession
+	_, err := updateRecord(ctx, p.d.Logins, loginstate.KindCode, key, func(cur *codeRecord) bool {
+		got, replayed, replayedSession = nil, false, ""
+		if cur.Claimed {
+			replayed, replayedSession = true, cur.RedeemedSession
 			return false
 		}
-		if !constantTimeEqual(challenge, cur.challenge) || redirect != cur.redirect {
+		if !constantTimeEqual(challenge, cur.Challenge) || redirect != cur.Redirect {
 			// One attempt per code: a wrong verifier burns it.
 			return false
 		}
 		cp := *cur
-		cp.claimed = true
-		got = cur
-		*c = &cp
+		got = &cp
+		cur.Claimed = true
 		return true // kept until it expires, to detect a second use
 	})
+	if err != nil && !errors.Is(err, loginstate.ErrNotFound) {
+		return nil, stateFailure(err)
+	}
 	if replayed {
 		if replayedSession != "" {
 			klog.InfoS("A one-time login code was used twice: revoking the session it created", "session", replayedSession)
@@ -417,13 +433,14 @@ func (p *Portal) redeemCode(ctx context.Context, code, verifier, redirect string
 	return got, nil
 }
 
-// markRedeemed records the session a code created.
-func (p *Portal) markRedeemed(code, sid string) {
-	p.codes.update(sha256Hex(code), func(c **cliCode, _ time.Time) bool {
-		cp := **c
-		cp.redeemedSession = sid
-		cp.result = nil
-		*c = &cp
+// markRedeemed records the session a code created, and drops the result
+// it held (the tokens are handed out).
+func (p *Portal) markRedeemed(ctx context.Context, code, sid string) {
+	_, err := updateRecord(ctx, p.d.Logins, loginstate.KindCode, sha256Hex(code), func(c *codeRecord) bool {
+		c.RedeemedSession, c.Result = sid, nil
 		return true
 	})
+	if err != nil && !errors.Is(err, loginstate.ErrNotFound) {
+		klog.ErrorS(err, "Recording the session a one-time code created", "session", sid)
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/loginstate"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/pkg/session"
@@ -28,7 +29,7 @@ import (
 	"portcullis.dev/portcullis/pkg/token"
 )
 
-// Lifetimes and bounds of the in-memory login state.
+// Lifetimes and bounds of the logins in progress.
 const (
 	// attemptTTL bounds the time between starting a login and the IdP's
 	// redirect back: long enough to type a password and a second factor.
@@ -39,8 +40,9 @@ const (
 	deviceTTL = 10 * time.Minute
 	// DefaultDeviceInterval is the device flow's polling interval.
 	DefaultDeviceInterval = 5 * time.Second
-	// maxPending bounds each kind of in-memory state, so that a flood of
-	// login starts cannot exhaust memory.
+	// maxPending bounds the logins in progress kept in memory (when
+	// Deps.Logins is not set), so that a flood of login starts cannot
+	// exhaust memory.
 	maxPending = 10000
 	// maxBody bounds the request bodies of the API endpoints.
 	maxBody = 64 << 10
@@ -55,6 +57,9 @@ type Deps struct {
 	Groups func() *identity.GroupMapper
 	Policy *policy.Holder
 	Store  store.Store
+	// Logins keeps the logins in progress; in this process's memory when
+	// nil. With several replicas it must be shared (loginstate.Kubernetes).
+	Logins loginstate.Store
 	Minter *token.Minter
 	// Sessions ends, creates and refreshes login sessions; when nil the
 	// portal makes its own over Store. The server passes the manager the
@@ -85,9 +90,7 @@ type Portal struct {
 	pages    *pages
 	metrics  *portalMetrics
 
-	attempts *pending[*attempt]
-	codes    *pending[*cliCode]
-	devices  *deviceFlow
+	devices *deviceFlow
 }
 
 // New returns a portal. It fails when a required dependency is missing.
@@ -119,13 +122,15 @@ func New(d Deps) (*Portal, error) {
 		return nil, err
 	}
 	p := &Portal{
-		d:        d,
-		pages:    pg,
-		metrics:  defaultMetrics(),
-		attempts: newPending[*attempt](maxPending, d.Clock),
-		codes:    newPending[*cliCode](maxPending, d.Clock),
+		d:       d,
+		pages:   pg,
+		metrics: defaultMetrics(),
 	}
-	p.devices = newDeviceFlow(d.DeviceInterval)
+	if d.Logins == nil {
+		d.Logins = loginstate.NewMemory(maxPending, d.Clock)
+		p.d.Logins = d.Logins
+	}
+	p.devices = newDeviceFlow(d.Logins, d.DeviceInterval)
 	p.sessions = d.Sessions
 	if p.sessions == nil {
 		p.sessions = session.NewManager(d.Store, session.SettingsFrom(d.Config), d.Clock)

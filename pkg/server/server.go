@@ -235,6 +235,7 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 		Groups:    s.state.groupMapper,
 		Policy:    s.Policy,
 		Store:     s.Store,
+		Logins:    s.backend.Logins,
 		Sessions:  s.Sessions,
 		Minter:    s.Minter,
 		IssuerURL: cfg.IssuerURL,

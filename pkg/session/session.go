@@ -111,7 +111,6 @@ type Manager struct {
 	settings func() Settings
 
 	locks keyedMutex
-	grace *graceCache
 }
 
 // NewManager returns a Manager over st. clk may be nil (clock.RealClock).
@@ -119,7 +118,7 @@ func NewManager(st store.Store, settings func() Settings, clk clock.PassiveClock
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Manager{store: st, clock: clk, settings: settings, grace: newGraceCache(clk)}
+	return &Manager{store: st, clock: clk, settings: settings}
 }
 
 // Create stores a new session for id and returns it with its refresh token.
@@ -299,6 +298,13 @@ func (m *Manager) rotate(ctx context.Context, s store.Session, oldSecret string,
 		return Result{}, err
 	}
 	grace := m.settings().ReuseGrace
+	tok := s.ID + "." + secret
+	var sealed []byte
+	if grace > 0 {
+		if sealed, err = sealNext(s.ID, oldSecret, tok); err != nil {
+			return Result{}, err
+		}
+	}
 	updated, err := m.store.UpdateSession(ctx, s.ID, func(cur *store.Session) error {
 		if !equalHash(h, cur.RefreshTokenHash) {
 			// Rotated by another replica meanwhile.
@@ -306,6 +312,7 @@ func (m *Manager) rotate(ctx context.Context, s store.Session, oldSecret string,
 		}
 		cur.PreviousRefreshTokenHash = h
 		cur.PreviousValidUntil = now.Add(grace)
+		cur.PreviousSealedNext = sealed
 		cur.RefreshTokenHash = hash
 		cur.LastUsedAt = now
 		return nil
@@ -313,18 +320,14 @@ func (m *Manager) rotate(ctx context.Context, s store.Session, oldSecret string,
 	if err != nil {
 		return Result{}, m.updateError(err)
 	}
-	tok := s.ID + "." + secret
-	if grace > 0 {
-		m.grace.put(s.ID, h, oldSecret, tok, now, now.Add(grace))
-	}
 	return Result{Session: updated, RefreshToken: tok}, nil
 }
 
 // refreshInGrace serves a refresh with the previous secret within the reuse
-// grace. The client gets the token the rotation handed out (this process
-// remembers it, sealed with the previous secret, for the grace period), so
-// both clients end up with the same current token. When this process does
-// not know it (a restart, another replica rotated), the session is rotated
+// grace. The client gets the token the rotation handed out (kept in the
+// session, sealed with the previous secret), so both clients end up with the
+// same current token, whichever replica each asks. When it cannot be opened
+// (a session rotated before this field existed), the session is rotated
 // again: the token of the first rotation then stops working, and its holder
 // is asked for a new login at its next refresh rather than the session being
 // revoked.
@@ -335,7 +338,7 @@ func (m *Manager) refreshInGrace(ctx context.Context, s store.Session, secret st
 			return Result{}, err
 		}
 	}
-	if next, ok := m.grace.get(s.ID, h, secret, now); ok {
+	if next, ok := openNext(s.ID, secret, s.PreviousSealedNext); ok {
 		if _, nextSecret, ok := ParseRefreshToken(next); ok && equalHash(hashSecret(nextSecret), s.RefreshTokenHash) {
 			updated, err := m.store.UpdateSession(ctx, s.ID, func(cur *store.Session) error {
 				cur.LastUsedAt = now
@@ -415,8 +418,14 @@ func (m *Manager) End(ctx context.Context, s store.Session, reason, by string) e
 	}); err != nil {
 		return fmt.Errorf("revoking session %s: %w", s.ID, err)
 	}
-	m.grace.drop(s.ID)
 	if err := m.store.DeleteSession(ctx, s.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		// At least erase the IdP's refresh token: the session is revoked,
+		// and nothing should keep a usable upstream credential for it
+		// until garbage collection.
+		_, _ = m.store.UpdateSession(ctx, s.ID, func(cur *store.Session) error {
+			cur.UpstreamRefreshToken, cur.PreviousSealedNext = "", nil
+			return nil
+		})
 		return fmt.Errorf("deleting session %s: %w: %w", s.ID, ErrNotDeleted, err)
 	}
 	return nil

@@ -129,3 +129,33 @@ func TestEnd_RevokesFirstAndSaysWhenOnlyTheDeleteFailed(t *testing.T) {
 		t.Errorf("revocations = %+v, want one kept until the last token's expiry plus the skew (%v)", revs, want)
 	}
 }
+
+func TestRefresh_TheReuseGraceWorksAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	a, clk, st := newManager(t)
+	// b is another replica: its own manager over the same store.
+	b := NewManager(st, a.settings, clk)
+	_, tok, err := a.Create(ctx, User{Username: "alice"}, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.Refresh(ctx, tok, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(10 * time.Second)
+	second, err := b.Refresh(ctx, tok, nil, nil)
+	if err != nil {
+		t.Fatalf("the second client, on another replica within the grace: %v", err)
+	}
+	if second.RefreshToken != first.RefreshToken || !second.Grace {
+		t.Fatalf("replica b handed out %q (grace %v), want the token a's rotation handed out", second.RefreshToken, second.Grace)
+	}
+	stored, _ := st.GetSession(ctx, first.Session.ID)
+	if _, secret, _ := ParseRefreshToken(first.RefreshToken); strings.Contains(string(stored.PreviousSealedNext), secret) {
+		t.Fatal("the stored session holds the handed-out secret in clear")
+	}
+	if _, err := b.Refresh(ctx, first.RefreshToken, nil, nil); err != nil {
+		t.Fatalf("the shared token does not refresh on b: %v", err)
+	}
+}

@@ -71,6 +71,11 @@ type Session struct {
 	// PreviousRefreshTokenHash stays valid until PreviousValidUntil: the reuse
 	// grace that lets two concurrent clients refresh with the same secret.
 	PreviousRefreshTokenHash []byte    `json:"previousRefreshTokenHash,omitempty"`
+	// PreviousSealedNext is the refresh token the last rotation handed out,
+	// sealed (AES-256-GCM) with a key derived from the previous secret, so
+	// that within the reuse grace any replica can give it to a client that
+	// presents the previous secret, while the store holds nothing usable.
+	PreviousSealedNext []byte `json:"previousSealedNext,omitempty"`
 	PreviousValidUntil       time.Time `json:"previousValidUntil,omitempty"`
 	ClientAddress            string    `json:"clientAddress,omitempty"`
 	CreatedAt                time.Time `json:"createdAt"`

@@ -368,6 +368,7 @@ func cloneSession(s store.Session) store.Session {
 	}
 	s.RefreshTokenHash = cloneBytes(s.RefreshTokenHash)
 	s.PreviousRefreshTokenHash = cloneBytes(s.PreviousRefreshTokenHash)
+	s.PreviousSealedNext = cloneBytes(s.PreviousSealedNext)
 	return s
 }
 

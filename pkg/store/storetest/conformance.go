@@ -264,6 +264,9 @@ func scribble(sess *store.Session) {
 	for i := range sess.PreviousRefreshTokenHash {
 		sess.PreviousRefreshTokenHash[i] = 0
 	}
+	for i := range sess.PreviousSealedNext {
+		sess.PreviousSealedNext[i] = 0
+	}
 	sess.Username = "scribbled"
 }
 

@@ -40,6 +40,7 @@ func session(id string) store.Session {
 		UpstreamRefreshToken:     "fake-upstream-refresh-" + id,
 		RefreshTokenHash:         []byte{0x01, 0x02, 0x03, 0xfe},
 		PreviousRefreshTokenHash: []byte{0x0a, 0x0b},
+		PreviousSealedNext:       []byte{0x0c, 0x0d},
 		PreviousValidUntil:       base.Add(30 * time.Second),
 		ClientAddress:            "192.0.2.10",
 		CreatedAt:                base,
@@ -113,6 +114,7 @@ func normSession(s store.Session) store.Session {
 	}
 	s.RefreshTokenHash = normBytes(s.RefreshTokenHash)
 	s.PreviousRefreshTokenHash = normBytes(s.PreviousRefreshTokenHash)
+	s.PreviousSealedNext = normBytes(s.PreviousSealedNext)
 	s.PreviousValidUntil = normTime(s.PreviousValidUntil)
 	s.CreatedAt, s.LastUsedAt = normTime(s.CreatedAt), normTime(s.LastUsedAt)
 	s.ExpiresAt = normTime(s.ExpiresAt)
