@@ -54,8 +54,8 @@ type Server struct {
 
 	state   *configState
 	backend *stateBackend
-	config *v1alpha1.PortcullisConfiguration // as loaded at start
-	cancel context.CancelFunc
+	config  *v1alpha1.PortcullisConfiguration // as loaded at start
+	cancel  context.CancelFunc
 }
 
 // NewKeys returns the key manager for cfg over st, with a first key ensured.

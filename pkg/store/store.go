@@ -70,16 +70,16 @@ type Session struct {
 	RefreshTokenHash []byte `json:"refreshTokenHash"`
 	// PreviousRefreshTokenHash stays valid until PreviousValidUntil: the reuse
 	// grace that lets two concurrent clients refresh with the same secret.
-	PreviousRefreshTokenHash []byte    `json:"previousRefreshTokenHash,omitempty"`
+	PreviousRefreshTokenHash []byte `json:"previousRefreshTokenHash,omitempty"`
 	// PreviousSealedNext is the refresh token the last rotation handed out,
 	// sealed (AES-256-GCM) with a key derived from the previous secret, so
 	// that within the reuse grace any replica can give it to a client that
 	// presents the previous secret, while the store holds nothing usable.
-	PreviousSealedNext []byte `json:"previousSealedNext,omitempty"`
-	PreviousValidUntil       time.Time `json:"previousValidUntil,omitempty"`
-	ClientAddress            string    `json:"clientAddress,omitempty"`
-	CreatedAt                time.Time `json:"createdAt"`
-	LastUsedAt               time.Time `json:"lastUsedAt"`
+	PreviousSealedNext []byte    `json:"previousSealedNext,omitempty"`
+	PreviousValidUntil time.Time `json:"previousValidUntil,omitempty"`
+	ClientAddress      string    `json:"clientAddress,omitempty"`
+	CreatedAt          time.Time `json:"createdAt"`
+	LastUsedAt         time.Time `json:"lastUsedAt"`
 	// IdleTimeout ends the session when LastUsedAt+IdleTimeout has passed.
 	IdleTimeout time.Duration `json:"idleTimeout"`
 	// ExpiresAt is the absolute end of the session.

@@ -2,7 +2,6 @@ package v1alpha1
 
 import (
 	"fmt"
-	"time"
 	"io"
 	"net"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
