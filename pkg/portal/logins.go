@@ -169,7 +169,7 @@ func stateFailure(err error) *failure {
 	case errors.Is(err, store.ErrUnavailable):
 		klog.ErrorS(err, "The state store is unreachable: logins cannot proceed")
 		return fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable", "The state store is unreachable",
-			"Portcullis cannot reach the store it keeps logins in (its Kubernetes API). Try again in a minute; if it keeps failing, tell your administrator.")
+			"The state store is unreachable: Portcullis cannot reach the Kubernetes API it keeps logins in. Try again in a minute; if it keeps failing, tell your administrator.")
 	}
 	klog.ErrorS(err, "Keeping the state of a login failed")
 	return fail(http.StatusInternalServerError, outcomeUnavailable, "server_error", "Portcullis could not keep track of this login",
