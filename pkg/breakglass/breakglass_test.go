@@ -181,3 +181,19 @@ func TestNoServerIsReportedAsSuch(t *testing.T) {
 		t.Fatalf("MintVia without a server = %v, want ErrNoServer", err)
 	}
 }
+
+func TestASocketPathLongerThanAUnixAddressStillWorks(t *testing.T) {
+	cfg, m, _ := setup(t)
+	dir := filepath.Join(t.TempDir(), strings.Repeat("a-rather-long-directory-name-", 4))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := SocketPath(filepath.Join(dir, "state.db"))
+	if len(path) <= maxSocketPath {
+		t.Fatalf("path %d bytes: not long enough to test this", len(path))
+	}
+	serve(t, path, cfg, m, &recorder{})
+	if _, err := MintVia(context.Background(), path, Request{User: "u", Cluster: "prod", TTL: time.Minute, Reason: "r"}); err != nil {
+		t.Fatal(err)
+	}
+}

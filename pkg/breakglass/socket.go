@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -32,17 +33,22 @@ const mintPath = "/mint"
 // A stale socket file (no server behind it) is replaced; the socket is made
 // 0600 before it accepts anything.
 func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConfiguration, m *token.Minter, backend audit.Backend) error {
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+	if c, err := dialSocket(context.Background(), path); err == nil {
 		c.Close()
 		return fmt.Errorf("break-glass socket %s: another server answers on it; is another Portcullis running with this store?", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("break-glass socket %s: removing the stale socket: %w", path, err)
 	}
+	addr, done, err := socketAddress(path)
+	if err != nil {
+		return fmt.Errorf("break-glass socket %s: %w", path, err)
+	}
+	defer done()
 	// The umask makes the socket the owner's only from the start, with no
 	// window between bind and chmod.
 	old := unix.Umask(0o177)
-	l, err := net.Listen("unix", path)
+	l, err := net.Listen("unix", addr)
 	unix.Umask(old)
 	if err != nil {
 		return fmt.Errorf("break-glass socket %s: %w", path, err)
@@ -143,8 +149,7 @@ func MintVia(ctx context.Context, path string, req Request) (string, error) {
 	}
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return dialSocket(ctx, path)
 		},
 	}, Timeout: 30 * time.Second}
 	body, err := json.Marshal(req)
@@ -173,4 +178,38 @@ func MintVia(ctx context.Context, path string, req Request) (string, error) {
 		return "", fmt.Errorf("the running server refused to mint: %s", a.Error)
 	}
 	return a.Token, nil
+}
+
+// maxSocketPath is the longest path a Unix socket address holds (108 bytes
+// with the terminating NUL on Linux).
+const maxSocketPath = 107
+
+// socketAddress returns an address for the socket at path that fits a Unix
+// socket address: path itself, or, for a longer path, the same file reached
+// through /proc/self/fd and a descriptor of its directory (kept open until
+// done is called).
+func socketAddress(path string) (addr string, done func(), err error) {
+	if len(path) <= maxSocketPath {
+		return path, func() {}, nil
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return "", nil, err
+	}
+	addr = fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path))
+	if len(addr) > maxSocketPath {
+		dir.Close()
+		return "", nil, fmt.Errorf("the socket's file name is too long for a Unix socket; shorten store.path")
+	}
+	return addr, func() { dir.Close() }, nil
+}
+
+func dialSocket(ctx context.Context, path string) (net.Conn, error) {
+	addr, done, err := socketAddress(path)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	d := net.Dialer{Timeout: time.Second}
+	return d.DialContext(ctx, "unix", addr)
 }

@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"k8s.io/apiserver/pkg/audit"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/store"
+	"portcullis.dev/portcullis/pkg/store/bolt"
+	kstore "portcullis.dev/portcullis/pkg/store/kubernetes"
+	"portcullis.dev/portcullis/pkg/store/memory"
 )
 
 // warmSetSize is the number of distinct valid tokens BenchmarkReviewWarm
@@ -23,6 +29,55 @@ const warmSetSize = 10000
 // at the configuration's default size and the Prometheus metrics on.
 func benchFixture(b *testing.B) *fixture {
 	return newFixtureWith(b, fixtureOptions{cacheSize: v1alpha1.DefaultTokenCacheSize, metrics: DefaultMetrics()})
+}
+
+// BenchmarkReviewWarmByStore is BenchmarkReviewWarm on each state store,
+// with 1,000 live revocations: on the hot path a store is asked IsRevoked
+// and ListGrants, which the bolt and kubernetes stores answer from memory
+// (the kubernetes store from its informer caches, here fed by a fake
+// clientset: the API is not on the hot path, which is the point).
+func BenchmarkReviewWarmByStore(b *testing.B) {
+	for _, bs := range []struct {
+		name string
+		open func(testing.TB) store.Store
+	}{
+		{"memory", func(testing.TB) store.Store { return memory.New() }},
+		{"bolt", func(t testing.TB) store.Store {
+			st, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), bolt.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+		{"kubernetes", func(t testing.TB) store.Store {
+			st, err := kstore.New(context.Background(), fake.NewClientset(), kstore.Options{Namespace: "portcullis"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+	} {
+		b.Run(bs.name, func(b *testing.B) {
+			f := newFixtureWith(b, fixtureOptions{cacheSize: v1alpha1.DefaultTokenCacheSize, metrics: DefaultMetrics(), store: bs.open})
+			now := time.Now()
+			for i := range 1000 {
+				if err := f.st.Revoke(context.Background(), store.Revocation{ID: fmt.Sprintf("revoked-%d", i), RevokedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			bodies := reviewBodies(b, f, warmSetSize)
+			for _, body := range bodies {
+				benchServe(b, f.handler, body)
+			}
+			b.ReportAllocs()
+			i, cpu := 0, processCPU()
+			for b.Loop() {
+				benchServe(b, f.handler, bodies[i%len(bodies)])
+				i++
+			}
+			reportCPU(b, cpu, i)
+		})
+	}
 }
 
 // reviewBodies mints n distinct tokens for c1 (distinct users, so distinct

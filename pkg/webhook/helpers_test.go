@@ -112,7 +112,7 @@ func TestMain(m *testing.M) {
 type fixture struct {
 	t       testing.TB
 	cfg     *v1alpha1.PortcullisConfiguration
-	st      *memory.Store
+	st      store.Store
 	km      *token.KeyManager
 	minter  *token.Minter
 	ver     *token.Verifier
@@ -127,6 +127,8 @@ type fixtureOptions struct {
 	cacheSize int    // token.VerifierOptions.CacheSize
 	revoker   token.Revoker
 	metrics   *Metrics
+	// store is the state store; a memory store when nil.
+	store func(testing.TB) store.Store
 }
 
 func newFixture(t testing.TB) *fixture { return newFixtureWith(t, fixtureOptions{}) }
@@ -136,7 +138,12 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	if o.config == "" {
 		o.config = testConfig
 	}
-	f := &fixture{t: t, cfg: loadConfig(t, o.config), st: memory.New()}
+	f := &fixture{t: t, cfg: loadConfig(t, o.config)}
+	if o.store != nil {
+		f.st = o.store(t)
+	} else {
+		f.st = memory.New()
+	}
 	t.Cleanup(func() { f.st.Close() })
 	var err error
 	if f.km, err = token.NewKeyManager(f.st, token.KeyOptions{Logger: quietLogger}); err != nil {
