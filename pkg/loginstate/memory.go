@@ -90,32 +90,32 @@ func (m *Memory) liveLocked(k memKey) (memEntry, bool) {
 
 // Get implements Store.
 func (m *Memory) Get(ctx context.Context, kind Kind, key string) ([]byte, time.Time, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.liveLocked(memKey{kind, key})
-	if !ok {
-		return nil, time.Time{}, ErrNotFound
-	}
-	return clone(e.data), e.expires, nil
+	e, err := m.find(ctx, kind, key, false)
+	return clone(e.data), e.expires, err
 }
 
 // Take implements Store.
 func (m *Memory) Take(ctx context.Context, kind Kind, key string) ([]byte, error) {
+	e, err := m.find(ctx, kind, key, true)
+	return e.data, err
+}
+
+// find returns the live entry under kind/key, removing it if take.
+func (m *Memory) find(ctx context.Context, kind Kind, key string, take bool) (memEntry, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return memEntry{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := memKey{kind, key}
 	e, ok := m.liveLocked(k)
 	if !ok {
-		return nil, ErrNotFound
+		return memEntry{}, ErrNotFound
 	}
-	delete(m.entries, k)
-	return e.data, nil
+	if take {
+		delete(m.entries, k)
+	}
+	return e, nil
 }
 
 // Update implements Store.

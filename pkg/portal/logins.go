@@ -109,22 +109,20 @@ func (p *Portal) createRecord(ctx context.Context, kind loginstate.Kind, key str
 	return p.d.Logins.Create(ctx, kind, key, b, expires)
 }
 
-// getRecord reads kind/key into v.
+// getRecord reads kind/key.
 func getRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate.Kind, key string) (*T, error) {
 	b, _, err := st.Get(ctx, kind, key)
-	if err != nil {
-		return nil, err
-	}
-	v := new(T)
-	if err := json.Unmarshal(b, v); err != nil {
-		return nil, fmt.Errorf("portal: a stored %s does not decode: %w", kind, err)
-	}
-	return v, nil
+	return decodeRecord[T](kind, b, err)
 }
 
 // takeRecord removes kind/key and returns it (once).
 func takeRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate.Kind, key string) (*T, error) {
 	b, err := st.Take(ctx, kind, key)
+	return decodeRecord[T](kind, b, err)
+}
+
+// decodeRecord decodes what the store returned, unless it failed.
+func decodeRecord[T any](kind loginstate.Kind, b []byte, err error) (*T, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +139,9 @@ func takeRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate
 func updateRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate.Kind, key string, f func(*T) (keep bool)) (*T, error) {
 	var last *T
 	_, err := st.Update(ctx, kind, key, func(b []byte) ([]byte, bool, error) {
-		v := new(T)
-		if err := json.Unmarshal(b, v); err != nil {
-			return nil, false, fmt.Errorf("portal: a stored %s does not decode: %w", kind, err)
+		v, err := decodeRecord[T](kind, b, nil)
+		if err != nil {
+			return nil, false, err
 		}
 		keep := f(v)
 		last = v
