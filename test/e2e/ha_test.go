@@ -520,6 +520,59 @@ func TestHA_ThreeReplicasOnTheKubernetesStore(t *testing.T) {
 		}
 	})
 
+	t.Run("a logout is refused by every replica within a second", func(t *testing.T) {
+		self, err := os.Executable()
+		must(t, err)
+		cache := t.TempDir()
+		cli := func(args ...string) string {
+			cmd := exec.Command(framework.PortcullisCLIBinary(t), args...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+				"PORTCULLIS_CACHE_DIR=" + cache, "PORTCULLIS_BROWSER=" + self,
+				browserHelperEnv + "=1", browserCAsEnv + "=" + s.pki.CA.CertFile,
+				browserUserEnv + "=alice@example.com:alice-password", browserLogEnv + "=" + filepath.Join(s.dir, "browser.log")}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("portcullis %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		cli("login", "--server", s.front.URL, "--cluster", haWebhookCluster, "--certificate-authority", s.pki.CA.CertFile)
+		files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
+		if len(files) != 1 {
+			t.Fatalf("cache files: %v", files)
+		}
+		b, err := os.ReadFile(files[0])
+		must(t, err)
+		var entry struct {
+			Tokens map[string]struct {
+				Token string `json:"token"`
+			} `json:"tokens"`
+		}
+		must(t, json.Unmarshal(b, &entry))
+		tok := entry.Tokens[haWebhookCluster].Token
+		if tok == "" {
+			t.Fatalf("no cluster token for %s in the cache: %s", haWebhookCluster, b)
+		}
+		for _, r := range s.replicas {
+			if ok, err := s.reviewAt(r.URL, tok); err != nil || !ok {
+				t.Fatalf("%s refuses the logged-in user's token: %v, %v", r.Process.Name, ok, err)
+			}
+		}
+		cli("logout", "--server", s.front.URL, "--certificate-authority", s.pki.CA.CertFile)
+		start := time.Now()
+		pending := slices.Clone(s.replicas)
+		for len(pending) > 0 {
+			if time.Since(start) > time.Second {
+				t.Fatalf("%d replicas still accept the token 1s after the logout returned", len(pending))
+			}
+			pending = slices.DeleteFunc(pending, func(r *framework.Portcullis) bool {
+				ok, err := s.reviewAt(r.URL, tok)
+				return err == nil && !ok
+			})
+		}
+		t.Logf("every replica refused the token %v after the logout returned", time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("while the state API is down tokens keep verifying, logins get a clear 503, and all recovers", func(t *testing.T) {
 		tok := mint("ha-outage-session", 30*time.Minute)
 		hc := s.pki.HTTPClient()
