@@ -37,8 +37,6 @@ type kind struct {
 	secretType corev1.SecretType
 }
 
-func (k kind) secret() bool { return k.secretType != "" }
-
 var (
 	kindSigningKey = kind{"signing key", "signing-key", "portcullis-signing-key-", "signing-key.json", "portcullis.dev/signing-key"}
 	kindSession    = kind{"session", "session", "portcullis-session-", "session.json", "portcullis.dev/session"}
