@@ -326,13 +326,24 @@ func (s *keySet) signingKey(now time.Time) *managedKey {
 		if mk.info.ActiveAt.After(now) {
 			continue
 		}
-		if now.Before(mk.info.RetireAt) {
+		// The newest active key goes on signing a little past its RetireAt
+		// when no successor is there yet: a late rotation (the chores
+		// replica died and its Lease has not been taken over) must not make
+		// every replica create a key of its own, which the others would not
+		// know yet. Its tokens still expire before the key does (ExpireAt
+		// is RetireAt + MaxTokenLifetime + KeyExpirySkew).
+		if now.Before(mk.info.RetireAt.Add(lateRotationGrace)) {
 			return mk
 		}
 		return nil
 	}
 	return nil
 }
+
+// lateRotationGrace is how long past its RetireAt the newest key signs while
+// no successor has been made: well over a chores Lease's failover (15 s),
+// well under KeyExpirySkew.
+const lateRotationGrace = 2 * time.Minute
 
 // verificationKey returns the key with ID kid if it verifies at now.
 func (s *keySet) verificationKey(kid string, now time.Time) *managedKey {

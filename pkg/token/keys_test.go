@@ -479,3 +479,33 @@ func TestConcurrentRotationLosesNoVerification(t *testing.T) {
 	}
 	t.Logf("%d rotations, %d verifications", rotations.Load(), verified.Load())
 }
+
+func TestALateRotationDoesNotMakeEveryReplicaCreateAKey(t *testing.T) {
+	ctx := context.Background()
+	clock := newFakeClock()
+	st := memory.New()
+	leader, err := NewKeyManager(st, KeyOptions{RotationPeriod: time.Hour, MaxTokenLifetime: time.Hour, Clock: clock, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := leader.ActiveKey()
+	// The chores replica is gone: nobody rotates. Another replica keeps
+	// signing with the retired key within the grace, and creates nothing.
+	other, err := NewKeyManager(st, KeyOptions{RotationPeriod: time.Hour, MaxTokenLifetime: time.Hour, Clock: clock, Logger: quietLogger, Chores: func() bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Step(time.Hour + lateRotationGrace/2)
+	if err := other.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := other.ActiveKey(); err != nil || k.ID != first.ID {
+		t.Fatalf("within the grace: signs with %v (%v), want the retired key %s", k.ID, err, first.ID)
+	}
+	if keys, _ := st.ListSigningKeys(ctx); len(keys) != 1 {
+		t.Fatalf("%d keys: a replica without the chores made a key while the rotation was late", len(keys))
+	}
+}

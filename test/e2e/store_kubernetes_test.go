@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"portcullis.dev/portcullis/pkg/store"
@@ -104,6 +105,25 @@ func (sn *storeNamespaces) new(t testing.TB) string {
 	}
 	cfg := sn.api.RESTConfig(tr.Status.Token)
 	cfg.Timeout = 0 // the store bounds each request itself; this would end watches
+	// kube-apiserver's RBAC authorizer learns of the new binding through
+	// its own informers: wait until it does, or the first store opened
+	// here may be refused.
+	scs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, errS := scs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		_, errC := scs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		if errS == nil && errC == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Role bound in %s does not take effect: %v, %v", ns, errS, errC)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	sn.mu.Lock()
 	if sn.cfg == nil {
 		sn.cfg = map[string]*rest.Config{}
