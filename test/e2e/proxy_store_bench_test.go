@@ -55,5 +55,7 @@ func BenchmarkProxyModeByStore(b *testing.B) {
 		{name: "bolt", cl: newBenchClient(b, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), s.tokens["alice@c1"])},
 		{name: "kubernetes", cl: newBenchClient(b, k8s.URL+"/clusters/c1", k8s.CACertFile(), tok)},
 	}
-	b.Run("get", func(b *testing.B) { benchGetSideBySide(b, targets, "/api/v1/namespaces/default/configmaps/small", procs) })
+	b.Run("get", func(b *testing.B) {
+		benchGetSideBySide(b, targets, "/api/v1/namespaces/default/configmaps/small", procs)
+	})
 }
