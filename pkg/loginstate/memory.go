@@ -32,6 +32,10 @@ type memEntry struct {
 
 const sweepEvery = 10 * time.Second
 
+// DefaultMaxInMemory bounds the logins in progress one process keeps, so
+// that a flood of login starts cannot exhaust its memory.
+const DefaultMaxInMemory = 10000
+
 // NewMemory returns a Memory store holding at most max live entries. A nil
 // clk is the real clock.
 func NewMemory(max int, clk clock.PassiveClock) *Memory {

@@ -40,10 +40,6 @@ const (
 	deviceTTL = 10 * time.Minute
 	// DefaultDeviceInterval is the device flow's polling interval.
 	DefaultDeviceInterval = 5 * time.Second
-	// maxPending bounds the logins in progress kept in memory (when
-	// Deps.Logins is not set), so that a flood of login starts cannot
-	// exhaust memory.
-	maxPending = 10000
 	// maxBody bounds the request bodies of the API endpoints.
 	maxBody = 64 << 10
 )
@@ -127,7 +123,7 @@ func New(d Deps) (*Portal, error) {
 		metrics: defaultMetrics(),
 	}
 	if d.Logins == nil {
-		d.Logins = loginstate.NewMemory(maxPending, d.Clock)
+		d.Logins = loginstate.NewMemory(loginstate.DefaultMaxInMemory, d.Clock)
 		p.d.Logins = d.Logins
 	}
 	p.devices = newDeviceFlow(d.Logins, d.DeviceInterval)

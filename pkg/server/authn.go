@@ -14,12 +14,7 @@ import (
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/server/hotpath"
-	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
-
-// WebhookCallerGroup is given to clients presenting a certificate from
-// webhook.clientCAFile: the kube-apiservers allowed to call /tokenreview.
-const WebhookCallerGroup = callerauth.Group
 
 // clusterUser is a user Portcullis's bearer authenticator resolved for one
 // cluster. No other authenticator (front-proxy headers, client certificates)
@@ -31,10 +26,6 @@ type clusterUser struct {
 	cluster string
 	denied  string
 }
-
-// ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
-// It is the proxy's mount point, proxy.PathPrefix.
-const ClusterPathPrefix = hotpath.ClusterPathPrefix
 
 // clusterFromPath returns the cluster a /clusters/<name>/... path is for.
 func clusterFromPath(path string) (string, bool) { return hotpath.ClusterFromPath(path) }

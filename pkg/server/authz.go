@@ -10,8 +10,10 @@ import (
 	"k8s.io/apiserver/pkg/authorization/union"
 
 	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/proxy"
 	"portcullis.dev/portcullis/pkg/token"
 	"portcullis.dev/portcullis/pkg/webhook"
+	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
 
 // publicPaths answer anyone, including anonymous clients: discovery and keys
@@ -36,11 +38,11 @@ func authorizePortcullis(ctx context.Context, attrs authorizer.Attributes) (auth
 		case slices.Contains(publicPaths, path) || portal.IsPublicPath(path):
 			return authorizer.DecisionAllow, "", nil
 		case path == webhook.PathPrefix || strings.HasPrefix(path, webhook.PathPrefix+"/"):
-			if u := attrs.GetUser(); u != nil && slices.Contains(u.GetGroups(), WebhookCallerGroup) {
+			if u := attrs.GetUser(); u != nil && slices.Contains(u.GetGroups(), callerauth.Group) {
 				return authorizer.DecisionAllow, "", nil
 			}
 			return authorizer.DecisionDeny, "only kube-apiservers presenting a client certificate signed by webhook.clientCAFile may call the TokenReview endpoint", nil
-		case strings.HasPrefix(path, ClusterPathPrefix):
+		case strings.HasPrefix(path, proxy.PathPrefix):
 			return authorizeCluster(attrs)
 		}
 	}

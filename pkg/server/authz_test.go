@@ -6,6 +6,8 @@ import (
 
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
 
 func TestAuthorizePortcullisPaths(t *testing.T) {
@@ -13,7 +15,7 @@ func TestAuthorizePortcullisPaths(t *testing.T) {
 	refused := &clusterUser{DefaultInfo: &user.DefaultInfo{Name: "mallory"}, cluster: "c1", denied: "user mallory is not admitted to cluster c1 by policy"}
 	// A front-proxy or client-certificate user with the same extras must not pass.
 	forged := &user.DefaultInfo{Name: "eve", Extra: map[string][]string{"portcullis.dev/cluster": {"c1"}}}
-	webhookCaller := &user.DefaultInfo{Name: "kube-apiserver", Groups: []string{WebhookCallerGroup}}
+	webhookCaller := &user.DefaultInfo{Name: "kube-apiserver", Groups: []string{callerauth.Group}}
 	anonymous := &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}
 	tests := []struct {
 		name string

@@ -225,7 +225,7 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 	if s.Proxy, err = proxy.New(cfg.Clusters, proxy.Options{Unaudited: unaudited}); err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	mux.HandlePrefix(ClusterPathPrefix, s.Proxy)
+	mux.HandlePrefix(proxy.PathPrefix, s.Proxy)
 	mux.HandlePrefix(webhook.PathPrefix+"/", wh)
 
 	servingCert := extra.ServingCertFile

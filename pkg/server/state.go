@@ -37,9 +37,6 @@ type stateBackend struct {
 	MintSocket string
 }
 
-// maxLoginsInMemory bounds the logins in progress one process keeps.
-const maxLoginsInMemory = 10000
-
 // sharedStoreKeyReload is how often replicas on the kubernetes store reload
 // signing keys from their cache.
 const sharedStoreKeyReload = 2 * time.Second
@@ -77,7 +74,7 @@ func openStateBackend(ctx context.Context, cfg *v1alpha1.PortcullisConfiguration
 		}
 		klog.InfoS("State is kept in the Kubernetes API", "namespace", s.Namespace(), "replica", id)
 	default:
-		b.Logins = loginstate.NewMemory(maxLoginsInMemory, nil)
+		b.Logins = loginstate.NewMemory(loginstate.DefaultMaxInMemory, nil)
 		b.Chores = leader.Always{}
 		if cfg.Store.Type == "bolt" || cfg.Store.Type == "" {
 			b.MintSocket = breakglass.SocketPath(cfg.Store.Path)

@@ -23,13 +23,9 @@ import (
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
-// ClusterPathPrefix is the proxy's per-cluster path: /clusters/<name>/...
-// (the proxy's mount point; one constant, proxy.PathPrefix).
-const ClusterPathPrefix = proxy.PathPrefix
-
 // ClusterFromPath returns the cluster a /clusters/<name>/... path is for.
 func ClusterFromPath(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, ClusterPathPrefix)
+	rest, ok := strings.CutPrefix(path, proxy.PathPrefix)
 	if !ok {
 		return "", false
 	}
@@ -41,7 +37,7 @@ func ClusterFromPath(path string) (string, bool) {
 // TokenReview webhook and the proxy's /clusters/<name>/... paths, which see
 // almost all of Portcullis's traffic.
 func isHotPath(path string) bool {
-	if strings.HasPrefix(path, ClusterPathPrefix) {
+	if strings.HasPrefix(path, proxy.PathPrefix) {
 		return true
 	}
 	rest, ok := strings.CutPrefix(path, webhook.PathPrefix)
@@ -147,7 +143,7 @@ func (l *longRunningChain) handler() http.Handler {
 // to impersonate: the caller acts as itself or not at all.
 func withoutWebhookImpersonation(h http.Handler, c *genericapiserver.Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, ClusterPathPrefix) && hasImpersonation(r.Header) {
+		if !strings.HasPrefix(r.URL.Path, proxy.PathPrefix) && hasImpersonation(r.Header) {
 			err := apierrors.NewForbidden(authenticationv1.Resource("tokenreviews"), "", errImpersonationRefused)
 			responsewriters.ErrorNegotiated(err, c.Serializer, authenticationv1.SchemeGroupVersion, w, r)
 			return

@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
+
+	"portcullis.dev/portcullis/pkg/proxy"
 )
 
 // Same verbs and subresources kube-apiserver itself treats as long-running.
@@ -36,7 +38,7 @@ func LongRunning(base apirequest.LongRunningRequestCheck) apirequest.LongRunning
 		}
 		// Only method, path and query matter to the classification.
 		inner := &http.Request{Method: r.Method, Header: r.Header, URL: &url.URL{
-			Path: r.URL.Path[len(ClusterPathPrefix)+len(cluster):], RawQuery: r.URL.RawQuery,
+			Path: r.URL.Path[len(proxy.PathPrefix)+len(cluster):], RawQuery: r.URL.RawQuery,
 		}}
 		upInfo, err := upstreamRequestInfo.NewRequestInfo(inner)
 		if err != nil {
