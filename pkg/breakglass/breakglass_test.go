@@ -197,3 +197,18 @@ func TestASocketPathLongerThanAUnixAddressStillWorks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAFileThatIsNotASocketIsNeverRemoved(t *testing.T) {
+	cfg, m, _ := setup(t)
+	path := SocketPath(filepath.Join(t.TempDir(), "state.db"))
+	if err := os.WriteFile(path, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Serve(context.Background(), path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Serve over a regular file = %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "keep me" {
+		t.Fatal("Serve removed a file that was not its socket")
+	}
+}

@@ -37,8 +37,14 @@ func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConf
 		c.Close()
 		return fmt.Errorf("break-glass socket %s: another server answers on it; is another Portcullis running with this store?", path)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("break-glass socket %s: removing the stale socket: %w", path, err)
+	if fi, err := os.Lstat(path); err == nil {
+		// Only a socket left by an earlier server is ours to replace.
+		if fi.Mode().Type() != os.ModeSocket {
+			return fmt.Errorf("break-glass socket %s: the path exists and is not a socket; move it away", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("break-glass socket %s: removing the stale socket: %w", path, err)
+		}
 	}
 	addr, done, err := socketAddress(path)
 	if err != nil {
@@ -129,9 +135,15 @@ func Handler(cfg func() *v1alpha1.PortcullisConfiguration, m *token.Minter, back
 			reply(http.StatusBadRequest, answer{Error: "decoding the request: " + err.Error()})
 			return
 		}
-		raw, err := Mint(r.Context(), cfg(), m, backend, op, req)
-		if err != nil {
+		c := cfg()
+		if err := req.Validate(c); err != nil {
 			reply(http.StatusBadRequest, answer{Error: err.Error()})
+			return
+		}
+		raw, err := Mint(r.Context(), c, m, backend, op, req)
+		if err != nil {
+			// The request was valid: minting or auditing failed here.
+			reply(http.StatusInternalServerError, answer{Error: err.Error()})
 			return
 		}
 		klog.InfoS("Break-glass token minted", "operator", op.Name, "user", req.User, "cluster", req.Cluster, "reason", req.Reason)
