@@ -31,32 +31,31 @@ const catchUpPeriod = 2 * time.Second
 
 // secretInformer watches the Secrets holding signing keys.
 func (s *Store) secretInformer() cache.SharedIndexInformer {
-	sel := selector(kindSigningKey)
-	client := s.client.CoreV1().Secrets(s.namespace)
-	return s.informer(&corev1.Secret{}, &s.keysDisconnected,
-		func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.LabelSelector = sel
-			return client.List(ctx, opts)
-		},
-		func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.LabelSelector = sel
-			return client.Watch(ctx, opts)
-		})
+	list, watchFn := selected(s.client.CoreV1().Secrets(s.namespace), selector(kindSigningKey))
+	return s.informer(&corev1.Secret{}, &s.keysDisconnected, list, watchFn)
 }
 
 // configMapInformer watches the ConfigMaps holding revocations and grants.
 func (s *Store) configMapInformer() cache.SharedIndexInformer {
-	sel := selector(kindRevocation, kindGrant)
-	client := s.client.CoreV1().ConfigMaps(s.namespace)
-	return s.informer(&corev1.ConfigMap{}, &s.configMapsDisconnected,
-		func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	list, watchFn := selected(s.client.CoreV1().ConfigMaps(s.namespace), selector(kindRevocation, kindGrant))
+	return s.informer(&corev1.ConfigMap{}, &s.configMapsDisconnected, list, watchFn)
+}
+
+// listWatcher is a typed client's List and Watch.
+type listWatcher[L runtime.Object] interface {
+	List(ctx context.Context, opts metav1.ListOptions) (L, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// selected returns c's list and watch restricted to the label selector sel.
+func selected[L runtime.Object](c listWatcher[L], sel string) (cache.ListWithContextFunc, cache.WatchFuncWithContext) {
+	return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			opts.LabelSelector = sel
-			return client.List(ctx, opts)
-		},
-		func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return c.List(ctx, opts)
+		}, func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.LabelSelector = sel
-			return client.Watch(ctx, opts)
-		})
+			return c.Watch(ctx, opts)
+		}
 }
 
 func (s *Store) informer(example runtime.Object, disconnected *atomic.Bool, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) cache.SharedIndexInformer {
