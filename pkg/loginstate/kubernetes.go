@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/clock"
 )
 
@@ -64,14 +65,8 @@ func secretName(kind Kind, key string) string {
 	return namePrefix + string(kind) + "-" + hex.EncodeToString(sum[:20])
 }
 
-func (k *Kubernetes) secrets() secretsClient { return k.client.CoreV1().Secrets(k.namespace) }
-
-type secretsClient interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Secret, error)
-	Create(ctx context.Context, s *corev1.Secret, opts metav1.CreateOptions) (*corev1.Secret, error)
-	Update(ctx context.Context, s *corev1.Secret, opts metav1.UpdateOptions) (*corev1.Secret, error)
-	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
-	List(ctx context.Context, opts metav1.ListOptions) (*corev1.SecretList, error)
+func (k *Kubernetes) secrets() typedcorev1.SecretInterface {
+	return k.client.CoreV1().Secrets(k.namespace)
 }
 
 func expiryOf(s *corev1.Secret) time.Time {
