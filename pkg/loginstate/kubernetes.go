@@ -15,22 +15,21 @@ import (
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/clock"
+
+	kstore "portcullis.dev/portcullis/pkg/store/kubernetes"
 )
 
-// Labels and annotations of the Secrets a Kubernetes store writes.
+// The Secrets carry the state store's labels and expiry annotation
+// (pkg/store/kubernetes owns them), kind login-state, and the login's kind.
 const (
-	LabelManagedBy       = "app.kubernetes.io/managed-by"
-	LabelKind            = "portcullis.dev/kind"
 	LabelLoginKind       = "portcullis.dev/login-kind"
-	AnnotationExpiresAt  = "portcullis.dev/expires-at"
 	secretType           = corev1.SecretType("portcullis.dev/login-state")
 	kindLoginState       = "login-state"
 	dataKey              = "data"
 	namePrefix           = "portcullis-login-"
 	maxConflictRetries   = 64
 	listPageSize         = 500
-	managedByPortcullis  = "portcullis"
-	loginStateSelector   = LabelKind + "=" + kindLoginState
+	loginStateSelector   = kstore.LabelKind + "=" + kindLoginState
 	expiryTimeFormatting = time.RFC3339Nano
 )
 
@@ -70,7 +69,7 @@ func (k *Kubernetes) secrets() typedcorev1.SecretInterface {
 }
 
 func expiryOf(s *corev1.Secret) time.Time {
-	t, err := time.Parse(expiryTimeFormatting, s.Annotations[AnnotationExpiresAt])
+	t, err := time.Parse(expiryTimeFormatting, s.Annotations[kstore.AnnotationExpiresAt])
 	if err != nil {
 		return time.Time{} // unreadable: treated as expired
 	}
@@ -100,8 +99,8 @@ func (k *Kubernetes) Create(ctx context.Context, kind Kind, key string, data []b
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        secretName(kind, key),
 			Namespace:   k.namespace,
-			Labels:      map[string]string{LabelManagedBy: managedByPortcullis, LabelKind: kindLoginState, LabelLoginKind: string(kind)},
-			Annotations: map[string]string{AnnotationExpiresAt: expires.UTC().Format(expiryTimeFormatting)},
+			Labels:      map[string]string{kstore.LabelManagedBy: kstore.ManagedByValue, kstore.LabelKind: kindLoginState, LabelLoginKind: string(kind)},
+			Annotations: map[string]string{kstore.AnnotationExpiresAt: expires.UTC().Format(expiryTimeFormatting)},
 		},
 		Type: secretType,
 		Data: map[string][]byte{dataKey: data},
