@@ -3,8 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -29,12 +27,8 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/proxy/upstreamconfig"
 )
-
-// inClusterTokenFile is the service-account token of a pod, used when a
-// cluster's upstream names no token file (Portcullis running inside the
-// cluster it proxies to).
-const inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 // upstream is one cluster's API server: where it is, how to trust it, the
 // credential Portcullis presents, and the pooled connections to it.
@@ -47,7 +41,9 @@ type upstream struct {
 	// rotated CA is trusted for new connections without a restart.
 	ca     *dynamiccertificates.DynamicFileCAContent
 	stopCA context.CancelFunc
-	token  *tokenFile
+	// cred is Portcullis's credential upstream: a *tokenFile (tokenFile,
+	// inCluster) or a *kubeconfigCredential (kubeconfig).
+	cred credential
 
 	// base speaks HTTP/2 (or HTTP/1.1 if the server offers nothing else) and
 	// carries every ordinary request; connections are pooled and reused.
@@ -87,49 +83,74 @@ func sharedCELCompiler() authorizationcel.Compiler {
 
 func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	spec := *c.Upstream
-	server, err := url.Parse(spec.Server)
-	if err != nil {
-		return nil, fmt.Errorf("cluster %q: upstream.server %q is not a URL: %w", c.Name, spec.Server, err)
-	}
-	if server.Scheme != "https" && server.Scheme != "http" || server.Host == "" {
-		return nil, fmt.Errorf("cluster %q: upstream.server %q must be an https URL such as https://10.0.0.1:6443", c.Name, spec.Server)
-	}
-	server.RawQuery, server.Fragment = "", ""
-
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
-	var ca *dynamiccertificates.DynamicFileCAContent
-	if spec.CertificateAuthorityFile != "" {
-		if ca, err = dynamiccertificates.NewDynamicCAContentFromFile("upstream-ca-"+c.Name, spec.CertificateAuthorityFile); err != nil {
-			return nil, fmt.Errorf("cluster %q: upstream.certificateAuthorityFile: %w", c.Name, err)
-		}
-		// The standard verification, against the CA file's current
-		// content: crypto/tls cannot change RootCAs of a live config.
-		tlsConfig.InsecureSkipVerify = true
-		tlsConfig.VerifyConnection = verifyAgainst(ca, server.Hostname())
-	}
-	tokenPath := spec.TokenFile
-	if tokenPath == "" {
-		tokenPath = inClusterTokenFile
-	}
-
 	u := &upstream{
 		name:      c.Name,
-		server:    server,
 		spec:      spec,
-		ca:        ca,
-		token:     newTokenFile(tokenPath, opts.TokenRecheckInterval, opts.Clock),
 		responder: errorResponder{cluster: c.Name},
 
 		dialTimeout: opts.DialTimeout,
 	}
-	if _, err := u.token.Get(); err != nil {
-		return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := dialer.DialContext
+	var tlsConfig *tls.Config
+	var kc *kubeconfigCredential
+	if spec.Kubeconfig != nil {
+		// Server, CA, client certificate and credential from the
+		// kubeconfig, through client-go.
+		var err error
+		if kc, err = newKubeconfigCredential(c.Name, spec.Kubeconfig.Path, spec.Kubeconfig.Context, opts); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+		}
+		u.cred, u.server = kc, kc.cur.Load().server
+		tlsConfig = kc.tlsConfig()
+		dial = kc.dialContext(dialer, opts.DialTimeout)
+	} else {
+		serverURL, caFile, tokenPath := spec.Server, spec.CertificateAuthorityFile, spec.TokenFile
+		what := "upstream.server"
+		if spec.InCluster {
+			// The pod's service account as client-go's in-cluster
+			// configuration finds it; its token file is re-read as a
+			// tokenFile is, so rotated projected tokens keep working.
+			cfg, err := upstreamconfig.InCluster()
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: upstream.inCluster: %w", c.Name, err)
+			}
+			serverURL, caFile, tokenPath = cfg.Host, cfg.CAFile, cfg.BearerTokenFile
+			what = "the in-cluster API server address"
+		}
+		if tokenPath == "" {
+			return nil, fmt.Errorf("cluster %q: the upstream has no credential: set upstream.tokenFile, upstream.kubeconfig or upstream.inCluster", c.Name)
+		}
+		server, err := url.Parse(serverURL)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %s %q is not a URL: %w", c.Name, what, serverURL, err)
+		}
+		if server.Scheme != "https" && server.Scheme != "http" || server.Host == "" {
+			return nil, fmt.Errorf("cluster %q: %s %q must be an https URL such as https://10.0.0.1:6443", c.Name, what, serverURL)
+		}
+		server.RawQuery, server.Fragment = "", ""
+		u.server = server
+
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if caFile != "" {
+			if u.ca, err = dynamiccertificates.NewDynamicCAContentFromFile("upstream-ca-"+c.Name, caFile); err != nil {
+				return nil, fmt.Errorf("cluster %q: upstream CA %s: %w", c.Name, caFile, err)
+			}
+			// The standard verification, against the CA file's current
+			// content: crypto/tls cannot change RootCAs of a live config.
+			tlsConfig.InsecureSkipVerify = true
+			tlsConfig.VerifyConnection = verifyAgainst(u.ca, server.Hostname())
+		}
+		tf := newTokenFile(tokenPath, opts.TokenRecheckInterval, opts.Clock)
+		if _, err := tf.Get(); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+		}
+		u.cred = tf
 	}
 
-	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
 	u.base = utilnet.SetTransportDefaults(&http.Transport{
 		TLSClientConfig:     tlsConfig.Clone(),
-		DialContext:         dialer.DialContext,
+		DialContext:         dial,
 		TLSHandshakeTimeout: opts.DialTimeout,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,
@@ -139,7 +160,7 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	upgradeTLS.NextProtos = []string{"http/1.1"}
 	u.upgradeBase = utilnet.SetOldTransportDefaults(&http.Transport{
 		TLSClientConfig:     upgradeTLS,
-		DialContext:         dialer.DialContext,
+		DialContext:         dial,
 		TLSHandshakeTimeout: opts.DialTimeout,
 	})
 
@@ -154,8 +175,16 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 	// upgradeBase's dialer and TLS configuration.
 	u.upgrade = proxy.NewUpgradeRequestRoundTripper(u.upgradeBase, &upstreamTransport{u: u, next: proxy.MirrorRequest, mirror: true})
 
-	sar, err := authorizationv1client.NewForConfigAndClient(&rest.Config{Host: server.String()}, &http.Client{
-		Transport: &bearerTransport{token: u.token, next: u.base},
+	if kc != nil {
+		// New connections get the kubeconfig's new client certificate.
+		kc.onChange = func() {
+			u.base.CloseIdleConnections()
+			u.upgradeBase.CloseIdleConnections()
+		}
+	}
+
+	sar, err := authorizationv1client.NewForConfigAndClient(&rest.Config{Host: u.server.String()}, &http.Client{
+		Transport: &bearerTransport{cred: u.cred, next: u.base},
 		Timeout:   10 * time.Second,
 	})
 	if err != nil {
@@ -172,10 +201,10 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 		return nil, fmt.Errorf("cluster %q: impersonation authorizer: %w", c.Name, err)
 	}
 	u.nested = impersonation.WithConstrainedImpersonation(http.HandlerFunc(nestedAllowed), authz, codecs)
-	if ca != nil {
+	if u.ca != nil {
 		var ctx context.Context
 		ctx, u.stopCA = context.WithCancel(context.Background())
-		go ca.Run(ctx, 1)
+		go u.ca.Run(ctx, 1)
 	}
 	return u, nil
 }
@@ -190,21 +219,7 @@ func verifyAgainst(ca *dynamiccertificates.DynamicFileCAContent, host string) fu
 		if !ok {
 			return fmt.Errorf("no CA loaded from %s", ca.Name())
 		}
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("the upstream presented no certificate")
-		}
-		if host == "" {
-			// x509 would skip the name check.
-			return errors.New("the upstream server has no host name to check its certificate against")
-		}
-		opts.DNSName = host
-		opts.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		opts.Intermediates = x509.NewCertPool()
-		for _, c := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(c)
-		}
-		_, err := cs.PeerCertificates[0].Verify(opts)
-		return err
+		return verifyChain(cs, opts, host)
 	}
 }
 
@@ -281,7 +296,15 @@ func (klogWriter) Write(p []byte) (int, error) {
 // can keep u (and its pooled connections). A changed CA file is reloaded by
 // u itself.
 func (u *upstream) sameAs(spec *v1alpha1.Upstream) bool {
-	return spec != nil && *spec == u.spec
+	if spec == nil {
+		return false
+	}
+	a, b := *spec, u.spec
+	if (a.Kubeconfig == nil) != (b.Kubeconfig == nil) || a.Kubeconfig != nil && *a.Kubeconfig != *b.Kubeconfig {
+		return false
+	}
+	a.Kubeconfig, b.Kubeconfig = nil, nil
+	return a == b
 }
 
 func (u *upstream) close() {
@@ -343,8 +366,8 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	upstreamDuration.WithLabelValues(t.u.name, "response").Observe(time.Since(start).Seconds())
 	if resp.StatusCode == http.StatusUnauthorized {
 		// The user was authenticated by Portcullis; a 401 can only be about
-		// Portcullis's own token. Look at the file again next time.
-		t.u.token.Invalidate()
+		// Portcullis's own credential. Look for a new one next time.
+		t.u.cred.Invalidate()
 		_ = resp.Body.Close()
 		return nil, errUpstreamRejectedCredential
 	}
@@ -365,12 +388,16 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 // runs last, after any other header handling, so no client header (not even
 // one named in Connection) can remove or replace them.
 func (u *upstream) prepareHeaders(h http.Header, fw *forward, upgrade bool) error {
-	authorization, err := u.token.Authorization()
+	authorization, err := u.cred.Authorization()
 	if err != nil {
 		return fmt.Errorf("%w: %v", errNoToken, err)
 	}
 	sanitizeHeaders(h, upgrade)
 	setCredentials(h, authorization, fw.id)
+	if authorization == "" {
+		// A client certificate is the whole credential.
+		delete(h, "Authorization")
+	}
 	if fw.clientIP != "" {
 		h["X-Forwarded-For"] = []string{fw.clientIP}
 	}
@@ -383,22 +410,24 @@ func (u *upstream) prepareHeaders(h http.Header, fw *forward, upgrade bool) erro
 }
 
 // bearerTransport authenticates Portcullis's own calls to the upstream
-// (SubjectAccessReviews) with its token, without any impersonation.
+// (SubjectAccessReviews) with its credential, without any impersonation.
 type bearerTransport struct {
-	token *tokenFile
-	next  http.RoundTripper
+	cred credential
+	next http.RoundTripper
 }
 
 func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	authorization, err := t.token.Authorization()
+	authorization, err := t.cred.Authorization()
 	if err != nil {
 		return nil, err
 	}
 	out := req.Clone(req.Context())
-	out.Header["Authorization"] = []string{authorization}
+	if authorization != "" {
+		out.Header["Authorization"] = []string{authorization}
+	}
 	resp, err := t.next.RoundTrip(out)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.token.Invalidate()
+		t.cred.Invalidate()
 	}
 	return resp, err
 }

@@ -401,7 +401,7 @@ clusters:
   - line 3: issuerURL: Invalid value: "https://portcullis.example.com/": remove the trailing '/'
   - line 5: tokens.lifetime: Invalid value: "1d": must be a duration such as "30s", "15m", "1h30m" or "24h" (units: ns, us, ms, s, m, h)
   - line 9: clusters[0].access.allUser: Forbidden: unknown field: did you mean "allUsers"?
-  - line 10: clusters[0].upstream.tokenFile: Required value: the proxy needs a credential for the upstream API server (e.g. a projected service-account token file)`
+  - line 10: clusters[0].upstream.tokenFile: Required value: the proxy needs a credential for the upstream API server: set exactly one of tokenFile (a bearer token file, with server), kubeconfig (path and optional context) or inCluster: true (Portcullis's own service account)`
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}

@@ -166,6 +166,19 @@ type Cluster struct {
 	Access AccessPolicy `json:"access"`
 	// Upstream is the cluster's API server, for the impersonating proxy.
 	Upstream *Upstream `json:"upstream,omitempty"`
+	// APIServer is where users' kubectl reaches the API server of a cluster
+	// in webhook mode (no upstream), so the portal's kubeconfig download and
+	// `portcullis kubeconfig` can write a complete kubeconfig for it.
+	APIServer *APIServer `json:"apiServer,omitempty"`
+}
+
+// APIServer is a webhook-mode cluster's API server as its users reach it.
+type APIServer struct {
+	// URL is the https URL kubectl sends requests to.
+	URL string `json:"url"`
+	// CertificateAuthorityFile is the PEM CA of URL, written into users'
+	// kubeconfigs. Default: none (kubectl then uses the system's roots).
+	CertificateAuthorityFile string `json:"certificateAuthorityFile,omitempty"`
 }
 
 // AccessPolicy admits a user who matches any of its lists.
@@ -177,15 +190,36 @@ type AccessPolicy struct {
 	EmailDomains []string `json:"emailDomains,omitempty"`
 }
 
-// Upstream is how the impersonating proxy reaches a cluster's API server.
+// Upstream is how the impersonating proxy reaches a cluster's API server,
+// with exactly one credential: TokenFile (with Server), Kubeconfig or
+// InCluster.
 type Upstream struct {
-	// Server is the https URL of the API server.
-	Server string `json:"server"`
-	// CertificateAuthorityFile is the PEM CA of the API server. Default: system roots.
+	// Server is the https URL of the API server. Required with TokenFile;
+	// with Kubeconfig or InCluster the address comes from there.
+	Server string `json:"server,omitempty"`
+	// CertificateAuthorityFile is the PEM CA of Server. Default: system
+	// roots. Only with TokenFile.
 	CertificateAuthorityFile string `json:"certificateAuthorityFile,omitempty"`
 	// TokenFile holds the bearer token Portcullis uses upstream (e.g. a
 	// projected service-account token); re-read when it changes.
 	TokenFile string `json:"tokenFile,omitempty"`
+	// Kubeconfig is a kubeconfig file whose context gives the server, its
+	// CA and the credential (exec plugin, client certificate, token or
+	// token file), used through client-go.
+	Kubeconfig *UpstreamKubeconfig `json:"kubeconfig,omitempty"`
+	// InCluster uses Portcullis's own service account and the cluster's CA,
+	// as client-go's in-cluster configuration reads them, for the cluster
+	// Portcullis runs in.
+	InCluster bool `json:"inCluster,omitempty"`
+}
+
+// UpstreamKubeconfig names a kubeconfig file and one of its contexts.
+type UpstreamKubeconfig struct {
+	// Path is the kubeconfig file; it, and the files it names, are re-read
+	// when they change.
+	Path string `json:"path"`
+	// Context is the context to use. Default: the file's current context.
+	Context string `json:"context,omitempty"`
 }
 
 // WebhookConfig configures the TokenReview endpoint.

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +21,8 @@ import (
 	apiservervalidation "k8s.io/apiserver/pkg/apis/apiserver/validation"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
 	"k8s.io/client-go/util/cert"
+
+	"portcullis.dev/portcullis/pkg/proxy/upstreamconfig"
 )
 
 // nameRE is what a cluster or IdP name may look like: it appears in URL paths.
@@ -466,13 +469,83 @@ func validateClusters(c *PortcullisConfiguration, fld *field.Path) field.ErrorLi
 		errs = append(errs, validateEntries(cl.Access.Groups, ap.Child("groups"), "group names")...)
 		errs = append(errs, validateEmailDomains(cl.Access.EmailDomains, ap.Child("emailDomains"))...)
 		if u := cl.Upstream; u != nil {
-			up := p.Child("upstream")
+			errs = append(errs, validateUpstream(u, p.Child("upstream"))...)
+		}
+		if a := cl.APIServer; a != nil {
+			ap := p.Child("apiServer")
+			if cl.Upstream != nil {
+				errs = append(errs, field.Forbidden(ap, "is for clusters in webhook mode: this cluster has an upstream, so kubectl reaches it through the proxy at <issuerURL>/clusters/"+cl.Name+"; remove apiServer (or upstream)"))
+			}
+			errs = append(errs, validateHTTPSURL(a.URL, ap.Child("url"), true)...)
+			errs = append(errs, validateCAFile(a.CertificateAuthorityFile, ap.Child("certificateAuthorityFile"))...)
+		}
+	}
+	return errs
+}
+
+// validateUpstream checks that an upstream has exactly one credential
+// (tokenFile with server, kubeconfig, or inCluster) and that what it names
+// can be used.
+func validateUpstream(u *Upstream, up *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	var set []string
+	if u.TokenFile != "" {
+		set = append(set, "tokenFile")
+	}
+	if u.Kubeconfig != nil {
+		set = append(set, "kubeconfig")
+	}
+	if u.InCluster {
+		set = append(set, "inCluster")
+	}
+	switch len(set) {
+	case 0:
+		errs = append(errs, field.Required(up.Child("tokenFile"), "the proxy needs a credential for the upstream API server: set exactly one of tokenFile (a bearer token file, with server), kubeconfig (path and optional context) or inCluster: true (Portcullis's own service account)"))
+		// A server without a credential is most likely a tokenFile
+		// upstream missing its file: check what is there.
+		if u.Server != "" || u.CertificateAuthorityFile != "" {
 			errs = append(errs, validateHTTPSURL(u.Server, up.Child("server"), true)...)
 			errs = append(errs, validateCAFile(u.CertificateAuthorityFile, up.Child("certificateAuthorityFile"))...)
-			if u.TokenFile == "" {
-				errs = append(errs, field.Required(up.Child("tokenFile"), "the proxy needs a credential for the upstream API server (e.g. a projected service-account token file)"))
+		}
+		return errs
+	case 1:
+	default:
+		for _, name := range set[1:] {
+			errs = append(errs, field.Forbidden(up.Child(name), fmt.Sprintf("set only one credential: %s is set too; keep exactly one of tokenFile, kubeconfig and inCluster", set[0])))
+		}
+	}
+	if u.TokenFile != "" {
+		errs = append(errs, validateHTTPSURL(u.Server, up.Child("server"), true)...)
+		errs = append(errs, validateCAFile(u.CertificateAuthorityFile, up.Child("certificateAuthorityFile"))...)
+		errs = append(errs, validateReadableFile(u.TokenFile, up.Child("tokenFile"))...)
+		return errs
+	}
+	from := "the kubeconfig's cluster"
+	if u.InCluster {
+		from = "the pod's service account (KUBERNETES_SERVICE_HOST and ca.crt)"
+	}
+	if u.Server != "" {
+		errs = append(errs, field.Forbidden(up.Child("server"), "comes from "+from+" here: remove it (server is only for tokenFile)"))
+	}
+	if u.CertificateAuthorityFile != "" {
+		errs = append(errs, field.Forbidden(up.Child("certificateAuthorityFile"), "comes from "+from+" here: remove it (certificateAuthorityFile is only for tokenFile)"))
+	}
+	if k := u.Kubeconfig; k != nil {
+		kp := up.Child("kubeconfig")
+		if k.Path == "" {
+			return append(errs, field.Required(kp.Child("path"), "give the kubeconfig file holding the upstream API server and Portcullis's credential for it"))
+		}
+		if fe := validateReadableFile(k.Path, kp.Child("path")); len(fe) > 0 {
+			return append(errs, fe...)
+		}
+		if _, err := upstreamconfig.FromKubeconfig(k.Path, k.Context); err != nil {
+			var ue *upstreamconfig.Error
+			switch {
+			case errors.As(err, &ue) && ue.Field == "context":
+				errs = append(errs, field.Invalid(kp.Child("context"), k.Context, ue.Msg))
+			default:
+				errs = append(errs, field.Invalid(kp.Child("path"), k.Path, err.Error()))
 			}
-			errs = append(errs, validateReadableFile(u.TokenFile, up.Child("tokenFile"))...)
 		}
 	}
 	return errs
