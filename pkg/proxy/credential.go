@@ -87,7 +87,7 @@ type kubeconfigGeneration struct {
 	// dial is the exec plugin's dialer, which closes the connections it
 	// made when the plugin's credential rotates (so a new client
 	// certificate is used); nil without an exec plugin.
-	dial func(ctx context.Context, network, address string) (net.Conn, error)
+	dial  func(ctx context.Context, network, address string) (net.Conn, error)
 	files []fileStamp
 }
 
