@@ -31,9 +31,11 @@ other entries are left as they are), so that kubectl runs "portcullis
 exec-credential" for its tokens.
 
 For a cluster in webhook mode, kubectl talks to the cluster's own API server:
-give its URL (--api-server) and CA (--api-server-ca). For a cluster behind the
-Portcullis proxy, kubectl talks to <server>/clusters/<name>, trusting the CA
-of Portcullis (--certificate-authority).`,
+its URL and CA come from Portcullis when its configuration has them
+(clusters[].apiServer), else give them (--api-server, --api-server-ca).
+For a cluster behind the Portcullis proxy, kubectl talks to
+<server>/clusters/<name>, trusting the CA of Portcullis
+(--certificate-authority).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return d.writeKubeconfig(cmd, f)
@@ -135,6 +137,10 @@ func (d *Deps) writeKubeconfig(cmd *cobra.Command, f *kubeconfigFlags) error {
 		}
 	case ci.Mode == "proxy":
 		e.Server, e.CAData = ci.Server, portcullisCA
+	case ci.Server != "":
+		// A webhook-mode cluster whose API server Portcullis's
+		// configuration gives (clusters[].apiServer).
+		e.Server, e.CAData = ci.Server, ci.CertificateAuthorityData
 	default:
 		return fmt.Errorf("cluster %q is in webhook mode: kubectl talks to its own API server, so give its URL with --api-server (and its CA with --api-server-ca)", t.cluster)
 	}

@@ -292,6 +292,10 @@ func (p *Portal) clusterInfos() []portalapi.ClusterInfo {
 		ci := portalapi.ClusterInfo{Name: c.Name, Mode: "webhook"}
 		if c.Upstream != nil {
 			ci.Mode, ci.Server = "proxy", p.d.IssuerURL+proxy.PathPrefix+c.Name
+		} else if server, ca, ok := p.apiServer(c.Name); ok {
+			// The cluster's own API server, so `portcullis kubeconfig`
+			// needs no --api-server.
+			ci.Server, ci.CertificateAuthorityData = server, ca
 		}
 		out = append(out, ci)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -225,26 +226,43 @@ func (p *Portal) serveHome(w http.ResponseWriter, r *http.Request) {
 func (p *Portal) kubeconfigCommand(ci portalapi.ClusterInfo) string {
 	cmd := "portcullis kubeconfig --server " + p.d.IssuerURL + " --cluster " + ci.Name
 	if ci.Mode == "webhook" {
-		if _, _, ok := p.apiServer(ci.Name); !ok {
+		if ci.Server == "" {
 			cmd += " \\\n    --api-server https://<the cluster's API server> --api-server-ca <its CA file>"
 		}
 	}
 	return cmd
 }
 
+// apiServer is the URL and PEM CA of a webhook-mode cluster's own API
+// server: from Deps.ClusterServer when set, else from the cluster's
+// apiServer in the configuration (its CA file read now, so a replaced file
+// is what the next kubeconfig holds).
 func (p *Portal) apiServer(cluster string) (string, []byte, bool) {
-	if p.d.ClusterServer == nil {
-		return "", nil, false
+	if p.d.ClusterServer != nil {
+		return p.d.ClusterServer(cluster)
 	}
-	return p.d.ClusterServer(cluster)
+	for _, c := range p.d.Config().Clusters {
+		if c.Name != cluster || c.APIServer == nil || c.Upstream != nil {
+			continue
+		}
+		var ca []byte
+		if f := c.APIServer.CertificateAuthorityFile; f != "" {
+			var err error
+			if ca, err = os.ReadFile(f); err != nil {
+				klog.ErrorS(err, "Reading the CA of a cluster's API server", "cluster", cluster, "path", f)
+				return "", nil, false
+			}
+		}
+		return c.APIServer.URL, ca, true
+	}
+	return "", nil, false
 }
 
+// kubeconfigAvailable: a cluster's kubeconfig can be downloaded when
+// kubectl's server is known (clusterInfos gives it for proxy-mode
+// clusters, and for webhook-mode clusters whose API server is known).
 func (p *Portal) kubeconfigAvailable(ci portalapi.ClusterInfo) bool {
-	if ci.Mode == "proxy" {
-		return true
-	}
-	_, _, ok := p.apiServer(ci.Name)
-	return ok
+	return ci.Server != ""
 }
 
 // serveKubeconfig serves a kubeconfig for one cluster, using the CLI as exec
@@ -269,11 +287,11 @@ func (p *Portal) serveKubeconfig(w http.ResponseWriter, r *http.Request) {
 	if p.d.ServingCA != nil {
 		e.PortcullisCAData = p.d.ServingCA()
 	}
-	switch server, ca, ok := p.apiServer(ci.Name); {
+	switch {
 	case ci.Mode == "proxy":
 		e.Server, e.CAData = ci.Server, e.PortcullisCAData
-	case ok:
-		e.Server, e.CAData = server, ca
+	case ci.Server != "":
+		e.Server, e.CAData = ci.Server, ci.CertificateAuthorityData
 	default:
 		p.renderError(w, r, http.StatusNotFound, "No kubeconfig for this cluster here",
 			"Portcullis does not know the address of this cluster's API server. Run: "+p.kubeconfigCommand(*ci), "/portal/")

@@ -80,8 +80,14 @@ type ClusterInfo struct {
 	// Mode is "proxy" (kubectl talks to Portcullis, Server says where) or
 	// "webhook" (kubectl talks to the cluster's own API server, which asks
 	// Portcullis).
-	Mode   string `json:"mode"`
+	Mode string `json:"mode"`
+	// Server is the URL kubectl sends requests to: Portcullis's
+	// /clusters/<name> in proxy mode; in webhook mode the cluster's own API
+	// server, when the configuration gives it (clusters[].apiServer).
 	Server string `json:"server,omitempty"`
+	// CertificateAuthorityData is the PEM CA of Server in webhook mode
+	// (empty: the system's roots).
+	CertificateAuthorityData []byte `json:"certificate_authority_data,omitempty"`
 }
 
 // ClustersResponse is the answer of /portal/api/clusters.
