@@ -78,7 +78,9 @@ func TestValidateUpstreamCredentials(t *testing.T) {
 		{"tokenFile and kubeconfig together are refused", func(c *C) { c.Clusters[1].Upstream.Kubeconfig = &UpstreamKubeconfig{Path: good} }, []want{
 			{"clusters[1].upstream.kubeconfig", "set only one credential: tokenFile is set too"},
 		}},
-		{"kubeconfig and inCluster together are refused", func(c *C) { c.Clusters[1].Upstream = &Upstream{Kubeconfig: &UpstreamKubeconfig{Path: good}, InCluster: true} }, []want{
+		{"kubeconfig and inCluster together are refused", func(c *C) {
+			c.Clusters[1].Upstream = &Upstream{Kubeconfig: &UpstreamKubeconfig{Path: good}, InCluster: true}
+		}, []want{
 			{"clusters[1].upstream.inCluster", "set only one credential: kubeconfig is set too"},
 		}},
 		{"server and CA come from the kubeconfig", func(c *C) {
@@ -125,10 +127,14 @@ func TestValidateUpstreamCredentials(t *testing.T) {
 		}, []want{{"clusters[1].upstream.kubeconfig.path", `server "http://prod.example.com:6443" must be an https:// URL`}}},
 
 		// apiServer
-		{"a webhook cluster may give its API server", func(c *C) { c.Clusters[0].APIServer = &APIServer{URL: "https://dev.example.com:6443", CertificateAuthorityFile: f.ca} }, nil},
+		{"a webhook cluster may give its API server", func(c *C) {
+			c.Clusters[0].APIServer = &APIServer{URL: "https://dev.example.com:6443", CertificateAuthorityFile: f.ca}
+		}, nil},
 		{"an API server URL is https", func(c *C) { c.Clusters[0].APIServer = &APIServer{URL: "http://dev.example.com"} }, []want{{"clusters[0].apiServer.url", "must be an https:// URL"}}},
 		{"an API server needs a URL", func(c *C) { c.Clusters[0].APIServer = &APIServer{} }, []want{{"clusters[0].apiServer.url", "Required value"}}},
-		{"an API server CA must be a certificate", func(c *C) { c.Clusters[0].APIServer = &APIServer{URL: "https://dev.example.com", CertificateAuthorityFile: f.key} }, []want{{"clusters[0].apiServer.certificateAuthorityFile", "holds no PEM certificate"}}},
+		{"an API server CA must be a certificate", func(c *C) {
+			c.Clusters[0].APIServer = &APIServer{URL: "https://dev.example.com", CertificateAuthorityFile: f.key}
+		}, []want{{"clusters[0].apiServer.certificateAuthorityFile", "holds no PEM certificate"}}},
 		{"a proxied cluster has no apiServer", func(c *C) { c.Clusters[1].APIServer = &APIServer{URL: "https://prod.example.com"} }, []want{{"clusters[1].apiServer", "is for clusters in webhook mode: this cluster has an upstream, so kubectl reaches it through the proxy at <issuerURL>/clusters/prod"}}},
 	}
 	for _, tt := range tests {
