@@ -308,7 +308,7 @@ func TestInClusterOutsideAPodIsAClearError(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	t.Setenv("KUBERNETES_SERVICE_PORT", "")
 	_, err := New([]v1alpha1.Cluster{{Name: "c1", Upstream: &v1alpha1.Upstream{InCluster: true}}}, Options{})
-	if err == nil || !strings.Contains(err.Error(), `cluster "c1": upstream.inCluster: Portcullis is not running in a Kubernetes pod`) {
+	if err == nil || !strings.Contains(err.Error(), `cluster "c1": upstream.inCluster: not running in a Kubernetes pod`) {
 		t.Fatalf("error %v", err)
 	}
 }

@@ -3,7 +3,9 @@
 // clusters, where no authentication webhook can be configured). A client
 // uses https://<portcullis>/clusters/<name> as its kubeconfig server; the
 // proxy forwards each request to that cluster's API server with Portcullis's
-// own service-account token and Impersonate-User, one Impersonate-Group per
+// own credential (a token file, the pod's service account, or a kubeconfig
+// used through client-go: exec plugin, client certificate, token; see
+// credential.go) and Impersonate-User, one Impersonate-Group per
 // group, Impersonate-Uid and Impersonate-Extra-* headers describing the
 // authenticated user, so the cluster's RBAC and audit log see the real user.
 //

@@ -274,6 +274,12 @@ clusters:
 		if err != nil || !strings.HasPrefix(out, "alice ") || !strings.Contains(out, "devs") {
 			t.Fatalf("%s: kubectl auth whoami through the proxy: %q %v\n%s", cluster, out, err, stderr)
 		}
+		// kubectl --as: the proxy asks the cluster (a SubjectAccessReview
+		// sent with the same credential) whether alice may be bob.
+		out, stderr, err = framework.Kubectl(t, kubeconfigs[cluster], "--as=bob", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+		if err != nil || out != "bob" {
+			t.Fatalf("%s: kubectl --as=bob auth whoami through the proxy: %q %v\n%s", cluster, out, err, stderr)
+		}
 	}
 	configMaps := func(t *testing.T, cluster, name string) {
 		t.Helper()

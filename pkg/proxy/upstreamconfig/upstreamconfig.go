@@ -186,7 +186,7 @@ func InCluster() (*rest.Config, error) {
 	}
 	if err != nil {
 		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, fmt.Errorf("Portcullis is not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set): run it in the cluster, or use upstream.kubeconfig or upstream.tokenFile")
+			return nil, errors.New("not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set): run it in the cluster, or use upstream.kubeconfig or upstream.tokenFile")
 		}
 		return nil, fmt.Errorf("reading the pod's service account: %w", err)
 	}
