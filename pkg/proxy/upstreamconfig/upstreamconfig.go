@@ -105,6 +105,8 @@ func refuseUnsupported(kctx *clientcmdapi.Context, cluster *clientcmdapi.Cluster
 		return pathErr("cluster %q sets proxy-url: the proxy connects to the API server directly; remove it", kctx.Cluster)
 	case user.Impersonate != "" || user.ImpersonateUID != "" || len(user.ImpersonateGroups) > 0 || len(user.ImpersonateUserExtra) > 0:
 		return pathErr("user %q impersonates (as, as-uid, as-groups or as-user-extra): the proxy impersonates each of its users itself, as the credential's own identity; remove them", kctx.AuthInfo)
+	case user.Exec != nil && user.Exec.InteractiveMode == clientcmdapi.AlwaysExecInteractiveMode:
+		return pathErr("user %q runs its exec plugin with interactiveMode: Always, but Portcullis has no terminal: set interactiveMode: Never (and give the plugin credentials it can use alone)", kctx.AuthInfo)
 	case user.AuthProvider != nil:
 		return pathErr("user %q uses auth-provider %q, which client-go no longer builds in: use its exec credential plugin instead (for example gke-gcloud-auth-plugin or kubelogin)", kctx.AuthInfo, user.AuthProvider.Name)
 	}

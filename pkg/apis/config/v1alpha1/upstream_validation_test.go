@@ -107,6 +107,9 @@ func TestValidateUpstreamCredentials(t *testing.T) {
 		{"a user that impersonates is refused", func(c *C) {
 			c.Clusters[1].Upstream = kc(writeUpstreamKubeconfig(t, dir, "as", f.ca, "", "    token: t\n    as: admin"), "")
 		}, []want{{"clusters[1].upstream.kubeconfig.path", `user "portcullis" impersonates (as, as-uid, as-groups or as-user-extra): the proxy impersonates each of its users itself`}}},
+		{"an exec plugin that needs a terminal is refused", func(c *C) {
+			c.Clusters[1].Upstream = kc(writeUpstreamKubeconfig(t, dir, "always", f.ca, "", strings.Replace(execUser, "Never", "Always", 1)), "")
+		}, []want{{"clusters[1].upstream.kubeconfig.path", "interactiveMode: Always, but Portcullis has no terminal: set interactiveMode: Never"}}},
 		{"a legacy auth provider is refused", func(c *C) {
 			c.Clusters[1].Upstream = kc(writeUpstreamKubeconfig(t, dir, "gcp", f.ca, "", "    auth-provider: {name: gcp}"), "")
 		}, []want{{"clusters[1].upstream.kubeconfig.path", `uses auth-provider "gcp", which client-go no longer builds in: use its exec credential plugin`}}},
