@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -302,6 +305,9 @@ clusters:
 	t.Run("in-cluster: the pod's service account, with a rotated token", func(t *testing.T) {
 		whoami(t, "incluster")
 		configMaps(t, "incluster", "via-incluster")
+		if out, stderr, err := framework.Kubectl(t, kubeconfigs["incluster"], "exec", "p", "--", "echo", "in", "cluster"); err != nil || strings.TrimSpace(out) != "in cluster" {
+			t.Fatalf("exec: %q %v\n%s", out, err, stderr)
+		}
 		// The kubelet rotates the projected token; the old one stops
 		// working (its Secret goes, as a pod's does).
 		projectToken("pod-token-2")
@@ -331,6 +337,11 @@ clusters:
 		watch := framework.StartKubectl(t, framework.KubectlOptions{Kubeconfig: kubeconfigs["exec"]}, "get", "configmaps", "-n", "default", "--watch", "--output-watch-events", "-o", "name")
 		defer watch.Stop()
 		watch.WaitLine(t, 20*time.Second, func(l string) bool { return strings.Contains(l, "configmap/via-exec") })
+		attach := framework.StartKubectl(t, framework.KubectlOptions{Kubeconfig: kubeconfigs["exec"]}, "attach", "-i", "p")
+		defer attach.Stop()
+		attach.WaitLine(t, 20*time.Second, func(l string) bool { return strings.HasPrefix(l, "attached to") })
+		fmt.Fprintln(attach.Stdin, "before the renewal")
+		attach.WaitLine(t, 5*time.Second, func(l string) bool { return l == "before the renewal" })
 
 		// Once the credential's expirationTimestamp has passed, the next
 		// request runs the plugin again, which ends the first token.
@@ -368,5 +379,22 @@ clusters:
 			t.Fatalf("%v: %s", err, stderr)
 		}
 		watch.WaitLine(t, 10*time.Second, func(l string) bool { return strings.Contains(l, "configmap/seen-by-the-old-watch") })
+		fmt.Fprintln(attach.Stdin, "after the renewal")
+		attach.WaitLine(t, 5*time.Second, func(l string) bool { return l == "after the renewal" })
+
+		pf := framework.StartKubectl(t, framework.KubectlOptions{Kubeconfig: kubeconfigs["exec"]}, "port-forward", "pod/p", ":8080")
+		defer pf.Stop()
+		fwd := pf.WaitLine(t, 20*time.Second, func(l string) bool { return strings.HasPrefix(l, "Forwarding from 127.0.0.1:") })
+		m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(fwd)
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprint(conn, "ping through port-forward\n")
+		if got, err := bufio.NewReader(conn).ReadString('\n'); err != nil || got != "ping through port-forward\n" {
+			t.Fatalf("port-forward after the renewal: %q %v; stderr: %s", got, err, pf.Stderr())
+		}
 	})
 }
