@@ -56,12 +56,16 @@ var (
 // The kubeconfig and the files it names are checked for changes at most
 // once per recheck interval, as tokenFile does; a changed file makes a new
 // client-go configuration (an invalid one is logged and the last good one
-// kept). The server address is read once: changing it needs a restart or a
-// change of the upstream in Portcullis's configuration.
+// kept). The server address is read once: a new one is logged, and takes
+// effect at a restart or a change of the upstream in Portcullis's
+// configuration.
 type kubeconfigCredential struct {
 	cluster, path, context string
 	recheck                time.Duration
 	clock                  clock.PassiveClock
+	// server is the API server of the first reading: the proxy's
+	// transports send there, and its certificate is checked for that name.
+	server *url.URL
 
 	cur atomic.Pointer[kubeconfigGeneration]
 
@@ -130,23 +134,26 @@ func newKubeconfigCredential(cluster, path, context string, opts *Options) (*kub
 		return nil, err
 	}
 	k.cur.Store(g)
+	k.server = g.server
 	k.nextCheck.Store(k.clock.Now().Add(k.recheck).UnixNano())
 	return k, nil
 }
 
 // load reads the kubeconfig and builds a generation from it.
 func (k *kubeconfigCredential) load() (*kubeconfigGeneration, error) {
-	// Stamped before reading, so a change made while reading is seen at
-	// the next check.
+	// Each file is stamped before it is read, so a change made while
+	// reading is seen at the next check.
+	stamps := stampFiles([]string{k.path})
 	cfg, err := upstreamconfig.FromKubeconfig(k.path, k.context)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.kubeconfig %s: %w", k.path, err)
 	}
+	stamps = append(stamps, stampFiles(upstreamconfig.Files(k.path, cfg)[1:])...)
 	g, err := generationFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.kubeconfig %s: %w", k.path, err)
 	}
-	g.files = stampFiles(upstreamconfig.Files(k.path, cfg))
+	g.files = stamps
 	return g, nil
 }
 
@@ -212,6 +219,10 @@ func (k *kubeconfigCredential) current() *kubeconfigGeneration {
 	}
 	k.cur.Store(next)
 	klog.InfoS("Upstream kubeconfig changed; using it", "cluster", k.cluster, "path", k.path)
+	if next.server.String() != k.server.String() {
+		klog.InfoS("The upstream kubeconfig names another server; requests still go to the first until a restart or a change of the cluster's upstream",
+			"cluster", k.cluster, "server", k.server.Redacted(), "newServer", next.server.Redacted())
+	}
 	if k.onChange != nil {
 		k.onChange()
 	}
@@ -277,8 +288,8 @@ func (unauthorizedResponder) RoundTrip(req *http.Request) (*http.Response, error
 func (k *kubeconfigCredential) tlsConfig() *tls.Config {
 	first := k.cur.Load()
 	sni := first.tls.ServerName
-	if sni == "" && net.ParseIP(first.server.Hostname()) == nil {
-		sni = first.server.Hostname()
+	if sni == "" && net.ParseIP(k.server.Hostname()) == nil {
+		sni = k.server.Hostname()
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -292,7 +303,7 @@ func (k *kubeconfigCredential) tlsConfig() *tls.Config {
 			g := k.cur.Load()
 			name := g.tls.ServerName
 			if name == "" {
-				name = g.server.Hostname()
+				name = k.server.Hostname()
 			}
 			return verifyChain(cs, x509.VerifyOptions{Roots: g.tls.RootCAs}, name)
 		},

@@ -198,8 +198,10 @@ func TestKubeconfigClientCertificateIsTheWholeCredential(t *testing.T) {
 	client := ca.IssueClient("portcullis-proxy")
 	var mu sync.Mutex
 	var cn []string
-	env := newUpstreamEnv(t, ca.Pool(), func(server, caFile string) *v1alpha1.Upstream {
-		kc := writeKubeconfig(t, filepath.Join(t.TempDir(), "kubeconfig"), server, caFile,
+	var kc, server, serverCA string
+	env := newUpstreamEnv(t, ca.Pool(), func(s, caFile string) *v1alpha1.Upstream {
+		server, serverCA = s, caFile
+		kc = writeKubeconfig(t, filepath.Join(t.TempDir(), "kubeconfig"), server, caFile,
 			fmt.Sprintf("    client-certificate: %s\n    client-key: %s", client.CertFile, client.KeyFile))
 		return &v1alpha1.Upstream{Kubeconfig: &v1alpha1.UpstreamKubeconfig{Path: kc}}
 	})
@@ -216,16 +218,34 @@ func TestKubeconfigClientCertificateIsTheWholeCredential(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if len(cn) != 1 || cn[0] != "portcullis-proxy" {
 		t.Fatalf("the upstream saw client certificates %v, want portcullis-proxy", cn)
 	}
+	mu.Unlock()
 	h := env.up.last().Header
 	if _, ok := h["Authorization"]; ok {
 		t.Errorf("the upstream got an Authorization header %q; the client certificate is the whole credential (and alice's token must never be sent)", h.Get("Authorization"))
 	}
 	if h.Get("Impersonate-User") != "alice@example.com" {
 		t.Errorf("Impersonate-User %q", h.Get("Impersonate-User"))
+	}
+
+	// A new certificate in the kubeconfig is presented on the next
+	// connection, and the idle ones made with the old one are dropped.
+	renewed := ca.IssueClient("portcullis-proxy-renewed")
+	writeKubeconfig(t, kc, server, serverCA, fmt.Sprintf("    client-certificate: %s\n    client-key: %s", renewed.CertFile, renewed.KeyFile))
+	env.clock.Step(3 * time.Second)
+	for i := 0; i < 2; i++ {
+		// The first request finds the change; the second goes out on a
+		// new connection.
+		if resp, body := env.do(t, env.front.Client(), "GET", "/clusters/c1/api", bearer("alice-token")); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if last := cn[len(cn)-1]; last != "portcullis-proxy-renewed" {
+		t.Fatalf("after the kubeconfig changed the upstream saw %v", cn)
 	}
 }
 

@@ -101,7 +101,7 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 		if kc, err = newKubeconfigCredential(c.Name, spec.Kubeconfig.Path, spec.Kubeconfig.Context, opts); err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
 		}
-		u.cred, u.server = kc, kc.cur.Load().server
+		u.cred, u.server = kc, kc.server
 		tlsConfig = kc.tlsConfig()
 		dial = kc.dialContext(dialer, opts.DialTimeout)
 	} else {
