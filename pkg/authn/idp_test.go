@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 
 	"portcullis.dev/portcullis/internal/testkit"
@@ -69,7 +70,11 @@ func TestAuthenticateIdPTokenDuringAnOutage(t *testing.T) {
 	}
 
 	idp.SetDown(false)
-	if res, err = f.authn.Authenticate(t.Context(), "c1", raw); err != nil || res.User.Name != "olivia" {
+	// The key set's failed fetch may still be settling: retry briefly.
+	if err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		res, err = f.authn.Authenticate(ctx, "c1", raw)
+		return err == nil, nil
+	}); err != nil || res.User.Name != "olivia" {
 		t.Fatalf("with the IdP back: %+v, %v", res, err)
 	}
 	tampered := raw[:len(raw)-6] + "AAAAAA"

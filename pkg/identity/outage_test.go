@@ -1,8 +1,12 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // An identity provider that cannot be reached makes a token it has not
@@ -22,7 +26,11 @@ func TestVerifyIDTokenWhileTheIdentityProviderIsDown(t *testing.T) {
 	assertNoToken(t, err, raw)
 
 	f.SetDown(false)
-	if _, err := p.VerifyIDToken(t.Context(), raw); err != nil {
+	// The key set's failed fetch may still be settling: retry briefly.
+	if err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err = p.VerifyIDToken(ctx, raw)
+		return err == nil, nil
+	}); err != nil {
 		t.Fatalf("with the IdP back: %v", err)
 	}
 	// A token with a bad signature from a reachable IdP is a bad token.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 
 	"portcullis.dev/portcullis/internal/testkit"
@@ -63,7 +64,13 @@ func TestIdentityProviderOutageIsA503(t *testing.T) {
 	}
 
 	idp.SetDown(false)
-	st := f.review("v1", clusterC1, raw).review(t).Status
+	// The key set's failed fetch may still be settling: retry briefly.
+	var res result
+	_ = wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		res = f.review("v1", clusterC1, raw)
+		return res.code == http.StatusOK, nil
+	})
+	st := res.review(t).Status
 	if !st.Authenticated || st.User.Username != "olivia" {
 		t.Fatalf("with the IdP back: %+v", st)
 	}
