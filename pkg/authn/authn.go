@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -51,10 +52,27 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Reason }
 
-// IsUnavailable reports whether err is an *Error with Unavailable set.
-func IsUnavailable(err error) bool {
+// IsUnavailable reports whether err is, or holds, an *Error with
+// Unavailable set.
+func IsUnavailable(err error) bool { return Unavailable(err) != nil }
+
+// Unavailable returns the *Error with Unavailable set that err is or holds,
+// looking into aggregates (an authenticator union's error lists what each
+// authenticator said), or nil.
+func Unavailable(err error) *Error {
 	var ae *Error
-	return errors.As(err, &ae) && ae.Unavailable
+	if errors.As(err, &ae) && ae.Unavailable {
+		return ae
+	}
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors() {
+			if ae := Unavailable(e); ae != nil {
+				return ae
+			}
+		}
+	}
+	return nil
 }
 
 // Result is an authenticated user for a cluster.

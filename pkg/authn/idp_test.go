@@ -2,10 +2,13 @@ package authn
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 
@@ -94,5 +97,27 @@ func TestAuthenticateIdPTokenDropsReservedGroups(t *testing.T) {
 	}
 	if !slices.Equal(res.User.Groups, []string{"ops"}) {
 		t.Fatalf("groups %q, want [ops]", res.User.Groups)
+	}
+}
+
+// The chain's authenticator union reports every authenticator's error in
+// an aggregate: an outage among them is still found.
+func TestUnavailableInAnAggregate(t *testing.T) {
+	outage := &Error{Reason: "idp down", Internal: true, Unavailable: true}
+	for _, tc := range []struct {
+		err  error
+		want *Error
+	}{
+		{outage, outage},
+		{fmt.Errorf("wrapped: %w", outage), outage},
+		{utilerrors.NewAggregate([]error{errors.New("invalid bearer token"), outage}), outage},
+		{utilerrors.NewAggregate([]error{errors.New("invalid bearer token"), utilerrors.NewAggregate([]error{outage})}), outage},
+		{utilerrors.NewAggregate([]error{errors.New("invalid bearer token"), &Error{Reason: "bad"}}), nil},
+		{&Error{Reason: "store down", Internal: true}, nil},
+		{nil, nil},
+	} {
+		if got := Unavailable(tc.err); got != tc.want || IsUnavailable(tc.err) != (tc.want != nil) {
+			t.Errorf("Unavailable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -61,8 +61,10 @@ func (g *gate) AuthenticateRequest(req *http.Request) (*authenticator.Response, 
 	resp, ok, err := g.inner.AuthenticateRequest(req)
 	switch {
 	case err != nil:
-		if authn.IsUnavailable(err) {
-			g.refused.Store(req, err)
+		// The chain's authenticator is a union: the error may list what
+		// every authenticator said.
+		if ae := authn.Unavailable(err); ae != nil {
+			g.refused.Store(req, error(ae))
 		}
 	case ok && proxied && resp != nil && resp.User != nil && resp.User.GetName() == user.Anonymous:
 		// No credential: a 401, so clients offer one.

@@ -3,6 +3,7 @@ package hotpath
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 
@@ -29,6 +31,10 @@ func (a *gateAuthenticator) AuthenticateRequest(req *http.Request) (*authenticat
 		return &authenticator.Response{User: &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}}, true, nil
 	case "Bearer outage":
 		return nil, false, &authn.Error{Reason: `identity provider "corp" is not ready (its signing keys could not be fetched); retry shortly`, Internal: true, Unavailable: true}
+	case "Bearer outage-in-union":
+		// As the server's union (with the loopback token authenticator) says it.
+		return nil, false, utilerrors.NewAggregate([]error{errors.New("invalid bearer token"),
+			&authn.Error{Reason: `identity provider "corp" is not ready (its signing keys could not be fetched); retry shortly`, Internal: true, Unavailable: true}})
 	case "Bearer bad":
 		return nil, false, &authn.Error{Reason: "signature invalid"}
 	case "Bearer store-down":
@@ -72,6 +78,7 @@ func TestHotPathRefusals(t *testing.T) {
 		{"no credential", "/clusters/c1/api/v1/pods", nil, 401, metav1.StatusReasonUnauthorized, "", true},
 		{"a bad token", "/clusters/c1/api/v1/pods", http.Header{"Authorization": {"Bearer bad"}}, 401, metav1.StatusReasonUnauthorized, "", true},
 		{"an identity provider outage", "/clusters/c1/api/v1/pods", http.Header{"Authorization": {"Bearer outage"}}, 503, metav1.StatusReasonServiceUnavailable, `identity provider "corp"`, true},
+		{"an identity provider outage, told by an authenticator union", "/clusters/c1/api/v1/pods", http.Header{"Authorization": {"Bearer outage-in-union"}}, 503, metav1.StatusReasonServiceUnavailable, `identity provider "corp"`, true},
 		// A store fault stays a 401, as before: only an unreachable
 		// dependency is known to pass.
 		{"an internal fault", "/clusters/c1/api/v1/pods", http.Header{"Authorization": {"Bearer store-down"}}, 401, metav1.StatusReasonUnauthorized, "", true},
