@@ -444,8 +444,14 @@ func TestProxy_StrictInputs(t *testing.T) {
 			resp, body := send(t, h2, nil)
 			wantStatus(t, resp, body, http.StatusUnauthorized, "Unauthorized")
 		}
+		// (A kubeconfig with no user at all makes kubectl prompt for a
+		// password; a client certificate this Portcullis does not ask for
+		// is never sent, which comes to the same.)
+		stranger := s.pki.IssueClient("not-a-portcullis-user")
 		none := filepath.Join(framework.WorkDir(t), "kubeconfigs", "no-credential.kubeconfig")
-		if err := framework.WriteKubeconfig(none, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), &clientcmdapi.AuthInfo{}); err != nil {
+		if err := framework.WriteKubeconfig(none, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), &clientcmdapi.AuthInfo{
+			ClientCertificateData: stranger.CertPEM, ClientKeyData: stranger.KeyPEM,
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if _, stderr, err := framework.Kubectl(t, none, "get", "configmaps"); err == nil || !strings.Contains(stderr, "You must be logged in to the server") {
