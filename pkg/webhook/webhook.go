@@ -272,13 +272,8 @@ func decodeOther(body []byte) (review, runtime.Object, error) {
 	return decodeUniversalObject(body)
 }
 
-// decodeUniversal decodes a TokenReview in any format apimachinery reads
-// (JSON, YAML, protobuf), without decodeBody's strictness.
-func decodeUniversal(body []byte) (review, error) {
-	rv, _, err := decodeUniversalObject(body)
-	return rv, err
-}
-
+// decodeUniversalObject decodes a TokenReview in any format apimachinery
+// reads (JSON, YAML, protobuf), without decodeBody's strictness.
 func decodeUniversalObject(body []byte) (review, runtime.Object, error) {
 	obj, gvk, err := codecs.UniversalDeserializer().Decode(body, nil, nil)
 	if err != nil {
