@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -41,9 +42,38 @@ type Error struct {
 	// Internal is true when the failure is Portcullis's fault (store down,
 	// IdP keys not loaded yet), not the client's.
 	Internal bool
+	// Unavailable is true (with Internal) when the token could not be
+	// checked because something Portcullis depends on cannot be reached
+	// right now (an identity provider's discovery document or signing
+	// keys): nothing is known about the token, and the same request may
+	// succeed in a moment. Callers answer 503, never "bad token".
+	Unavailable bool
 }
 
 func (e *Error) Error() string { return e.Reason }
+
+// IsUnavailable reports whether err is, or holds, an *Error with
+// Unavailable set.
+func IsUnavailable(err error) bool { return Unavailable(err) != nil }
+
+// Unavailable returns the *Error with Unavailable set that err is or holds,
+// looking into aggregates (an authenticator union's error lists what each
+// authenticator said), or nil.
+func Unavailable(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) && ae.Unavailable {
+		return ae
+	}
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors() {
+			if ae := Unavailable(e); ae != nil {
+				return ae
+			}
+		}
+	}
+	return nil
+}
 
 // Result is an authenticated user for a cluster.
 type Result struct {
@@ -139,6 +169,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, cluster, raw string) (
 		}
 		got, ok, err := a.IdPs.AuthenticateBearer(ctx, raw)
 		switch {
+		case errors.Is(err, identity.ErrNotReady):
+			// The IdP's discovery document or keys cannot be fetched: the
+			// token may well be good. A refusal would be cached by
+			// kube-apiserver and shown to the user as a bad token.
+			klog.V(2).InfoS("An identity provider could not verify a token now", "cluster", cluster, "reason", err.Error())
+			return nil, &Error{Reason: err.Error(), Internal: true, Unavailable: true}
 		case err != nil:
 			return nil, &Error{Reason: err.Error()}
 		case !ok:

@@ -257,7 +257,8 @@ func (p *Provider) Close() { p.cancel() }
 // VerifyIDToken verifies an ID token of this IdP and maps it to an identity
 // with kube-apiserver's semantics (claim mappings, claimValidationRules,
 // userValidationRules). Identity.Email is the token's "email" claim unless
-// "email_verified" is false. Errors are *VerifyError.
+// "email_verified" is false. Groups with a reserved prefix (IsReservedGroup)
+// are dropped. Errors are *VerifyError.
 func (p *Provider) VerifyIDToken(ctx context.Context, raw string) (*Identity, error) {
 	if p.authn.HealthCheck() != nil {
 		return nil, p.notReady("its discovery document and signing keys are not loaded yet")
@@ -286,7 +287,7 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw string) (*Identity, er
 	id := &Identity{
 		Username:         u.GetName(),
 		UID:              u.GetUID(),
-		Groups:           slices.Clone(u.GetGroups()),
+		Groups:           dropReservedGroups(p.cfg.Name, u.GetName(), slices.Clone(u.GetGroups())),
 		IdentityProvider: p.cfg.Name,
 		// The authenticator verified this very string: its payload is now
 		// trustworthy.
@@ -404,7 +405,8 @@ func (p *Provider) discover(ctx context.Context) (*oidc.Provider, error) {
 
 // UserInfoGroups asks the IdP's userinfo endpoint for the user's groups,
 // with the access token of tokenSource: the values of userInfo.groupsClaim
-// (a string or a list of strings), each prefixed with userInfo.groupsPrefix.
+// (a string or a list of strings), each prefixed with userInfo.groupsPrefix,
+// without those that then have a reserved prefix (IsReservedGroup).
 // It returns nothing when the IdP has no userInfo configuration or the claim
 // is absent. tokenSource must come from the same token response as the ID
 // token the identity was taken from.
@@ -439,7 +441,7 @@ func (p *Provider) UserInfoGroups(ctx context.Context, tokenSource oauth2.TokenS
 		}
 		groups = append(groups, p.cfg.UserInfo.GroupsPrefix+g)
 	}
-	return groups, nil
+	return dropReservedGroups(p.cfg.Name, "", groups), nil
 }
 
 // recordingTokenSource remembers the access token it handed out, so that it

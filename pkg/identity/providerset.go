@@ -91,8 +91,11 @@ func (ps *Providers) Close() {
 //
 // It returns (nil, false, nil) when raw is not a JWT or no such provider has
 // its issuer, so the caller can try other authenticators; an error (a
-// *VerifyError) when the provider it belongs to rejects it. The identity is
-// the IdP's: the caller applies the GroupMapper and the policy.
+// *VerifyError) when the provider it belongs to rejects it, or one wrapping
+// ErrNotReady when a provider that might have accepted it could not verify
+// it now (its IdP unreachable): the caller must not report that as a bad
+// token. The identity is the IdP's: the caller applies the GroupMapper and
+// the policy.
 func (ps *Providers) AuthenticateBearer(ctx context.Context, raw string) (*Identity, bool, error) {
 	if ps == nil {
 		return nil, false, nil
@@ -114,7 +117,9 @@ func (ps *Providers) AuthenticateBearer(ctx context.Context, raw string) (*Ident
 		if err == nil {
 			return id, true, nil
 		}
-		if firstErr == nil {
+		// A provider that could not verify now outranks one that refused:
+		// it might have accepted the token.
+		if firstErr == nil || (errors.Is(err, ErrNotReady) && !errors.Is(firstErr, ErrNotReady)) {
 			firstErr = err
 		}
 	}

@@ -17,7 +17,8 @@
 // upgrade-aware handler sends them) over pooled HTTP/2 connections, streamed
 // responses flushed as they arrive (watches, logs -f); upgrades (SPDY and
 // WebSocket, for exec, attach, port-forward) go through apimachinery's
-// upgrade-aware handler over HTTP/1.1.
+// upgrade-aware handler over HTTP/1.1; any other Upgrade (h2c) is dropped and
+// the request proxied as an ordinary one.
 //
 // What it must never do:
 //   - forward a client's credential: the client's Authorization (every
@@ -43,5 +44,7 @@
 //
 // Errors are Kubernetes Status objects, never HTML: 404 for an unknown
 // cluster or a refused path, 403 for a refused impersonation, 503 when the
-// upstream cannot be reached (after at most the dial timeout).
+// upstream cannot be reached (after at most the dial timeout). The limit on
+// request headers (MaxRequestHeaderBytes, a 431) is applied by the hot-path
+// chain before authentication.
 package proxy

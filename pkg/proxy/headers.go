@@ -179,3 +179,51 @@ func isTokenByte(c byte) bool {
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
+
+// streamUpgrade reports whether h asks for an upgrade the Kubernetes API
+// speaks, for exec, attach, port-forward and the proxy subresources: SPDY
+// (kubectl's "SPDY/3.1") or WebSocket, named in Upgrade with Connection
+// listing "upgrade". It does not allocate: every proxied request asks.
+func streamUpgrade(h http.Header) bool {
+	if !anyToken(h["Connection"], func(t string) bool { return strings.EqualFold(t, "upgrade") }) {
+		return false
+	}
+	return anyToken(h["Upgrade"], func(t string) bool {
+		return strings.EqualFold(t, "websocket") || (len(t) >= 5 && strings.EqualFold(t[:5], "spdy/"))
+	})
+}
+
+// anyToken reports whether one of the comma-separated elements of values,
+// trimmed, satisfies match.
+func anyToken(values []string, match func(string) bool) bool {
+	for _, v := range values {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if match(textproto.TrimString(t)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dropUpgrade removes an upgrade offer from a request's headers: Upgrade,
+// and "upgrade" from Connection (the other names Connection lists stay, so
+// sanitizeHeaders still drops those headers).
+func dropUpgrade(h http.Header) {
+	delete(h, "Upgrade")
+	var kept []string
+	for _, v := range h["Connection"] {
+		for _, n := range strings.Split(v, ",") {
+			if n = textproto.TrimString(n); n != "" && !strings.EqualFold(n, "upgrade") {
+				kept = append(kept, n)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = []string{strings.Join(kept, ", ")}
+}

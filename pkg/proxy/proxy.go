@@ -207,6 +207,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	clusterLabel = rt.cluster
+	if httpstream.IsUpgradeRequest(req) && !streamUpgrade(req.Header) {
+		// An upgrade the API server does not speak (h2c, a typo): the
+		// request is served as an ordinary one, as a server that ignores
+		// the offer would. Going through the upgrade-aware handler, which
+		// requires the upstream to switch, would turn its answer into a 503.
+		dropUpgrade(req.Header)
+	}
 
 	ctx := req.Context()
 	usr, ok := request.UserFrom(ctx)
@@ -250,7 +257,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		location: upstreamURL(u.server, rt, req.URL.RawQuery),
 	}
 	req = req.WithContext(withForward(ctx, fw))
-	if !httpstream.IsUpgradeRequest(req) {
+	if !streamUpgrade(req.Header) {
 		// Watches and followed logs stay open and mostly idle for a long
 		// time, holding their copy buffer: theirs is small.
 		if info != nil && (info.Verb == "watch" || req.URL.Query().Has("follow")) {

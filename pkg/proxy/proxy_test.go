@@ -587,9 +587,10 @@ func TestProxyStreamsWatchEventsAtOnce(t *testing.T) {
 	readWithin("MODIFIED")
 }
 
-// upgradeEcho is an upstream that upgrades to a toy protocol and echoes.
+// upgradeEcho is an upstream that accepts a WebSocket upgrade and echoes
+// raw bytes (no WebSocket framing: the proxy copies bytes either way).
 func upgradeEcho(w http.ResponseWriter, r *http.Request) {
-	if !strings.EqualFold(r.Header.Get("Connection"), "Upgrade") || r.Header.Get("Upgrade") != "portcullis-echo" {
+	if !strings.EqualFold(r.Header.Get("Connection"), "Upgrade") || r.Header.Get("Upgrade") != "websocket" {
 		http.Error(w, "not an upgrade", http.StatusBadRequest)
 		return
 	}
@@ -598,7 +599,7 @@ func upgradeEcho(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: portcullis-echo\r\n\r\n")
+	fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	rw.Flush()
 	buf := make([]byte, 64)
 	for {
@@ -626,7 +627,7 @@ func TestProxyPassesUpgradesThrough(t *testing.T) {
 		"Host: portcullis\r\n"+
 		"Authorization: Bearer alice-token\r\n"+
 		"Connection: Upgrade, X-Remote-User\r\n"+
-		"Upgrade: portcullis-echo\r\n"+
+		"Upgrade: websocket\r\n"+
 		"X-Remote-User: admin\r\n"+
 		"Impersonate_User: admin\r\n"+
 		"\r\n")

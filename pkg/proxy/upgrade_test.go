@@ -149,3 +149,67 @@ func counterValue(t *testing.T, c metrics.CounterMetric) float64 {
 	}
 	return v
 }
+
+// TestProxyServesOtherUpgradesAsOrdinaryRequests: an Upgrade the API server
+// does not speak (h2c, anything but SPDY or WebSocket) is dropped and the
+// request served as an ordinary one, so the upstream's 200 reaches the
+// client; before, the upgrade-aware handler required a switch and answered
+// 503 "unreachable".
+func TestProxyServesOtherUpgradesAsOrdinaryRequests(t *testing.T) {
+	env := newTestEnv(t)
+	for _, tc := range []struct{ connection, upgrade string }{
+		{"Upgrade, HTTP2-Settings", "h2c"},
+		{"upgrade", "portcullis-echo"},
+		{"keep-alive, Upgrade", "TLS/1.2"},
+	} {
+		t.Run(tc.upgrade, func(t *testing.T) {
+			// Http2-Settings goes too when Connection names it.
+			resp, body := env.do(t, env.h1Client, http.MethodGet, "/clusters/c1/api/v1/namespaces", http.Header{
+				"Authorization":  {"Bearer alice-token"},
+				"Connection":     {tc.connection},
+				"Upgrade":        {tc.upgrade},
+				"Http2-Settings": {"AAMAAABkAAQAoAAAAAIAAAAA"},
+			})
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("HTTP %d, want the upstream's 200: %s", resp.StatusCode, body)
+			}
+			got := env.up.last()
+			for _, h := range []string{"Upgrade", "Connection", "Http2-Settings"} {
+				if h == "Http2-Settings" && !strings.Contains(tc.connection, h[:5]) {
+					continue
+				}
+				if v, ok := got.Header[h]; ok {
+					t.Errorf("the upstream got %s: %q", h, v)
+				}
+			}
+			if ids := identityHeaders(got.Header); !reflect.DeepEqual(ids, aliceUpstream) {
+				t.Errorf("upstream identity headers\n  %v\nwant\n  %v", ids, aliceUpstream)
+			}
+		})
+	}
+}
+
+func TestStreamUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		h    http.Header
+		want bool
+	}{
+		{http.Header{"Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}, true},
+		{http.Header{"Connection": {"upgrade"}, "Upgrade": {"websocket"}}, true},
+		{http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"WebSocket"}}, true},
+		{http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c, websocket"}}, true},
+		{http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}}, false},
+		{http.Header{"Upgrade": {"websocket"}}, false},
+		{http.Header{"Connection": {"Upgrade"}}, false},
+		{http.Header{"Connection": {"close"}}, false},
+		{http.Header{}, false},
+	} {
+		if got := streamUpgrade(tc.h); got != tc.want {
+			t.Errorf("streamUpgrade(%v) = %v, want %v", tc.h, got, tc.want)
+		}
+	}
+	h := http.Header{"Connection": {"close"}}
+	if n := testing.AllocsPerRun(100, func() { _ = streamUpgrade(h) }); n != 0 {
+		t.Errorf("streamUpgrade allocates %v times", n)
+	}
+}

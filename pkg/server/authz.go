@@ -38,7 +38,7 @@ func authorizePortcullis(ctx context.Context, attrs authorizer.Attributes) (auth
 		case slices.Contains(publicPaths, path) || portal.IsPublicPath(path):
 			return authorizer.DecisionAllow, "", nil
 		case path == webhook.PathPrefix || strings.HasPrefix(path, webhook.PathPrefix+"/"):
-			if u := attrs.GetUser(); u != nil && slices.Contains(u.GetGroups(), callerauth.Group) {
+			if u := attrs.GetUser(); u != nil && callerauth.IsCaller(u) {
 				return authorizer.DecisionAllow, "", nil
 			}
 			return authorizer.DecisionDeny, "only kube-apiservers presenting a client certificate signed by webhook.clientCAFile may call the TokenReview endpoint", nil

@@ -15,7 +15,10 @@ func TestAuthorizePortcullisPaths(t *testing.T) {
 	refused := &clusterUser{DefaultInfo: &user.DefaultInfo{Name: "mallory"}, cluster: "c1", denied: "user mallory is not admitted to cluster c1 by policy"}
 	// A front-proxy or client-certificate user with the same extras must not pass.
 	forged := &user.DefaultInfo{Name: "eve", Extra: map[string][]string{"portcullis.dev/cluster": {"c1"}}}
-	webhookCaller := &user.DefaultInfo{Name: "kube-apiserver", Groups: []string{callerauth.Group}}
+	webhookCaller := &callerauth.Caller{DefaultInfo: user.DefaultInfo{Name: "kube-apiserver", Groups: []string{callerauth.Group}}}
+	// A bearer token whose groups (an IdP's, a mint's) name the callers' group.
+	tokenInCallersGroup := &clusterUser{DefaultInfo: &user.DefaultInfo{Name: "mallory", Groups: []string{callerauth.Group}}, cluster: "c1"}
+	certLookalike := &user.DefaultInfo{Name: "kube-apiserver", Groups: []string{callerauth.Group}}
 	anonymous := &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}
 	tests := []struct {
 		name string
@@ -35,6 +38,8 @@ func TestAuthorizePortcullisPaths(t *testing.T) {
 		{"a path that only starts like a portal path is not the portal's", "/loginx", anonymous, authorizer.DecisionNoOpinion},
 		{"a kube-apiserver with a webhook client certificate may post reviews", "/tokenreview/c1", webhookCaller, authorizer.DecisionAllow},
 		{"an anonymous caller may not post reviews", "/tokenreview/c1", anonymous, authorizer.DecisionDeny},
+		{"a bearer token in the callers' group may not post reviews", "/tokenreview/c1", tokenInCallersGroup, authorizer.DecisionDeny},
+		{"another authenticator's user in the callers' group may not post reviews", "/tokenreview/c1", certLookalike, authorizer.DecisionDeny},
 		{"a cluster user may not post reviews", "/tokenreview", c1, authorizer.DecisionDeny},
 		{"a user verified for c1 may use c1", "/clusters/c1/api/v1/pods", c1, authorizer.DecisionAllow},
 		{"a user verified for c1 may not use c2", "/clusters/c2/api/v1/pods", c1, authorizer.DecisionDeny},

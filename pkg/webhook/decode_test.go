@@ -132,11 +132,18 @@ func TestDecodeMatchesTheUniversalDeserializer(t *testing.T) {
 }
 
 // assertDecodesAsUniversal fails if decodeBody answers body otherwise than
-// the universal deserializer alone.
+// the reference: the universal deserializer alone, then strictCheck's
+// refusal of duplicate keys and of a missing spec (TestStrictDecoding pins
+// those on their own).
 func assertDecodesAsUniversal(t *testing.T, body []byte) {
 	t.Helper()
 	got, gotErr := decodeBody(body)
-	want, wantErr := decodeUniversal(body)
+	want, obj, wantErr := decodeUniversalObject(body)
+	if wantErr == nil {
+		if wantErr = strictCheck(body, obj); wantErr != nil {
+			want = review{}
+		}
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("decoded %+v, the universal deserializer %+v", redact(got), redact(want))
 	}

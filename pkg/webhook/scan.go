@@ -14,9 +14,10 @@ import "k8s.io/apimachinery/pkg/types"
 // metadata.uid, spec.token and spec.audiences (strings, or null), and an
 // empty status or status.user. Anything else — another member, a number, a
 // string with an escape, a control or non-ASCII byte (which the JSON decoder
-// would validate or translate), a duplicate member, trailing data — makes it
-// return false, and the body goes to decodeJSON and, failing that, to the
-// universal deserializer, whose answers and errors are the reference
+// would validate or translate), a duplicate member, no spec, trailing data —
+// makes it return false, and the body goes to decodeJSON and, failing that,
+// to the universal deserializer, whose answers and errors, with strictCheck's
+// refusals of duplicate keys and of a missing spec, are the reference
 // (TestDecodeMatchesTheUniversalDeserializer, FuzzDecodeMatchesUniversalDeserializer).
 //
 // It is a measured exception to using apimachinery's decoders: every warm
@@ -100,7 +101,8 @@ func scanReview(body []byte) (review, bool) {
 		}
 		return false
 	})
-	if !ok || !s.end() {
+	// A review without a spec is refused, by strictCheck on the other path.
+	if !ok || !s.end() || !seenSpec {
 		return review{}, false
 	}
 	return typed(rv, kind, apiVersion)

@@ -185,6 +185,9 @@ func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds
 		if errors.As(err, &ae) && ae.Internal {
 			klog.ErrorS(err, "TokenReview could not be completed", "cluster", cluster)
 			audit.AddAuditAnnotations(ctx, AnnotationCluster, cluster, AnnotationDecision, "error", AnnotationReason, ae.Reason)
+			if ae.Unavailable {
+				return outcome{}, unavailable(ae.Reason)
+			}
 			return outcome{}, apierrors.NewInternalError(errors.New(ae.Reason))
 		}
 		reason := err.Error()
@@ -212,6 +215,18 @@ func (h *Handler) review(ctx context.Context, cluster string, rv review, apiAuds
 	return outcome{user: res.User, audiences: auds}, nil
 }
 
+// unavailable is the answer when the token cannot be checked now because
+// something Portcullis depends on (an identity provider) cannot be reached:
+// a 503 whose Status suggests a retry in a second, which kube-apiserver's
+// webhook client takes as an error to retry with its backoff (as it does a
+// 500) and never caches. No Retry-After header: client-go would then also
+// retry inside each attempt, multiplying the wait.
+func unavailable(reason string) error {
+	err := apierrors.NewServiceUnavailable("Portcullis cannot check the token now: " + reason)
+	err.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: 1}
+	return err
+}
+
 const (
 	apiVersionV1      = "authentication.k8s.io/v1"
 	apiVersionV1beta1 = "authentication.k8s.io/v1beta1"
@@ -231,31 +246,48 @@ func decode(r *http.Request) (review, error) {
 }
 
 // decodeBody decodes a TokenReview: kube-apiserver's JSON on a fast path, and
-// anything else as the universal deserializer does.
+// anything else as the universal deserializer does, refusing what is
+// ambiguous (strictCheck: a key given twice, no spec).
 func decodeBody(body []byte) (review, error) {
 	if rv, ok := scanReview(body); ok {
 		return rv, nil
 	}
-	if rv, ok := decodeJSON(body); ok {
-		return rv, nil
+	rv, obj, err := decodeOther(body)
+	if err != nil {
+		return review{}, err
 	}
-	return decodeUniversal(body)
+	if err := strictCheck(body, obj); err != nil {
+		return review{}, err
+	}
+	return rv, nil
 }
 
-// decodeUniversal decodes a TokenReview in any format apimachinery reads
-// (JSON, YAML, protobuf).
-func decodeUniversal(body []byte) (review, error) {
+// decodeOther is decodeBody's reading of the bodies scanReview leaves: the
+// JSON fast path, else the universal deserializer. obj is the decoded object
+// when the universal deserializer decoded it.
+func decodeOther(body []byte) (review, runtime.Object, error) {
+	if rv, ok := decodeJSON(body); ok {
+		return rv, nil, nil
+	}
+	return decodeUniversalObject(body)
+}
+
+// decodeUniversalObject decodes a TokenReview in any format apimachinery
+// reads (JSON, YAML, protobuf), without decodeBody's strictness.
+func decodeUniversalObject(body []byte) (review, runtime.Object, error) {
 	obj, gvk, err := codecs.UniversalDeserializer().Decode(body, nil, nil)
 	if err != nil {
-		return review{}, apierrors.NewBadRequest("the body is not a TokenReview (authentication.k8s.io/v1 or v1beta1): " + sanitize(err.Error()))
+		return review{}, nil, apierrors.NewBadRequest("the body is not a TokenReview (authentication.k8s.io/v1 or v1beta1): " + sanitize(err.Error()))
 	}
 	switch in := obj.(type) {
 	case *authenticationv1.TokenReview:
-		return review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences}, nil
+		in.SetGroupVersionKind(*gvk)
+		return review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences}, in, nil
 	case *authenticationv1beta1.TokenReview:
-		return review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences, v1beta1: true}, nil
+		in.SetGroupVersionKind(*gvk)
+		return review{name: in.Name, uid: in.UID, token: in.Spec.Token, audiences: in.Spec.Audiences, v1beta1: true}, in, nil
 	}
-	return review{}, apierrors.NewBadRequest("expected a TokenReview, got " + gvk.String())
+	return review{}, nil, apierrors.NewBadRequest("expected a TokenReview, got " + gvk.String())
 }
 
 // readBody reads up to MaxBodyBytes+1 bytes of the body, sized by

@@ -11,10 +11,7 @@ import (
 	"net/http"
 	"strings"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	genericapifilters "k8s.io/apiserver/pkg/endpoints/filters"
-	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	"k8s.io/klog/v2"
@@ -91,7 +88,7 @@ func Chain(h http.Handler, c *genericapiserver.Config) http.Handler {
 func chain(h http.Handler, c *genericapiserver.Config, workers int) http.Handler {
 	handler := genericapifilters.WithAuthorization(h, c.Authorization.Authorizer, c.Serializer)
 	handler = genericfilters.WithMaxInFlightLimit(handler, c.MaxRequestsInFlight, c.MaxMutatingRequestsInFlight, c.LongRunningFunc)
-	handler = withoutWebhookImpersonation(handler, c)
+	handler = webhookCallersOnly(handler, c)
 	// Inside the audit filter, so a proxied stream's audit event still ends
 	// (ResponseComplete) when the stream does, but outside everything else:
 	// the stream is copied from here once authorization, the mux and the
@@ -99,9 +96,15 @@ func chain(h http.Handler, c *genericapiserver.Config, workers int) http.Handler
 	// state, nor the reverse proxy's copy buffer.
 	handler = proxy.WithStreamHandoff(handler)
 	handler = genericapifilters.WithAudit(handler, c.AuditBackend, c.AuditPolicyRuleEvaluator, c.LongRunningFunc)
-	failed := genericapifilters.Unauthorized(c.Serializer)
-	failed = genericapifilters.WithFailedAuthenticationAudit(failed, c.AuditBackend, c.AuditPolicyRuleEvaluator)
-	authenticated := genericapifilters.WithAuthentication(handler, c.Authentication.Authenticator, failed, c.Authentication.APIAudiences, c.Authentication.RequestHeaderConfig)
+	// The gate and its failed handler add the hot paths' own refusals to
+	// the generic 401 (see gate).
+	g := &gate{inner: c.Authentication.Authenticator}
+	failed := &failedAuthentication{
+		gate:         g,
+		unauthorized: genericapifilters.WithFailedAuthenticationAudit(genericapifilters.Unauthorized(c.Serializer), c.AuditBackend, c.AuditPolicyRuleEvaluator),
+		refused:      genericapifilters.WithFailedAuthenticationAudit(refusedHandler(c.Serializer), c.AuditBackend, c.AuditPolicyRuleEvaluator),
+	}
+	authenticated := genericapifilters.WithAuthentication(handler, g, failed, c.Authentication.APIAudiences, c.Authentication.RequestHeaderConfig)
 
 	short := genericapifilters.WithRequestDeadline(authenticated, c.AuditBackend, c.AuditPolicyRuleEvaluator, c.LongRunningFunc, c.Serializer, c.RequestTimeout)
 	short = genericfilters.WithWaitGroup(short, c.LongRunningFunc, c.NonLongRunningRequestWaitGroup)
@@ -137,19 +140,6 @@ func (l *longRunningChain) handler() http.Handler {
 		return l.logged
 	}
 	return l.plain
-}
-
-// withoutWebhookImpersonation answers 403 to a /tokenreview request that asks
-// to impersonate: the caller acts as itself or not at all.
-func withoutWebhookImpersonation(h http.Handler, c *genericapiserver.Config) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, proxy.PathPrefix) && hasImpersonation(r.Header) {
-			err := apierrors.NewForbidden(authenticationv1.Resource("tokenreviews"), "", errImpersonationRefused)
-			responsewriters.ErrorNegotiated(err, c.Serializer, authenticationv1.SchemeGroupVersion, w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 type impersonationRefused struct{}

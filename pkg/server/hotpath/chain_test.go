@@ -10,7 +10,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/authentication/user"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"portcullis.dev/portcullis/pkg/webhook/callerauth"
 )
 
 // testCodecs serves the Status errors of the generic filters, as the
@@ -43,40 +47,54 @@ func TestIsHotPath(t *testing.T) {
 	}
 }
 
-func TestWebhookRefusesImpersonation(t *testing.T) {
+// TestWebhookCallersOnly: /tokenreview admits only client-certificate
+// callers (a bearer token whose groups name the callers' group is not
+// one), and none that asks to impersonate; /clusters/ is left alone.
+func TestWebhookCallersOnly(t *testing.T) {
 	codecs := testCodecs()
 	c := &genericapiserver.Config{Serializer: codecs}
 	reached := 0
-	h := withoutWebhookImpersonation(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached++ }), c)
+	h := webhookCallersOnly(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached++ }), c)
+	caller := &callerauth.Caller{DefaultInfo: user.DefaultInfo{Name: "kube-apiserver", Groups: []string{callerauth.Group}}}
+	inCallersGroup := &user.DefaultInfo{Name: "mallory", Groups: []string{callerauth.Group, user.AllAuthenticated}}
 	for _, tc := range []struct {
-		path, header string
-		want         int
+		name, path, header string
+		user               user.Info
+		want               int
+		mention            string
 	}{
-		{"/tokenreview/c1", "", http.StatusOK},
-		{"/tokenreview/c1", "Impersonate-User", http.StatusForbidden},
-		{"/tokenreview/c1", "impersonate-group", http.StatusForbidden},
-		{"/tokenreview/c1", "Impersonate_User", http.StatusForbidden},
-		{"/tokenreview/c1", "Impersonate-Extra-Scopes", http.StatusForbidden},
+		{"a caller", "/tokenreview/c1", "", caller, http.StatusOK, ""},
+		{"a caller impersonating", "/tokenreview/c1", "Impersonate-User", caller, http.StatusForbidden, "Impersonate-"},
+		{"a caller impersonating (lower case)", "/tokenreview/c1", "impersonate-group", caller, http.StatusForbidden, "Impersonate-"},
+		{"a caller impersonating (underscore)", "/tokenreview/c1", "Impersonate_User", caller, http.StatusForbidden, "Impersonate-"},
+		{"a caller impersonating (extra)", "/tokenreview/c1", "Impersonate-Extra-Scopes", caller, http.StatusForbidden, "Impersonate-"},
+		{"a token in the callers' group", "/tokenreview/c1", "", inCallersGroup, http.StatusForbidden, "client certificate"},
+		{"no user", "/tokenreview", "", nil, http.StatusForbidden, "client certificate"},
 		// The proxy judges these itself (WithDeferredImpersonation).
-		{"/clusters/c1/api", "Impersonate-User", http.StatusOK},
+		{"a proxied request impersonating", "/clusters/c1/api", "Impersonate-User", inCallersGroup, http.StatusOK, ""},
 	} {
-		reached = 0
-		r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader("{}"))
-		if tc.header != "" {
-			r.Header[tc.header] = []string{"mallory"}
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != tc.want {
-			t.Errorf("%s with %q: %d, want %d (%s)", tc.path, tc.header, w.Code, tc.want, w.Body)
-		}
-		if tc.want == http.StatusForbidden {
-			if reached != 0 {
-				t.Errorf("%s with %q reached the handler", tc.path, tc.header)
+		t.Run(tc.name, func(t *testing.T) {
+			reached = 0
+			r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader("{}"))
+			if tc.user != nil {
+				r = r.WithContext(genericapirequest.WithUser(r.Context(), tc.user))
 			}
-			if !strings.Contains(w.Body.String(), `"kind":"Status"`) || !strings.Contains(w.Body.String(), "Impersonate-") {
-				t.Errorf("%s with %q: body is not a Status naming the header: %s", tc.path, tc.header, w.Body)
+			if tc.header != "" {
+				r.Header[tc.header] = []string{"mallory"}
 			}
-		}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Fatalf("%d, want %d (%s)", w.Code, tc.want, w.Body)
+			}
+			if tc.want == http.StatusForbidden {
+				if reached != 0 {
+					t.Errorf("the request reached the handler")
+				}
+				if !strings.Contains(w.Body.String(), `"kind":"Status"`) || !strings.Contains(w.Body.String(), tc.mention) {
+					t.Errorf("body is not a Status mentioning %q: %s", tc.mention, w.Body)
+				}
+			}
+		})
 	}
 }

@@ -72,7 +72,7 @@ var defaultChainFilters = []chainFilter{
 	{"endpoints/filters.WithAudit", kept, ""},
 	{"endpoints/filterlatency.trackCompleted", dropped, whyLatency},
 	{"endpoints/filterlatency.trackStarted", dropped, whyLatency},
-	{"endpoints/filters/impersonation.(*constrainedImpersonationHandler).ServeHTTP", dropped, "on /clusters/ Impersonate-* headers are judged by the proxy against the upstream cluster (proxy.DeferImpersonation); on /tokenreview they are refused (withoutWebhookImpersonation)"},
+	{"endpoints/filters/impersonation.(*constrainedImpersonationHandler).ServeHTTP", dropped, "on /clusters/ Impersonate-* headers are judged by the proxy against the upstream cluster (proxy.DeferImpersonation); on /tokenreview they are refused (webhookCallersOnly)"},
 	{"endpoints/filterlatency.trackCompleted", dropped, whyLatency},
 	{"server/filters.WithMaxInFlightLimit", kept, ""},
 	{"endpoints/filterlatency.trackStarted", dropped, whyLatency},

@@ -26,7 +26,24 @@ import (
 
 // Group is given to clients presenting a certificate from
 // webhook.clientCAFile: the kube-apiservers allowed to call /tokenreview.
+// It names them in audit logs; what admits a caller is its type (IsCaller),
+// since a group name is something other authenticators could produce.
 const Group = "portcullis.dev:tokenreview-callers"
+
+// Caller is a webhook caller this package authenticated. No other
+// authenticator produces this type.
+type Caller struct {
+	user.DefaultInfo
+}
+
+// IsCaller reports whether u was authenticated by this package's
+// authenticator: a client certificate from webhook.clientCAFile (and in
+// webhook.allowedClientNames, if set). A bearer token, whatever groups it
+// carries, is not a caller.
+func IsCaller(u user.Info) bool {
+	_, ok := u.(*Caller)
+	return ok
+}
 
 // New accepts client certificates signed by webhook.clientCAFile (optionally
 // only some common names) and puts their holders in Group. Without a
@@ -68,10 +85,10 @@ func webhookCallers(verified authenticator.Request, allowedClientNames []string)
 		if len(allowed) > 0 && !slices.Contains(allowed, resp.User.GetName()) {
 			return nil, false, fmt.Errorf("client certificate %q is not in webhook.allowedClientNames", resp.User.GetName())
 		}
-		return &authenticator.Response{User: &user.DefaultInfo{
+		return &authenticator.Response{User: &Caller{DefaultInfo: user.DefaultInfo{
 			Name:   resp.User.GetName(),
 			Groups: append(slices.Clone(resp.User.GetGroups()), Group),
-		}}, true, nil
+		}}}, true, nil
 	})
 }
 

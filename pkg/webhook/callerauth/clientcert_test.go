@@ -384,6 +384,9 @@ func TestWebhookCallersAfterCache(t *testing.T) {
 		if g := resp.User.GetGroups(); !slices.Equal(g, []string{"callers", Group}) {
 			t.Fatalf("groups %v", g)
 		}
+		if !IsCaller(resp.User) {
+			t.Fatalf("the user %#v is not a Caller", resp.User)
+		}
 		refuse(t, a, tlsRequest(other))
 	}
 	wantCalls(t, v, 2)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +87,11 @@ type DexOptions struct {
 
 	// IDTokenTTL is expiry.idTokens (Dex's default 24h when zero).
 	IDTokenTTL time.Duration
+
+	// PersistentStorage keeps Dex's state (its signing keys among it) in a
+	// SQLite file instead of memory, so that Process.Restart brings back
+	// the same keys: tokens issued before an outage verify after it.
+	PersistentStorage bool
 }
 
 // Dex is a running Dex over HTTPS with in-memory storage.
@@ -193,9 +199,13 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 	if opts.PasswordGrant {
 		oauth2Cfg["passwordConnector"] = "local"
 	}
+	storage := obj{"type": "memory"}
+	if opts.PersistentStorage {
+		storage = obj{"type": "sqlite3", "config": obj{"file": filepath.Join(WorkDir(t), "dex", "dex.db")}}
+	}
 	cfg := obj{
 		"issuer":  d.IssuerURL,
-		"storage": obj{"type": "memory"},
+		"storage": storage,
 		"web": obj{
 			"https":   hostPort(port),
 			"tlsCert": serving.CertFile,
@@ -499,4 +509,74 @@ func snippet(b []byte) string {
 		s = s[:600] + "..."
 	}
 	return s
+}
+
+// AuthProxyIDToken logs user in through the "authproxy" connector
+// (DexOptions.AuthProxyConnector), asserting groups as the front proxy's
+// X-Remote-Group header would, with the authorization-code flow of a
+// client (its first redirect URI), and returns the ID token. Scopes are
+// openid, email, profile and groups. Dex puts the groups in the token as
+// they are: this is how a test gets an IdP to assert any group name.
+func (d *Dex) AuthProxyIDToken(ctx context.Context, user string, groups []string, clientID, secret string) (string, error) {
+	var redirect string
+	for _, c := range d.Clients {
+		if c.ID == clientID && len(c.RedirectURIs) > 0 {
+			redirect = c.RedirectURIs[0]
+		}
+	}
+	if redirect == "" {
+		return "", fmt.Errorf("client %q has no redirect URI", clientID)
+	}
+	cfg := d.OAuth2Config(clientID, secret, redirect, []string{"openid", "email", "profile", "groups"})
+	state := randomHex(d.t, 12)
+	verifier := oauth2.GenerateVerifier()
+	next := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("connector_id", "authproxy"))
+	hc := &http.Client{
+		Transport:     d.HTTPClient().Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	for range 10 {
+		if strings.HasPrefix(next, redirect) {
+			back, err := url.Parse(next)
+			if err != nil {
+				return "", err
+			}
+			q := back.Query()
+			if e := q.Get("error"); e != "" {
+				return "", fmt.Errorf("dex redirected with error %s: %s", e, q.Get("error_description"))
+			}
+			if q.Get("state") != state {
+				return "", fmt.Errorf("state mismatch in redirect %s", back)
+			}
+			tok, err := cfg.Exchange(d.Context(ctx), q.Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				return "", fmt.Errorf("exchanging the code: %w", err)
+			}
+			raw, _ := tok.Extra("id_token").(string)
+			if raw == "" {
+				return "", errors.New("token response has no id_token")
+			}
+			return raw, nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, next, nil)
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("X-Remote-User", user)
+		if len(groups) > 0 {
+			req.Header.Set("X-Remote-Group", strings.Join(groups, ","))
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return "", err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if err != nil {
+			return "", fmt.Errorf("GET %s: %s without a redirect: %s", req.URL, resp.Status, snippet(body))
+		}
+		next = loc.String()
+	}
+	return "", errors.New("more than 10 redirects")
 }

@@ -409,6 +409,12 @@ func validateGroupMappings(c *PortcullisConfiguration, fld *field.Path) field.Er
 		errs = append(errs, validateEmails(m.Match.Emails, mp.Child("emails"))...)
 		errs = append(errs, validateEmailDomains(m.Match.EmailDomains, mp.Child("emailDomains"))...)
 		errs = append(errs, validateEntries(m.Match.Groups, mp.Child("groups"), "group names")...)
+		for j, g := range m.Match.Groups {
+			if reservedGroupPrefix(g) != "" {
+				errs = append(errs, field.Invalid(mp.Child("groups").Index(j), g, fmt.Sprintf(
+					"Portcullis drops groups starting with %q that come from an identity provider, so this could never match: give the IdP's groups a prefix (claimMappings.groups.prefix or userInfo.groupsPrefix) and match the prefixed name", reservedGroupPrefix(g))))
+			}
+		}
 		for j, n := range m.Match.IdentityProviders {
 			if !idps.Has(n) {
 				e := field.NotFound(mp.Child("identityProviders").Index(j), n)
@@ -440,8 +446,22 @@ func validateGroupName(g string, fld *field.Path) field.ErrorList {
 		return field.ErrorList{field.Required(fld, "group names cannot be empty")}
 	case strings.HasPrefix(g, "system:"):
 		return field.ErrorList{field.Invalid(fld, g, `groups starting with "system:" are reserved for Kubernetes itself`)}
+	case strings.HasPrefix(g, "portcullis.dev:"):
+		return field.ErrorList{field.Invalid(fld, g, `groups starting with "portcullis.dev:" are reserved for Portcullis itself`)}
 	}
 	return nil
+}
+
+// reservedGroupPrefix returns the reserved prefix g starts with, if any: the
+// same list as pkg/identity.ReservedGroupPrefixes (which this package cannot
+// import), whose groups are dropped when an identity provider asserts them.
+func reservedGroupPrefix(g string) string {
+	for _, p := range []string{"system:", "portcullis.dev:"} {
+		if strings.HasPrefix(g, p) {
+			return p
+		}
+	}
+	return ""
 }
 
 func validateClusters(c *PortcullisConfiguration, fld *field.Path) field.ErrorList {

@@ -237,6 +237,8 @@ func TestValidateReportsEveryRuleWithItsFieldPath(t *testing.T) {
 		{"a group mapping adds groups", func(c *C) { c.GroupMappings[1].Groups = nil }, []want{{"groupMappings[1].groups", "name the groups to add"}}},
 		{"an added group is not empty", func(c *C) { c.GroupMappings[1].Groups = []string{"sre", ""} }, []want{{"groupMappings[1].groups[1]", "group names cannot be empty"}}},
 		{"an added group is not a system group", func(c *C) { c.GroupMappings[1].Groups = []string{"system:masters"} }, []want{{"groupMappings[1].groups[0]", `reserved for Kubernetes`}}},
+		{"an added group is not one of Portcullis's", func(c *C) { c.GroupMappings[1].Groups = []string{"portcullis.dev:tokenreview-callers"} }, []want{{"groupMappings[1].groups[0]", `reserved for Portcullis`}}},
+		{"a matched group cannot be one an IdP's groups never are", func(c *C) { c.GroupMappings[1].Match.Groups = []string{"system:admins"} }, []want{{"groupMappings[1].match.groups[0]", `could never match`}}},
 		{"a matched email domain is a bare domain", func(c *C) { c.GroupMappings[0].Match.EmailDomains = []string{"@example.com", "*.example.com", ""} }, []want{{"groupMappings[0].match.emailDomains[0]", "give a bare domain"}, {"groupMappings[0].match.emailDomains[1]", "give a bare domain"}, {"groupMappings[0].match.emailDomains[2]", "give a bare domain"}}},
 		{"a matched email is an address", func(c *C) { c.GroupMappings[1].Match.Emails = []string{"jane"} }, []want{{"groupMappings[1].match.emails[0]", "give an email address"}}},
 		{"a matched user is not empty", func(c *C) { c.GroupMappings[1].Match.Users = []string{""} }, []want{{"groupMappings[1].match.users[0]", "user names cannot be empty"}}},
