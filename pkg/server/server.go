@@ -173,12 +173,10 @@ func (s *Server) secureGenericChain(gc *genericapiserver.RecommendedConfig) erro
 		}
 	}
 	gc.Authentication.Authenticator = newRequestAuthenticator(s.Authn, s.state, webhookAuthn, gc.Authentication.Authenticator)
-	if gc.Authorization.Authorizer, err = newAuthorizer(gc.Authorization.Authorizer); err != nil {
+	if gc.Authorization.Authorizer, err = buildAuthorizer(gc.Authorization.Authorizer); err != nil {
 		return err
 	}
 	gc.Config.LongRunningFunc = hotpath.LongRunning(gc.Config.LongRunningFunc)
-	// Anyone may create TokenCredentialRequests and WhoAmIRequests.
-	gc.Authorization.Authorizer = registry.WithPublicResources(gc.Authorization.Authorizer)
 	buildChain := gc.BuildHandlerChainFunc
 	gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		// The exchange's per-client rate limit sees the peer address.
