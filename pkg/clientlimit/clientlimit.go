@@ -113,15 +113,20 @@ func (l *Limiter) client(key string, now time.Time) *rate.Limiter {
 
 // Allow takes one token from key's bucket and one from the global bucket at
 // now, or none when either is empty.
-func (l *Limiter) Allow(key string, now time.Time) bool {
+func (l *Limiter) Allow(key string, now time.Time) bool { return l.AllowN(key, now, 1) }
+
+// AllowN takes n tokens from key's bucket and n from the global bucket at
+// now, or none when either has fewer: for requests that cost more than
+// others.
+func (l *Limiter) AllowN(key string, now time.Time, n int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.client(key, now)
-	if c.TokensAt(now) < 1 || l.global.TokensAt(now) < 1 {
+	if c.TokensAt(now) < float64(n) || l.global.TokensAt(now) < float64(n) {
 		return false
 	}
-	c.AllowN(now, 1)
-	l.global.AllowN(now, 1)
+	c.AllowN(now, n)
+	l.global.AllowN(now, n)
 	return true
 }
 

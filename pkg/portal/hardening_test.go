@@ -1,13 +1,22 @@
 package portal_test
 
 import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	"portcullis.dev/portcullis/internal/testkit/portaltest"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/loginstate"
+	"portcullis.dev/portcullis/pkg/portal"
 )
 
 func TestLoginPageNeverShowsAConfigurationError(t *testing.T) {
@@ -29,5 +38,109 @@ func TestLoginPageNeverShowsAConfigurationError(t *testing.T) {
 	}
 	if !strings.Contains(p.body, "administrator") {
 		t.Errorf("the page does not tell the user whom to ask:\n%s", p.body)
+	}
+}
+
+// handlerMux mounts the portal on an http.ServeMux, to call it with any
+// client address.
+type handlerMux struct{ *http.ServeMux }
+
+func (m handlerMux) Handle(path string, h http.Handler)         { m.ServeMux.Handle(path, h) }
+func (m handlerMux) HandlePrefix(prefix string, h http.Handler) { m.ServeMux.Handle(prefix, h) }
+
+func portalHandler(e *portaltest.Env) http.Handler {
+	mux := http.NewServeMux()
+	e.Portal.Install(handlerMux{mux})
+	return mux
+}
+
+// from sends a request to h as the client at addr.
+func from(h http.Handler, addr, method, target, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.RemoteAddr = net.JoinHostPort(addr, "40000")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestOneClientFloodingLoginStartsLocksNobodyElseOut(t *testing.T) {
+	e := portaltest.New(t, portaltest.Options{})
+	h := portalHandler(e)
+	flooder, other := "203.0.113.9", "198.51.100.20"
+	throttled := 0
+	for range loginstate.DefaultMaxInMemory + 100 {
+		switch rec := from(h, flooder, http.MethodGet, "/login/fake", ""); rec.Code {
+		case http.StatusFound:
+		case http.StatusTooManyRequests:
+			throttled++
+			if rec.Header().Get("Retry-After") == "" {
+				t.Fatal("a 429 without Retry-After")
+			}
+		default:
+			t.Fatalf("login start from the flooder: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if want := loginstate.DefaultMaxInMemory + 100 - portal.DefaultStartLimits.PerClient.Burst; throttled != want {
+		t.Fatalf("%d of the flooder's login starts throttled, want all but its burst (%d)", throttled, want)
+	}
+	if rec := from(h, other, http.MethodGet, "/login/fake", ""); rec.Code != http.StatusFound {
+		t.Fatalf("another client's login start during the flood: %d %s", rec.Code, rec.Body)
+	}
+	if rec := from(h, other, http.MethodPost, "/device/code", "cluster=c1"); rec.Code != http.StatusOK {
+		t.Fatalf("another client's device code during the flood: %d %s", rec.Code, rec.Body)
+	}
+	// A fresh address of the flooder's /64 is the same client.
+	v6 := 0
+	for i := range 100 {
+		if rec := from(h, fmt.Sprintf("2001:db8:5:6::%x", i+1), http.MethodGet, "/login/fake", ""); rec.Code == http.StatusFound {
+			v6++
+		}
+	}
+	if v6 != portal.DefaultStartLimits.PerClient.Burst {
+		t.Fatalf("%d login starts from 100 addresses of one /64, want its burst (%d)", v6, portal.DefaultStartLimits.PerClient.Burst)
+	}
+}
+
+func TestOneClientFloodingDeviceCodesLocksNobodyElseOut(t *testing.T) {
+	e := portaltest.New(t, portaltest.Options{})
+	h := portalHandler(e)
+	ok, throttled := 0, 0
+	for range 5000 {
+		switch rec := from(h, "203.0.113.9", http.MethodPost, "/device/code", "cluster=c1"); rec.Code {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			throttled++
+		default:
+			t.Fatalf("device code for the flooder: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if ok > portal.DefaultStartLimits.PerClient.Burst {
+		t.Fatalf("the flooder got %d device codes at once", ok)
+	}
+	if rec := from(h, "198.51.100.20", http.MethodPost, "/device/code", "cluster=c1"); rec.Code != http.StatusOK {
+		t.Fatalf("another client's device code during the flood: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestManyClientsTogetherCannotFillTheLoginStore(t *testing.T) {
+	// A clock that stands still: the global bucket does not refill.
+	e := portaltest.New(t, portaltest.Options{Clock: testingclock.NewFakeClock(time.Now())})
+	h := portalHandler(e)
+	codes := map[int]int{}
+	for i := range 3000 {
+		addr := fmt.Sprintf("10.%d.%d.1", i/250, i%250)
+		for range 5 {
+			codes[from(h, addr, http.MethodGet, "/login/fake", "").Code]++
+		}
+	}
+	if codes[http.StatusServiceUnavailable] > 0 {
+		t.Fatalf("answers %v: the store filled up", codes)
+	}
+	if got, want := codes[http.StatusFound], portal.DefaultStartLimits.Global.Burst; got != want {
+		t.Fatalf("answers %v: want the global burst (%d) of 302s, the rest 429", codes, want)
 	}
 }

@@ -61,9 +61,11 @@ type deviceRecord struct {
 	Expires  time.Time     `json:"expires"`
 	Interval time.Duration `json:"interval"`
 	LastPoll time.Time     `json:"lastPoll,omitzero"`
-	Status   deviceStatus  `json:"status"`
-	Reason   string        `json:"reason,omitempty"`
-	Result   *resultRecord `json:"result,omitempty"`
+	// Entries counts the logins the user code started (maxUserCodeEntries).
+	Entries int           `json:"entries,omitempty"`
+	Status  deviceStatus  `json:"status"`
+	Reason  string        `json:"reason,omitempty"`
+	Result  *resultRecord `json:"result,omitempty"`
 }
 
 func recordOf(res *loginResult) *resultRecord {
