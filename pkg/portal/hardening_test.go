@@ -1,12 +1,14 @@
 package portal_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/loginstate"
 	"portcullis.dev/portcullis/pkg/portal"
+	"portcullis.dev/portcullis/pkg/store"
 )
 
 func TestLoginPageNeverShowsAConfigurationError(t *testing.T) {
@@ -142,5 +145,55 @@ func TestManyClientsTogetherCannotFillTheLoginStore(t *testing.T) {
 	}
 	if got, want := codes[http.StatusFound], portal.DefaultStartLimits.Global.Burst; got != want {
 		t.Fatalf("answers %v: want the global burst (%d) of 302s, the rest 429", codes, want)
+	}
+}
+
+// Issue 13, finding 6: a portal-minted token that carries a time-bound
+// grant's groups expires no later than the grant, at login and at refresh.
+func TestTokensCarryingAGrantsGroupsEndWithTheGrant(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now().Truncate(time.Second))
+	e := portaltest.New(t, portaltest.Options{Clock: clk})
+	ctx := context.Background()
+	grantEnd := clk.Now().Add(4 * time.Minute) // the token lifetime is 15 minutes
+	if err := e.Store.CreateGrant(ctx, store.Grant{
+		ID: "incident-42", Username: "alice@example.com", Cluster: "c1", Groups: []string{"incident-responders"},
+		Reason: "incident 42", GrantedBy: "oncall", CreatedAt: clk.Now(), NotBefore: clk.Now().Add(-time.Minute), ExpiresAt: grantEnd,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, resp map[string]any) {
+		t.Helper()
+		claims, err := verify(e, clusterToken(t, resp, "c1"), "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(claims.Groups, "incident-responders") {
+			t.Fatalf("%s: the token does not carry the grant's group: %v", what, claims.Groups)
+		}
+		if claims.Expiry.After(grantEnd) {
+			t.Errorf("%s: the token expires at %v, after the grant that gave its group (%v)", what, claims.Expiry, grantEnd)
+		}
+	}
+	first := login(t, e, "c1")
+	check("login", first)
+	clk.Step(time.Minute)
+	status, r := refresh(t, e, str(first, "refresh_token"), "c1")
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, r)
+	}
+	check("refresh", r)
+
+	// Without the grant, the cluster's own lifetime again.
+	clk.Step(4 * time.Minute)
+	status, r = refresh(t, e, str(r, "refresh_token"), "c1")
+	if status != http.StatusOK {
+		t.Fatalf("refresh after the grant: %d %v", status, r)
+	}
+	claims, err := verify(e, clusterToken(t, r, "c1"), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(claims.Groups, "incident-responders") || claims.Expiry.Sub(clk.Now()) != 15*time.Minute {
+		t.Errorf("after the grant: groups %v, lifetime %v", claims.Groups, claims.Expiry.Sub(clk.Now()))
 	}
 }

@@ -141,7 +141,10 @@ func (s *Server) openState(ctx context.Context) error {
 	s.Policy.Store(policy.New(cfg))
 	// One session manager, so that the Session API's delete and the
 	// portal's logout end sessions the same way.
-	s.Sessions = session.NewManager(s.Store, session.SettingsFrom(s.state.config), nil)
+	// Revocations are kept as long as the longest token the minter issues,
+	// even after a reload lowers tokens.maxLifetime (which needs a restart
+	// to reach the minter).
+	s.Sessions = session.NewManager(s.Store, session.KeepingRevocationsFor(session.SettingsFrom(s.state.config), s.Minter.MaxTokenLifetime()), nil)
 	s.Authn = &authn.Authenticator{
 		IssuerURL: cfg.IssuerURL,
 		Verifier:  s.Verifier,
