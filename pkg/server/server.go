@@ -196,6 +196,7 @@ func (s *Server) installLoginAPI(extra *ExtraConfig) error {
 		Minter:   s.Minter,
 		Store:    s.Store,
 		Sessions: s.Sessions,
+		Revoker:  s.Sessions,
 		Config:   s.state.config,
 	})
 	if err != nil {
