@@ -273,7 +273,7 @@ func (s *Server) addHooks(ctx context.Context, configFile string, auditBackend a
 	if path := s.backend.MintSocket; path != "" {
 		s.Generic.AddPostStartHookOrDie("portcullis-mint-socket", func(hc genericapiserver.PostStartHookContext) error {
 			go func() {
-				if err := breakglass.Serve(ctx, path, s.state.config, s.Minter, auditBackend); err != nil {
+				if err := breakglass.Serve(ctx, path, s.state.config, s.Minter, auditBackend, s.Sessions); err != nil {
 					klog.ErrorS(err, "Break-glass mint through the running server is off")
 				}
 			}()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ import (
 // makes) is revoked by its jti with kubectl through the TokenRevocation
 // API; the webhook and the bearer authenticator of every other path (the
 // proxy's) refuse it from then on, and the revocation is audited.
-func TestTokenRevocation_ByJTIWithKubectl(t *testing.T) {
+func TestTokenRevocation_ByJTIWithKubectlAndTheAdminCommand(t *testing.T) {
 	t.Parallel()
 	pki := framework.NewPKI(t)
 	port := framework.FreePort(t)
@@ -32,8 +33,9 @@ func TestTokenRevocation_ByJTIWithKubectl(t *testing.T) {
 	toks := mintOffline(t, cfg,
 		token.Claims{Subject: "robot", Username: "robot", Groups: []string{"devs"}, Audience: []string{"c1"}, Expiry: exp},
 		token.Claims{Subject: "root", Username: "root", Groups: []string{"system:masters", "devs"}, Audience: []string{"c1"}, Expiry: exp},
+		token.Claims{Subject: "robot2", Username: "robot2", Groups: []string{"devs"}, Audience: []string{"c1"}, Expiry: exp},
 	)
-	robot, root := toks[0], toks[1]
+	robot, root, robot2 := toks[0], toks[1], toks[2]
 	auditLog := filepath.Join(dir, "audit.log")
 	policyFile := filepath.Join(dir, "audit-policy.yaml")
 	must(t, os.WriteFile(policyFile, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600))
@@ -48,10 +50,10 @@ func TestTokenRevocation_ByJTIWithKubectl(t *testing.T) {
 	webhook := p.HTTPClient()
 	webhook.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{cert}
 	defer webhook.CloseIdleConnections()
-	reviewed := func() bool {
+	reviewedToken := func(tok string) bool {
 		t.Helper()
 		res := post(t, webhook, http.MethodPost, p.URL+"/tokenreview/c1", "",
-			[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+robot+`"}}`), nil)
+			[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+tok+`"}}`), nil)
 		var review struct {
 			Status struct {
 				Authenticated bool `json:"authenticated"`
@@ -62,6 +64,7 @@ func TestTokenRevocation_ByJTIWithKubectl(t *testing.T) {
 		}
 		return review.Status.Authenticated
 	}
+	reviewed := func() bool { t.Helper(); return reviewedToken(robot) }
 	hc := p.HTTPClient()
 	defer hc.CloseIdleConnections()
 	whoami := func() int {
@@ -71,13 +74,16 @@ func TestTokenRevocation_ByJTIWithKubectl(t *testing.T) {
 	if !reviewed() || whoami() != http.StatusCreated {
 		t.Fatal("the robot's token does not work before its revocation")
 	}
-	claims := strings.Split(robot, ".")
-	var payload struct {
-		JTI string `json:"jti"`
+	jtiOf := func(tok string) string {
+		var payload struct {
+			JTI string `json:"jti"`
+		}
+		seg, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+		must(t, err)
+		must(t, json.Unmarshal(seg, &payload))
+		return payload.JTI
 	}
-	seg, err := base64.RawURLEncoding.DecodeString(claims[1])
-	must(t, err)
-	must(t, json.Unmarshal(seg, &payload))
+	payload := struct{ JTI string }{jtiOf(robot)}
 
 	// An administrator revokes it with kubectl, talking to Portcullis.
 	kubeconfig := filepath.Join(dir, "admin.kubeconfig")
@@ -114,5 +120,24 @@ func TestTokenRevocation_ByJTIWithKubectl(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no audit event of the revocation naming root, the jti and the reason in %s", auditLog)
+	}
+
+	// On the host, the admin command goes through the running server's
+	// socket (the embedded store is the server's alone), which audits it.
+	if !reviewedToken(robot2) {
+		t.Fatal("the second robot's token does not work before its revocation")
+	}
+	cmd := exec.Command(framework.PortcullisServerBinary(t), "revoke", "--config", p.ConfigPath, "--jti", jtiOf(robot2), "--reason", "INC-9: rotated")
+	outText, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(outText), "revoked") {
+		t.Fatalf("portcullis-server revoke: %v\n%s", err, outText)
+	}
+	if reviewedToken(robot2) {
+		t.Error("the webhook still authenticates the token revoked with portcullis-server revoke")
+	}
+	b, err = os.ReadFile(auditLog)
+	must(t, err)
+	if !strings.Contains(string(b), "portcullis-server revoke") || !strings.Contains(string(b), "INC-9: rotated") {
+		t.Errorf("no audit event of the command's revocation in %s", auditLog)
 	}
 }
