@@ -111,12 +111,6 @@ func (p *Portal) createRecord(ctx context.Context, kind loginstate.Kind, key str
 	return p.d.Logins.Create(ctx, kind, key, b, expires)
 }
 
-// getRecord reads kind/key.
-func getRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate.Kind, key string) (*T, error) {
-	b, _, err := st.Get(ctx, kind, key)
-	return decodeRecord[T](kind, b, err)
-}
-
 // takeRecord removes kind/key and returns it (once).
 func takeRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate.Kind, key string) (*T, error) {
 	b, err := st.Take(ctx, kind, key)
