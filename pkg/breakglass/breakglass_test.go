@@ -69,7 +69,7 @@ func serve(t *testing.T, path string, cfg *v1alpha1.PortcullisConfiguration, m *
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, rec) }()
+	go func() { done <- Serve(ctx, path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, rec, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -169,7 +169,7 @@ func TestASecondServerOnTheSameSocketIsRefused(t *testing.T) {
 	cfg, m, _ := setup(t)
 	path := SocketPath(filepath.Join(t.TempDir(), "state.db"))
 	serve(t, path, cfg, m, &recorder{})
-	err := Serve(context.Background(), path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, &recorder{})
+	err := Serve(context.Background(), path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, &recorder{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "another server") {
 		t.Fatalf("second Serve = %v", err)
 	}
@@ -204,7 +204,7 @@ func TestAFileThatIsNotASocketIsNeverRemoved(t *testing.T) {
 	if err := os.WriteFile(path, []byte("keep me"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := Serve(context.Background(), path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, &recorder{})
+	err := Serve(context.Background(), path, func() *v1alpha1.PortcullisConfiguration { return cfg }, m, &recorder{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("Serve over a regular file = %v", err)
 	}

@@ -29,10 +29,10 @@ func SocketPath(storePath string) string { return storePath + ".mint.sock" }
 
 const mintPath = "/mint"
 
-// Serve answers mint requests on a Unix socket at path until ctx is done.
-// A stale socket file (no server behind it) is replaced; the socket is made
-// 0600 before it accepts anything.
-func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConfiguration, m *token.Minter, backend audit.Backend) error {
+// Serve answers mint requests (and, when rv is not nil, token revocations)
+// on a Unix socket at path until ctx is done. A stale socket file (no server
+// behind it) is replaced; the socket is made 0600 before it accepts anything.
+func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConfiguration, m *token.Minter, backend audit.Backend, rv Revoker) error {
 	if c, err := dialSocket(context.Background(), path); err == nil {
 		c.Close()
 		return fmt.Errorf("break-glass socket %s: another server answers on it; is another Portcullis running with this store?", path)
@@ -60,7 +60,7 @@ func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConf
 		return fmt.Errorf("break-glass socket %s: %w", path, err)
 	}
 	srv := &http.Server{
-		Handler:           Handler(cfg, m, backend),
+		Handler:           socketMux(Handler(cfg, m, backend), rv, backend),
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
@@ -75,6 +75,22 @@ func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConf
 		return err
 	}
 	return nil
+}
+
+// socketMux routes /revoke to the revocation handler (when there is a
+// revoker) and everything else to mint.
+func socketMux(mint http.Handler, rv Revoker, backend audit.Backend) http.Handler {
+	if rv == nil {
+		return mint
+	}
+	revoke := revokeHandler(rv, backend)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == revokePath {
+			revoke(w, r)
+			return
+		}
+		mint.ServeHTTP(w, r)
+	})
 }
 
 type connKey struct{}

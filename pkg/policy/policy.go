@@ -151,13 +151,31 @@ func (a *clusterAccess) admit(id *identity.Identity) Decision {
 // cannot be listed, the decision is the static policy's, with no extra
 // groups: a store failure never admits anyone.
 func (p *Policy) Evaluate(ctx context.Context, cluster string, id *identity.Identity, grants GrantLister, now time.Time) (Decision, []string) {
+	r := p.Decide(ctx, cluster, id, grants, now)
+	return r.Decision, r.ExtraGroups
+}
+
+// Result is Decide's answer.
+type Result struct {
+	Decision
+	// ExtraGroups are the active grants' groups (see Evaluate).
+	ExtraGroups []string
+	// GrantsEnd is the earliest end of the grants active for the user on
+	// the cluster (zero when none is): a token carrying their groups, or
+	// admitted by one of them, must expire by then, as a group baked into a
+	// token stays until the token expires.
+	GrantsEnd time.Time
+}
+
+// Decide is Evaluate with the end of the grants it used.
+func (p *Policy) Decide(ctx context.Context, cluster string, id *identity.Identity, grants GrantLister, now time.Time) Result {
 	a, d, ok := p.lookup(cluster, id)
 	if !ok {
-		return d, nil
+		return Result{Decision: d}
 	}
 	d = a.admit(id)
 	if grants == nil {
-		return d, nil
+		return Result{Decision: d}
 	}
 	list, err := grants.ListGrants(ctx)
 	if err != nil {
@@ -165,12 +183,13 @@ func (p *Policy) Evaluate(ctx context.Context, cluster string, id *identity.Iden
 		if !d.Allowed {
 			d.Reason += " (time-bound grants could not be checked)"
 		}
-		return d, nil
+		return Result{Decision: d}
 	}
 	var (
 		extra []string
 		seen  = sets.New(id.Groups...)
 		by    *store.Grant
+		end   time.Time
 	)
 	for i := range list {
 		g := &list[i]
@@ -179,6 +198,9 @@ func (p *Policy) Evaluate(ctx context.Context, cluster string, id *identity.Iden
 		}
 		if by == nil || g.ExpiresAt.After(by.ExpiresAt) {
 			by = g
+		}
+		if end.IsZero() || g.ExpiresAt.Before(end) {
+			end = g.ExpiresAt
 		}
 		for _, group := range g.Groups {
 			if group != "" && !seen.Has(group) {
@@ -191,7 +213,7 @@ func (p *Policy) Evaluate(ctx context.Context, cluster string, id *identity.Iden
 		d = allow(fmt.Sprintf("user %s is admitted to cluster %s by grant %s until %s",
 			show(id.Username), show(cluster), show(by.ID), by.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
-	return d, extra
+	return Result{Decision: d, ExtraGroups: extra, GrantsEnd: end}
 }
 
 func allow(reason string) Decision { return Decision{Allowed: true, Reason: reason} }

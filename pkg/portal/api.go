@@ -160,14 +160,14 @@ func (p *Portal) serveRefresh(w http.ResponseWriter, r *http.Request) {
 	)
 	authorize := func(ctx context.Context, s store.Session) error {
 		id = p.effectiveIdentity(sessionUser(s))
-		d, extra := pol.Evaluate(ctx, cluster, id, p.d.Store, p.now())
-		if !d.Allowed {
-			return &deniedError{reason: d.Reason}
+		res := pol.Decide(ctx, cluster, id, p.d.Store, p.now())
+		if !res.Allowed {
+			return &deniedError{reason: res.Reason}
 		}
 		// Minted before the rotation is written: a failure to mint must not
 		// cost the client its refresh token.
 		var err error
-		tok, err = p.mintAdmitted(ctx, s, id, cluster, extra)
+		tok, err = p.mintAdmitted(ctx, s, id, cluster, res)
 		return err
 	}
 	res, err := p.sessions.Refresh(r.Context(), refresh, p.upstreamRefresh, authorize)

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 
+	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/loginstate"
 	"portcullis.dev/portcullis/pkg/portalapi"
 )
@@ -50,22 +50,22 @@ const (
 type deviceFlow struct {
 	logins   loginstate.Store
 	interval time.Duration
-	// failures limits wrong user codes, which makes guessing a live code
-	// (1 in 2.6e10 per try with 10000 codes pending) hopeless: a burst of
-	// 30, then one every 2 seconds, for all clients of this replica
-	// together.
-	failures *rate.Limiter
+	// failures limits wrong user codes per client and for all clients of
+	// this replica together (DefaultUserCodeLimits), which makes guessing
+	// a live code (1 in 2.6e10 per try with 10000 codes pending) hopeless
+	// without letting one client lock out everyone else's right codes.
+	failures *clientlimit.Limiter
 }
 
 // deviceExpiredGrace keeps a device's record a little past its expiry, so
 // that a late poll learns "expired_token" rather than "invalid_grant".
 const deviceExpiredGrace = deviceTTL
 
-func newDeviceFlow(logins loginstate.Store, interval time.Duration) *deviceFlow {
+func newDeviceFlow(logins loginstate.Store, interval time.Duration, failures *clientlimit.Limiter) *deviceFlow {
 	return &deviceFlow{
 		logins:   logins,
 		interval: interval,
-		failures: rate.NewLimiter(rate.Every(2*time.Second), 30),
+		failures: failures,
 	}
 }
 
@@ -123,13 +123,14 @@ func normalizeUserCode(s string) string {
 }
 
 // pendingByUserCode returns the key and cluster of the pending device with
-// that user code, or false (counting a failure).
-func (d *deviceFlow) pendingByUserCode(ctx context.Context, userCode string, now time.Time) (key, cluster string, ok, limited bool, err error) {
-	if d.failures.TokensAt(now) < 1 {
+// that user code, or false (counting a failure against client). A right code
+// counts one of its maxUserCodeEntries.
+func (d *deviceFlow) pendingByUserCode(ctx context.Context, client, userCode string, now time.Time) (key, cluster string, ok, limited bool, err error) {
+	if d.failures.Limited(client, now) {
 		return "", "", false, true, nil
 	}
 	refuse := func() (string, string, bool, bool, error) {
-		d.failures.AllowN(now, 1) // counts the failure
+		d.failures.Fail(client, now) // counts the failure
 		return "", "", false, false, nil
 	}
 	b, _, err := d.logins.Get(ctx, loginstate.KindDeviceUser, normalizeUserCode(userCode))
@@ -140,14 +141,21 @@ func (d *deviceFlow) pendingByUserCode(ctx context.Context, userCode string, now
 		return "", "", false, false, err
 	}
 	key = string(b)
-	rec, err := getRecord[deviceRecord](ctx, d.logins, loginstate.KindDevice, key)
+	pending := false
+	rec, err := updateRecord(ctx, d.logins, loginstate.KindDevice, key, func(rec *deviceRecord) bool {
+		pending = now.Before(rec.Expires) && rec.Status == devicePending && rec.Entries < maxUserCodeEntries
+		if pending {
+			rec.Entries++
+		}
+		return true
+	})
 	if errors.Is(err, loginstate.ErrNotFound) {
 		return refuse()
 	}
 	if err != nil {
 		return "", "", false, false, err
 	}
-	if !now.Before(rec.Expires) || rec.Status != devicePending {
+	if !pending {
 		return refuse()
 	}
 	return key, rec.Cluster, true, false, nil
@@ -250,6 +258,13 @@ func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 	}
 	if cluster != "" && !p.d.Policy.Load().HasCluster(cluster) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("there is no cluster %q", truncate(cluster, 64)))
+		return
+	}
+	if !p.allowStart(r, deviceCodeCost) {
+		p.metrics.logins.WithLabelValues(flowDevice, outcomeThrottled).Inc()
+		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeThrottled, "portcullis.dev/flow", flowDevice)
+		retryAfter(w, p.starts)
+		writeOAuthError(w, http.StatusTooManyRequests, "slow_down", "too many device codes were asked for from this address; wait a minute and try again")
 		return
 	}
 	deviceCode, userCode, err := p.devices.create(r.Context(), cluster, p.now())
@@ -370,14 +385,15 @@ func (p *Portal) serveDevicePage(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusBadRequest, "device", data)
 		return
 	}
-	key, cluster, ok, limited, err := p.devices.pendingByUserCode(r.Context(), data.UserCode, p.now())
+	key, cluster, ok, limited, err := p.devices.pendingByUserCode(r.Context(), clientKey(r), data.UserCode, p.now())
 	if err != nil {
 		p.renderFailure(w, r, stateFailure(err), "/device")
 		return
 	}
 	if limited {
+		retryAfter(w, p.devices.failures)
 		p.renderError(w, r, http.StatusTooManyRequests, "Too many wrong codes",
-			"Too many codes that match no device were entered. Wait a minute and try again.", "/device")
+			"Too many codes that match no device were entered from your address. Wait a minute and try again.", "/device")
 		return
 	}
 	if !ok {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+	"k8s.io/klog/v2"
 
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/jwtpeek"
@@ -40,9 +41,13 @@ func (p *Portal) oauth2Config(prov *identity.Provider) (*oauth2.Config, *failure
 				"The identity provider cannot be reached",
 				fmt.Sprintf("Portcullis could not reach %s. Try again in a minute; if it keeps failing, tell your administrator.", prov.DisplayName()))
 		}
+		// The cause is the operator's (a client secret file that cannot be
+		// read, ...): it goes to the log, never to an anonymous page, which
+		// would show file paths and OS errors to anyone.
+		klog.ErrorS(err, "An identity provider cannot be used to log in: check its configuration", "identityProvider", prov.Name())
 		return nil, fail(http.StatusServiceUnavailable, outcomeError, "server_error",
 			"Logins through this identity provider are not set up",
-			fmt.Sprintf("%s cannot be used to log in right now (%s). Tell your administrator.", prov.DisplayName(), err.Error()))
+			fmt.Sprintf("%s cannot be used to log in right now because of a problem in Portcullis's configuration. Tell your administrator (the server's log says what is wrong).", prov.DisplayName()))
 	}
 	return oc, nil
 }

@@ -117,6 +117,10 @@ func (p *Portal) serveLoginStart(w http.ResponseWriter, r *http.Request) {
 // startAtIdP stores att under a new state, binds it to this browser with a
 // cookie, and redirects to the IdP's authorization endpoint.
 func (p *Portal) startAtIdP(w http.ResponseWriter, r *http.Request, prov *identity.Provider, att *attempt) {
+	if !p.allowStart(r, 1) {
+		p.tooManyStarts(w, r, att.flow)
+		return
+	}
 	oc, f := p.oauth2Config(prov)
 	if f != nil {
 		p.metrics.logins.WithLabelValues(att.flow, f.outcome).Inc()

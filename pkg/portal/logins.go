@@ -61,9 +61,11 @@ type deviceRecord struct {
 	Expires  time.Time     `json:"expires"`
 	Interval time.Duration `json:"interval"`
 	LastPoll time.Time     `json:"lastPoll,omitzero"`
-	Status   deviceStatus  `json:"status"`
-	Reason   string        `json:"reason,omitempty"`
-	Result   *resultRecord `json:"result,omitempty"`
+	// Entries counts the logins the user code started (maxUserCodeEntries).
+	Entries int           `json:"entries,omitempty"`
+	Status  deviceStatus  `json:"status"`
+	Reason  string        `json:"reason,omitempty"`
+	Result  *resultRecord `json:"result,omitempty"`
 }
 
 func recordOf(res *loginResult) *resultRecord {
@@ -107,12 +109,6 @@ func (p *Portal) createRecord(ctx context.Context, kind loginstate.Kind, key str
 		return err
 	}
 	return p.d.Logins.Create(ctx, kind, key, b, expires)
-}
-
-// getRecord reads kind/key.
-func getRecord[T any](ctx context.Context, st loginstate.Store, kind loginstate.Kind, key string) (*T, error) {
-	b, _, err := st.Get(ctx, kind, key)
-	return decodeRecord[T](kind, b, err)
 }
 
 // takeRecord removes kind/key and returns it (once).

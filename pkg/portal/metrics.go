@@ -24,6 +24,7 @@ const (
 	outcomeSlowDown        = "slow_down"        // device flow: polling too fast
 	outcomeCodeReplayed    = "code_replayed"    // a one-time code used twice: its session revoked
 	outcomeNotFound        = "not_found"        // logout of a session that does not exist
+	outcomeThrottled       = "throttled"        // a client over its rate limit (limits.go)
 	flowBrowser            = "browser"
 	flowLoopback           = "loopback"
 	flowDevice             = "device"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/token"
@@ -81,20 +82,27 @@ func (p *Portal) mint(ctx context.Context, s store.Session, cluster string) (min
 	id := p.effectiveIdentity(sessionUser(s))
 	pol := p.d.Policy.Load()
 	now := p.now()
-	d, extra := pol.Evaluate(ctx, cluster, id, p.d.Store, now)
-	if !d.Allowed {
-		return minted{}, &deniedError{reason: d.Reason}
+	res := pol.Decide(ctx, cluster, id, p.d.Store, now)
+	if !res.Allowed {
+		return minted{}, &deniedError{reason: res.Reason}
 	}
-	return p.mintAdmitted(ctx, s, id, cluster, extra)
+	return p.mintAdmitted(ctx, s, id, cluster, res)
 }
 
-// mintAdmitted mints for a user the policy admitted to cluster, with the
-// time-bound grants' extra groups.
-func (p *Portal) mintAdmitted(ctx context.Context, s store.Session, id *identity.Identity, cluster string, extra []string) (minted, error) {
+// mintAdmitted mints for a user the policy admitted to cluster (res), with
+// the time-bound grants' extra groups. The token expires after the
+// cluster's token lifetime, and never after the session nor after a
+// time-bound grant that applies (its groups would outlive it in the token;
+// the exchange caps the same way).
+func (p *Portal) mintAdmitted(ctx context.Context, s store.Session, id *identity.Identity, cluster string, res policy.Result) (minted, error) {
+	extra := res.ExtraGroups
 	now := p.now()
 	exp := now.Add(p.tokenLifetime(cluster))
 	if !s.ExpiresAt.IsZero() && exp.After(s.ExpiresAt) {
 		exp = s.ExpiresAt
+	}
+	if !res.GrantsEnd.IsZero() && exp.After(res.GrantsEnd) {
+		exp = res.GrantsEnd
 	}
 	groups := slices.Clone(id.Groups)
 	for _, g := range extra {

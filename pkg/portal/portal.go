@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/loginstate"
 	"portcullis.dev/portcullis/pkg/policy"
@@ -73,6 +74,12 @@ type Deps struct {
 	// certificate, written into the kubeconfigs of clusters reached through
 	// the proxy.
 	ServingCA func() []byte
+	// StartLimits bound how fast clients may start logins and ask for
+	// device codes; DefaultStartLimits when nil.
+	StartLimits *clientlimit.Limits
+	// UserCodeLimits bound wrong user codes on the device page;
+	// DefaultUserCodeLimits when nil.
+	UserCodeLimits *clientlimit.Limits
 	// ClusterServer, when set, returns the URL and PEM CA of a cluster's own
 	// API server (webhook mode), so that the portal can offer a complete
 	// kubeconfig for it; ok is false when it is not known.
@@ -87,6 +94,8 @@ type Portal struct {
 	metrics  *portalMetrics
 
 	devices *deviceFlow
+	// starts limits login starts and device codes per client (limits.go).
+	starts *clientlimit.Limiter
 }
 
 // New returns a portal. It fails when a required dependency is missing.
@@ -126,7 +135,15 @@ func New(d Deps) (*Portal, error) {
 		d.Logins = loginstate.NewMemory(loginstate.DefaultMaxInMemory, d.Clock)
 		p.d.Logins = d.Logins
 	}
-	p.devices = newDeviceFlow(d.Logins, d.DeviceInterval)
+	startLimits, codeLimits := DefaultStartLimits, DefaultUserCodeLimits
+	if d.StartLimits != nil {
+		startLimits = *d.StartLimits
+	}
+	if d.UserCodeLimits != nil {
+		codeLimits = *d.UserCodeLimits
+	}
+	p.starts = clientlimit.New(startLimits)
+	p.devices = newDeviceFlow(d.Logins, d.DeviceInterval, clientlimit.New(codeLimits))
 	p.sessions = d.Sessions
 	if p.sessions == nil {
 		p.sessions = session.NewManager(d.Store, session.SettingsFrom(d.Config), d.Clock)

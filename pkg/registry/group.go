@@ -47,6 +47,8 @@ type Options struct {
 	Store  Store
 	// Sessions ends the sessions the Session API deletes.
 	Sessions SessionEnder
+	// Revoker, when set, serves tokenrevocations (revocation by jti).
+	Revoker TokenRevoker
 	// Config returns the live configuration (clusters, token lifetimes); it
 	// is called on every request, so a reload takes effect at once.
 	Config func() *configv1alpha1.PortcullisConfiguration
@@ -92,6 +94,9 @@ func NewAPIGroupInfo(scheme *runtime.Scheme, codecs serializer.CodecFactory, o O
 		"tokencredentialrequests": NewTokenCredentialRequestREST(o),
 		"whoamirequests":          NewWhoAmIRequestREST(o.Clock),
 		"sessions":                NewSessionREST(o.Store, o.Sessions, o.Clock),
+	}
+	if o.Revoker != nil {
+		info.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version]["tokenrevocations"] = NewTokenRevocationREST(o.Revoker)
 	}
 	return &info, nil
 }

@@ -9,6 +9,8 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"portcullis.dev/portcullis/pkg/clientlimit"
 )
 
 // RateLimit is a token bucket per client.
@@ -100,7 +102,8 @@ func clientKey(ctx context.Context) string {
 		return "user:" + u.GetName()
 	}
 	if addr, ok := ClientAddressFrom(ctx); ok {
-		return "addr:" + addr
+		// IPv6 clients by their /64: a host picks any address of it.
+		return "addr:" + clientlimit.Key(addr)
 	}
 	return "anonymous"
 }

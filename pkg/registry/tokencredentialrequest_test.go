@@ -267,6 +267,31 @@ func TestTokenCredentialRequest_RateLimitsEachClient(t *testing.T) {
 	}
 }
 
+func TestTokenCredentialRequest_RateLimitKeysIPv6ClientsByTheir64(t *testing.T) {
+	f := newFixture(t)
+	o := f.options()
+	o.RateLimit = RateLimit{QPS: 1, Burst: 2}
+	r := NewTokenCredentialRequestREST(o)
+	tok := f.mint("alice", "dev", "", time.Minute)
+	call := func(addr string) error {
+		ctx := context.WithValue(withUser(user.Anonymous, user.AllUnauthenticated), clientAddressKey{}, addr)
+		_, err := r.Create(ctx, tcr("dev", tok), nil, &metav1.CreateOptions{})
+		return err
+	}
+	// A fresh address of the same /64 for every request.
+	for i, addr := range []string{"2001:db8:7:1::1", "2001:db8:7:1::2"} {
+		if err := call(addr); err != nil {
+			t.Fatalf("request %d within the burst: %v", i, err)
+		}
+	}
+	if err := call("2001:db8:7:1:ffff::3"); !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("a third address of the same /64 at once: %v, want 429", err)
+	}
+	if err := call("2001:db8:7:2::1"); err != nil {
+		t.Errorf("another /64 shares the first one's bucket: %v", err)
+	}
+}
+
 func TestTokenCredentialRequest_DryRunMintsNothing(t *testing.T) {
 	f := newFixture(t)
 	out, err := NewTokenCredentialRequestREST(f.options()).Create(context.Background(), tcr("dev", f.mint("alice", "dev", "", time.Minute)), nil, &metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})

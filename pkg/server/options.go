@@ -66,7 +66,8 @@ func NewOptions() *Options {
 	// Anonymous requests are added back by Portcullis's own authenticator
 	// chain, after its token authenticator had its say (see authn.go).
 	o.Authentication.Anonymous.Enabled = false
-	o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, "/metrics")
+	// /metrics is not among the always-allowed paths: it is authorized
+	// (authz.go, authorizeMetrics, then the delegated authorizer).
 	return o
 }
 

@@ -141,7 +141,10 @@ func (s *Server) openState(ctx context.Context) error {
 	s.Policy.Store(policy.New(cfg))
 	// One session manager, so that the Session API's delete and the
 	// portal's logout end sessions the same way.
-	s.Sessions = session.NewManager(s.Store, session.SettingsFrom(s.state.config), nil)
+	// Revocations are kept as long as the longest token the minter issues,
+	// even after a reload lowers tokens.maxLifetime (which needs a restart
+	// to reach the minter).
+	s.Sessions = session.NewManager(s.Store, session.KeepingRevocationsFor(session.SettingsFrom(s.state.config), s.Minter.MaxTokenLifetime()), nil)
 	s.Authn = &authn.Authenticator{
 		IssuerURL: cfg.IssuerURL,
 		Verifier:  s.Verifier,
@@ -173,12 +176,10 @@ func (s *Server) secureGenericChain(gc *genericapiserver.RecommendedConfig) erro
 		}
 	}
 	gc.Authentication.Authenticator = newRequestAuthenticator(s.Authn, s.state, webhookAuthn, gc.Authentication.Authenticator)
-	if gc.Authorization.Authorizer, err = newAuthorizer(gc.Authorization.Authorizer); err != nil {
+	if gc.Authorization.Authorizer, err = buildAuthorizer(gc.Authorization.Authorizer); err != nil {
 		return err
 	}
 	gc.Config.LongRunningFunc = hotpath.LongRunning(gc.Config.LongRunningFunc)
-	// Anyone may create TokenCredentialRequests and WhoAmIRequests.
-	gc.Authorization.Authorizer = registry.WithPublicResources(gc.Authorization.Authorizer)
 	buildChain := gc.BuildHandlerChainFunc
 	gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		// The exchange's per-client rate limit sees the peer address.
@@ -195,6 +196,7 @@ func (s *Server) installLoginAPI(extra *ExtraConfig) error {
 		Minter:   s.Minter,
 		Store:    s.Store,
 		Sessions: s.Sessions,
+		Revoker:  s.Sessions,
 		Config:   s.state.config,
 	})
 	if err != nil {
@@ -271,7 +273,7 @@ func (s *Server) addHooks(ctx context.Context, configFile string, auditBackend a
 	if path := s.backend.MintSocket; path != "" {
 		s.Generic.AddPostStartHookOrDie("portcullis-mint-socket", func(hc genericapiserver.PostStartHookContext) error {
 			go func() {
-				if err := breakglass.Serve(ctx, path, s.state.config, s.Minter, auditBackend); err != nil {
+				if err := breakglass.Serve(ctx, path, s.state.config, s.Minter, auditBackend, s.Sessions); err != nil {
 					klog.ErrorS(err, "Break-glass mint through the running server is off")
 				}
 			}()

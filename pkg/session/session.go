@@ -72,6 +72,21 @@ func SettingsFrom(config func() *configv1alpha1.PortcullisConfiguration) func() 
 	}
 }
 
+// KeepingRevocationsFor returns settings whose MaxTokenLifetime is never
+// below atLeast. tokens.maxLifetime can be lowered by a live reload, but the
+// minter keeps the maximum it started with (a change of tokens needs a
+// restart): revocations must be kept as long as the longest token the minter
+// still issues could live, or a revoked token would verify again once its
+// revocation is collected. The server passes the minter's maximum
+// (token.Minter.MaxTokenLifetime).
+func KeepingRevocationsFor(settings func() Settings, atLeast time.Duration) func() Settings {
+	return func() Settings {
+		s := settings()
+		s.MaxTokenLifetime = max(s.MaxTokenLifetime, atLeast)
+		return s
+	}
+}
+
 // User is the user a session belongs to, as their identity provider
 // asserted them: the group mappings and the policy are applied to it at each
 // use (pkg/identity.Identity is the result), never stored.
@@ -394,6 +409,29 @@ func (m *Manager) Revoke(ctx context.Context, tok, by string) (store.Session, er
 		return store.Session{}, err
 	}
 	return s, nil
+}
+
+// RevokeTokenID revokes one cluster token by its ID (jti): for tokens that
+// belong to no session (break-glass mint, exchanged ID tokens) and cannot be
+// ended with one. The revocation is kept as long as a token minted now could
+// live (MaxTokenLifetime, plus revocationSkew), which covers every token
+// already minted. Revoking an ID again keeps the later expiry.
+func (m *Manager) RevokeTokenID(ctx context.Context, jti, reason, by string) (store.Revocation, error) {
+	if jti == "" {
+		return store.Revocation{}, errors.New("a token ID (jti) is required")
+	}
+	now := m.clock.Now()
+	r := store.Revocation{
+		ID:        jti,
+		Reason:    reason,
+		RevokedBy: by,
+		RevokedAt: now,
+		ExpiresAt: now.Add(m.settings().MaxTokenLifetime + revocationSkew),
+	}
+	if err := m.store.Revoke(ctx, r); err != nil {
+		return store.Revocation{}, fmt.Errorf("revoking token %s: %w", jti, err)
+	}
+	return r, nil
 }
 
 // End revokes s's ID, so its cluster tokens stop verifying, and deletes s.

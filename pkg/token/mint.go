@@ -34,6 +34,10 @@ func NewMinter(km *KeyManager, issuerURL string, clk clock.PassiveClock) (*Minte
 	return &Minter{km: km, issuer: issuerURL, clock: clk}, nil
 }
 
+// MaxTokenLifetime is the longest lifetime Mint accepts: the maximum the key
+// manager was made with, which a configuration reload does not change.
+func (m *Minter) MaxTokenLifetime() time.Duration { return m.km.opts.MaxTokenLifetime }
+
 // Mint signs a token for c and returns it with the claims as signed.
 //
 // Mint sets Issuer, IssuedAt, NotBefore (= IssuedAt) and ID (128 random bits,

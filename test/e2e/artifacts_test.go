@@ -262,10 +262,15 @@ func TestArtifacts_RBACGrantsEachModeOnlyWhatItNeeds(t *testing.T) {
 					}
 				}
 			}
-			// The session roles are there for administrators to bind, and
-			// touch sessions only.
+			// The session and token-revocation roles are there for
+			// administrators to bind, and touch those resources only.
 			if mode == "aggregated" {
-				for name, verbs := range map[string]string{"portcullis:session-admin": "get list delete", "portcullis:session-viewer": "get list"} {
+				for name, rule := range map[string][2]string{
+					"portcullis:session-admin":  {"sessions", "get list delete"},
+					"portcullis:session-viewer": {"sessions", "get list"},
+					"portcullis:token-revoker":  {"tokenrevocations", "create"},
+				} {
+					resource, verbs := rule[0], rule[1]
 					o := findObject(objs, "ClusterRole", name)
 					if o == nil {
 						t.Errorf("ClusterRole %s is missing", name)
@@ -273,8 +278,8 @@ func TestArtifacts_RBACGrantsEachModeOnlyWhatItNeeds(t *testing.T) {
 					}
 					cr := fromUnstructured[rbacv1.ClusterRole](t, o)
 					if len(cr.Rules) != 1 || !slices.Equal(cr.Rules[0].APIGroups, []string{"login.portcullis.dev"}) ||
-						!slices.Equal(cr.Rules[0].Resources, []string{"sessions"}) || strings.Join(cr.Rules[0].Verbs, " ") != verbs {
-						t.Errorf("ClusterRole %s rules = %+v, want %s on login.portcullis.dev sessions", name, cr.Rules, verbs)
+						!slices.Equal(cr.Rules[0].Resources, []string{resource}) || strings.Join(cr.Rules[0].Verbs, " ") != verbs {
+						t.Errorf("ClusterRole %s rules = %+v, want %s on login.portcullis.dev %s", name, cr.Rules, verbs, resource)
 					}
 				}
 			}

@@ -453,7 +453,9 @@ func processRSS(t testing.TB, pid int) int64 {
 // goMemory reads Portcullis's Go heap in use, goroutine stacks in use and
 // goroutine count from its /metrics.
 func goMemory(t testing.TB, s *proxyStack) goMem {
-	resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + "/metrics")
+	hc := metricsClient(t, s.portcullis, s.pki)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(s.portcullis.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

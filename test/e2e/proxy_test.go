@@ -227,6 +227,8 @@ store:
 		extra = []string{"--audit-policy-file=" + policy, "--audit-log-path=" + s.auditLog, "--audit-log-format=json",
 			"--audit-webhook-config-file=" + webhookConfig, "--audit-webhook-mode=blocking"}
 	}
+	// The scraper of /metrics (scrapeMetrics) has a client certificate.
+	extra = append(extra, "--client-ca-file="+s.pki.ClientCA.CertFile)
 	extra = append(extra, o.extraArgs...)
 	s.portcullis = framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: config, Port: port, ExtraArgs: extra})
 	for key, tok := range s.tokens {
@@ -706,15 +708,7 @@ data:
 // from Portcullis's /metrics.
 func (s *proxyStack) upgrades(t *testing.T, protocol string) float64 {
 	t.Helper()
-	resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, body)
-	}
+	body := scrapeMetrics(t, s.portcullis, s.pki)
 	prefix := fmt.Sprintf(`portcullis_proxy_upgrades_total{cluster="c1",protocol=%q} `, protocol)
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, prefix); ok {

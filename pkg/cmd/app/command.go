@@ -55,7 +55,7 @@ policy and one audit trail. See docs/ for the modes it serves.`,
 	cols, _, _ := term.TerminalSize(cmd.OutOrStdout())
 	cliflag.SetUsageAndHelpFunc(cmd, namedFlagSets, cols)
 
-	cmd.AddCommand(newVersionCommand(), newWebhookKubeconfigCommand(), newMintCommand(ctx), newCopyStoreCommand(ctx))
+	cmd.AddCommand(newVersionCommand(), newWebhookKubeconfigCommand(), newMintCommand(ctx), newRevokeCommand(ctx), newCopyStoreCommand(ctx))
 	return cmd
 }
 

@@ -77,6 +77,9 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.TokenCredentialRequest{}.OpenAPIModelName():       schema_pkg_apis_login_v1alpha1_TokenCredentialRequest(ref),
 		v1alpha1.TokenCredentialRequestSpec{}.OpenAPIModelName():   schema_pkg_apis_login_v1alpha1_TokenCredentialRequestSpec(ref),
 		v1alpha1.TokenCredentialRequestStatus{}.OpenAPIModelName(): schema_pkg_apis_login_v1alpha1_TokenCredentialRequestStatus(ref),
+		v1alpha1.TokenRevocation{}.OpenAPIModelName():              schema_pkg_apis_login_v1alpha1_TokenRevocation(ref),
+		v1alpha1.TokenRevocationSpec{}.OpenAPIModelName():          schema_pkg_apis_login_v1alpha1_TokenRevocationSpec(ref),
+		v1alpha1.TokenRevocationStatus{}.OpenAPIModelName():        schema_pkg_apis_login_v1alpha1_TokenRevocationStatus(ref),
 		v1alpha1.UserInfo{}.OpenAPIModelName():                     schema_pkg_apis_login_v1alpha1_UserInfo(ref),
 		v1alpha1.WhoAmIRequest{}.OpenAPIModelName():                schema_pkg_apis_login_v1alpha1_WhoAmIRequest(ref),
 		v1alpha1.WhoAmIRequestSpec{}.OpenAPIModelName():            schema_pkg_apis_login_v1alpha1_WhoAmIRequestSpec(ref),
@@ -3025,6 +3028,114 @@ func schema_pkg_apis_login_v1alpha1_TokenCredentialRequestStatus(ref common.Refe
 							Description: "Message is a human-readable explanation of a failed exchange.",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_login_v1alpha1_TokenRevocation(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenRevocation revokes one cluster token by its ID (its \"jti\" claim), for administrators: for tokens that belong to no login session, which deleting a Session cannot revoke (break-glass `portcullis-server mint`, tokens exchanged for an identity provider's ID token), or to revoke one token of a session without ending it. The TokenReview webhook, the proxy and the exchange refuse the token from then on, on every replica (the revocation is kept in the shared state store until every token with that ID has expired). Every revocation is audited.\n\nIt is create-only: the object is not kept (the revocation is).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard object metadata. Only name and generateName are read.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Spec is the token to revoke and why.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.TokenRevocationSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Status is the revocation as kept.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.TokenRevocationStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.TokenRevocationSpec{}.OpenAPIModelName(), v1alpha1.TokenRevocationStatus{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_login_v1alpha1_TokenRevocationSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenRevocationSpec names the token to revoke.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"tokenID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TokenID is the token's \"jti\" claim, as recorded in the audit log of the mint or exchange that issued it (annotation portcullis.dev/jti).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Reason says why, for the audit log.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"tokenID", "reason"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_login_v1alpha1_TokenRevocationStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenRevocationStatus is the revocation as the server keeps it.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"revokedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RevokedAt is when the token was revoked.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"expirationTimestamp": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ExpirationTimestamp is when the revocation is forgotten: by then any token with this ID has expired (the longest token lifetime Portcullis issues, from now, plus a margin for clock skew).",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
 				},

@@ -39,6 +39,7 @@ func KnownTypes() []runtime.Object {
 		&WhoAmIRequest{},
 		&Session{},
 		&SessionList{},
+		&TokenRevocation{},
 	}
 }
 

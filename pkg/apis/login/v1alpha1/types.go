@@ -210,3 +210,50 @@ type SessionList struct {
 	// Items are the sessions.
 	Items []Session `json:"items"`
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TokenRevocation revokes one cluster token by its ID (its "jti" claim), for
+// administrators: for tokens that belong to no login session, which deleting
+// a Session cannot revoke (break-glass `portcullis-server mint`, tokens
+// exchanged for an identity provider's ID token), or to revoke one token of
+// a session without ending it. The TokenReview webhook, the proxy and the
+// exchange refuse the token from then on, on every replica (the revocation
+// is kept in the shared state store until every token with that ID has
+// expired). Every revocation is audited.
+//
+// It is create-only: the object is not kept (the revocation is).
+type TokenRevocation struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata. Only name and generateName are read.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the token to revoke and why.
+	Spec TokenRevocationSpec `json:"spec"`
+
+	// Status is the revocation as kept.
+	// +optional
+	Status TokenRevocationStatus `json:"status,omitempty"`
+}
+
+// TokenRevocationSpec names the token to revoke.
+type TokenRevocationSpec struct {
+	// TokenID is the token's "jti" claim, as recorded in the audit log of
+	// the mint or exchange that issued it (annotation portcullis.dev/jti).
+	TokenID string `json:"tokenID"`
+	// Reason says why, for the audit log.
+	Reason string `json:"reason"`
+}
+
+// TokenRevocationStatus is the revocation as the server keeps it.
+type TokenRevocationStatus struct {
+	// RevokedAt is when the token was revoked.
+	// +optional
+	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`
+	// ExpirationTimestamp is when the revocation is forgotten: by then any
+	// token with this ID has expired (the longest token lifetime Portcullis
+	// issues, from now, plus a margin for clock skew).
+	// +optional
+	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
+}

@@ -41,6 +41,21 @@ func (in TokenCredentialRequestStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TokenRevocation) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.TokenRevocation"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TokenRevocationSpec) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.TokenRevocationSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TokenRevocationStatus) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.TokenRevocationStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in UserInfo) OpenAPIModelName() string {
 	return "dev.portcullis.login.v1alpha1.UserInfo"
 }

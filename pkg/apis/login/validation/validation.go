@@ -64,3 +64,33 @@ func ValidateSessionName(name string) field.ErrorList {
 	}
 	return nil
 }
+
+// MaxTokenIDLength bounds spec.tokenID: Portcullis's own IDs are 22
+// characters (128 random bits, base64url).
+const MaxTokenIDLength = 128
+
+// ValidateTokenRevocation checks a TokenRevocation as a client sends it.
+func ValidateTokenRevocation(r *v1alpha1.TokenRevocation) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	switch id := r.Spec.TokenID; {
+	case id == "":
+		errs = append(errs, field.Required(spec.Child("tokenID"), "give the token's jti claim (audit annotation portcullis.dev/jti of its mint or exchange)"))
+	case len(id) > MaxTokenIDLength:
+		errs = append(errs, field.TooLong(spec.Child("tokenID"), "", MaxTokenIDLength))
+	case strings.IndexFunc(id, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+	}) >= 0:
+		errs = append(errs, field.Invalid(spec.Child("tokenID"), id, "must be a token ID as Portcullis issues them: letters, digits, '-' and '_' (base64url)"))
+	}
+	switch reason := r.Spec.Reason; {
+	case strings.TrimSpace(reason) == "":
+		errs = append(errs, field.Required(spec.Child("reason"), "say why the token is revoked; it is recorded in the audit log"))
+	case len(reason) > 1024:
+		errs = append(errs, field.TooLong(spec.Child("reason"), "", 1024))
+	}
+	if r.Status != (v1alpha1.TokenRevocationStatus{}) {
+		errs = append(errs, field.Forbidden(field.NewPath("status"), "is set by the server: leave it out"))
+	}
+	return errs
+}

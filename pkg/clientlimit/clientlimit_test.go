@@ -1,0 +1,76 @@
+package clientlimit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestKeyGroupsIPv6ClientsByTheir64(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7":                 "192.0.2.7",
+		"::ffff:192.0.2.7":          "192.0.2.7",
+		"2001:db8:1:2:aaaa::1":      "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff:ffff::9": "2001:db8:1:2::/64",
+		"2001:db8:1:3::1":           "2001:db8:1:3::/64",
+		"fe80::1%eth0":              "fe80::/64",
+		"not-an-ip":                 "not-an-ip",
+	} {
+		if got := Key(addr); got != want {
+			t.Errorf("Key(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+func TestOneClientCannotUseUpWhatOthersShare(t *testing.T) {
+	l := New(Limits{PerClient: Rate{Every: time.Second, Burst: 3}, Global: Rate{Every: time.Second / 10, Burst: 100}})
+	now := time.Now()
+	for i := range 3 {
+		if !l.Allow("a", now) {
+			t.Fatalf("request %d of client a refused within its burst", i+1)
+		}
+	}
+	for range 50 {
+		if l.Allow("a", now) {
+			t.Fatal("client a went past its burst")
+		}
+	}
+	if !l.Allow("b", now) {
+		t.Fatal("client b refused because client a was over its limit")
+	}
+	if !l.Allow("a", now.Add(time.Second)) {
+		t.Fatal("client a refused after its bucket refilled")
+	}
+}
+
+func TestTheGlobalBucketBoundsManyClientsTogether(t *testing.T) {
+	l := New(Limits{PerClient: Rate{Every: time.Second, Burst: 5}, Global: Rate{Every: time.Second, Burst: 10}})
+	now := time.Now()
+	allowed := 0
+	for i := range 100 {
+		if l.Allow(string(rune('a'+i%26))+string(rune('a'+i/26)), now) {
+			allowed++
+		}
+	}
+	if allowed != 10 {
+		t.Fatalf("%d requests of 100 clients allowed at once, want the global burst of 10", allowed)
+	}
+}
+
+func TestFailuresAreCountedPerClient(t *testing.T) {
+	l := New(Limits{PerClient: Rate{Every: 2 * time.Second, Burst: 2}, Global: Rate{Every: time.Second / 10, Burst: 300}})
+	now := time.Now()
+	l.Fail("a", now)
+	if l.Limited("a", now) {
+		t.Fatal("limited after one failure of a burst of two")
+	}
+	l.Fail("a", now)
+	if !l.Limited("a", now) {
+		t.Fatal("not limited after two failures")
+	}
+	if l.Limited("b", now) {
+		t.Fatal("client b limited by client a's failures")
+	}
+	if l.Limited("a", now.Add(2*time.Second)) {
+		t.Fatal("client a still limited after a refill")
+	}
+}
