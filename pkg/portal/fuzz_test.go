@@ -31,12 +31,15 @@ var (
 //   - never panics and never answers 500 or another 5xx for a client's
 //     request (503 and 429 only where a request creates login state, which
 //     is bounded);
+//
 //   - redirects only to itself, to the identity provider, or to a CLI
 //     loopback listener (no open redirect);
+//
 //   - never echoes markup from the request unescaped;
+//
 //   - sets cookies only Secure and HttpOnly.
 //
-//	go test ./pkg/portal -run '^$' -fuzz FuzzPortalRequest -fuzztime 60s
+//     go test ./pkg/portal -run '^$' -fuzz FuzzPortalRequest -fuzztime 60s
 func FuzzPortalRequest(f *testing.F) {
 	e := portaltest.New(f, portaltest.Options{})
 	h := e.Server.Config.Handler

@@ -13,14 +13,16 @@ import (
 //   - the cluster is the first segment of the decoded path after
 //     /clusters/, as the authenticator takes it (so a token is checked for
 //     the cluster the request goes to);
+//
 //   - the upstream path has no dot segment, decoded or escaped, and stays
 //     below the upstream server's base path once joined, re-encoded and
 //     parsed again (so no normalization by a server or proxy on the way
 //     moves it elsewhere);
+//
 //   - the client's escaping is kept: the escaped upstream path decodes to
 //     the decoded one.
 //
-//	go test ./pkg/proxy -run '^$' -fuzz FuzzSplitPath -fuzztime 60s
+//     go test ./pkg/proxy -run '^$' -fuzz FuzzSplitPath -fuzztime 60s
 func FuzzSplitPath(f *testing.F) {
 	for _, s := range []string{
 		"/clusters/c1/api/v1/namespaces/default/pods",

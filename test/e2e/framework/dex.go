@@ -86,6 +86,12 @@ type DexOptions struct {
 
 	// IDTokenTTL is expiry.idTokens (Dex's default 24h when zero).
 	IDTokenTTL time.Duration
+
+	// Etcd, when set, is where Dex keeps its state (storage type etcd)
+	// instead of memory, so that Dex can be stopped and started again
+	// (Dex.Process.Stop, Dex.Restart) keeping its signing keys and the
+	// refresh tokens it issued: an outage of the IdP, not a new IdP.
+	Etcd *Etcd
 }
 
 // Dex is a running Dex over HTTPS with in-memory storage.
@@ -193,9 +199,13 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 	if opts.PasswordGrant {
 		oauth2Cfg["passwordConnector"] = "local"
 	}
+	storage := obj{"type": "memory"}
+	if opts.Etcd != nil {
+		storage = obj{"type": "etcd", "config": obj{"endpoints": []string{opts.Etcd.URL}, "namespace": "dex-" + randomHex(t, 4) + "/"}}
+	}
 	cfg := obj{
 		"issuer":  d.IssuerURL,
-		"storage": obj{"type": "memory"},
+		"storage": storage,
 		"web": obj{
 			"https":   hostPort(port),
 			"tlsCert": serving.CertFile,
@@ -225,15 +235,33 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 		Args:        []string{"serve", cfgFile},
 		StopTimeout: 5 * time.Second,
 	})
-	hc := d.HTTPClient()
-	err = d.Process.WaitUntil(context.Background(), 30*time.Second, "serving discovery", func(ctx context.Context) error {
-		_, err := d.Discovery(ctx, hc)
-		return err
-	})
-	if err != nil {
+	if err := d.waitServing(); err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func (d *Dex) waitServing() error {
+	hc := d.HTTPClient()
+	defer hc.CloseIdleConnections()
+	return d.Process.WaitUntil(context.Background(), 30*time.Second, "serving discovery", func(ctx context.Context) error {
+		_, err := d.Discovery(ctx, hc)
+		return err
+	})
+}
+
+// Restart stops Dex if it runs, starts it again with the same
+// configuration and port, and waits until it serves its discovery
+// document. Without DexOptions.Etcd the new Dex has forgotten every token
+// and key of the old one.
+func (d *Dex) Restart() {
+	d.t.Helper()
+	if err := d.Process.Restart(); err != nil {
+		d.t.Fatalf("restarting dex: %v", err)
+	}
+	if err := d.waitServing(); err != nil {
+		d.t.Fatal(err)
+	}
 }
 
 // DexDiscovery is the part of Dex's discovery document the tests use.
