@@ -27,19 +27,17 @@ var (
 // content type, body, cookie) to every page and API of the portal, so the
 // form and query parsing of each handler is exercised as a browser or the
 // CLI would reach it. Whatever it is sent, the portal:
-//
 //   - never panics and never answers 500 or another 5xx for a client's
 //     request (503 and 429 only where a request creates login state, which
 //     is bounded);
-//
 //   - redirects only to itself, to the identity provider, or to a CLI
 //     loopback listener (no open redirect);
-//
 //   - never echoes markup from the request unescaped;
-//
 //   - sets cookies only Secure and HttpOnly.
 //
-//     go test ./pkg/portal -run '^$' -fuzz FuzzPortalRequest -fuzztime 60s
+// Long run (make fuzz runs every target):
+//
+//	go test ./pkg/portal -run '^$' -fuzz FuzzPortalRequest -fuzztime 60s
 func FuzzPortalRequest(f *testing.F) {
 	e := portaltest.New(f, portaltest.Options{})
 	h := e.Server.Config.Handler

@@ -9,20 +9,19 @@ import (
 // FuzzSplitPath feeds the proxy's path classification arbitrary request
 // targets, parsed as net/http parses them. It must never panic, and what it
 // accepts must mean the same thing to Portcullis and to the upstream server:
-//
 //   - the cluster is the first segment of the decoded path after
 //     /clusters/, as the authenticator takes it (so a token is checked for
 //     the cluster the request goes to);
-//
 //   - the upstream path has no dot segment, decoded or escaped, and stays
 //     below the upstream server's base path once joined, re-encoded and
 //     parsed again (so no normalization by a server or proxy on the way
 //     moves it elsewhere);
-//
 //   - the client's escaping is kept: the escaped upstream path decodes to
 //     the decoded one.
 //
-//     go test ./pkg/proxy -run '^$' -fuzz FuzzSplitPath -fuzztime 60s
+// Long run (make fuzz runs every target):
+//
+//	go test ./pkg/proxy -run '^$' -fuzz FuzzSplitPath -fuzztime 60s
 func FuzzSplitPath(f *testing.F) {
 	for _, s := range []string{
 		"/clusters/c1/api/v1/namespaces/default/pods",
