@@ -262,7 +262,7 @@ func (p *Portal) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	revoked, err := p.logout(r, refresh)
 	switch {
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable) && !errors.Is(err, session.ErrNotDeleted):
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the state store cannot be written now, so the session was not revoked; try again shortly")
 		return
 	case err != nil:
