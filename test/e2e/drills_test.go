@@ -1364,3 +1364,64 @@ webhook:
 		t.Errorf("the held connections delayed another client: p99 %v while held, %v before and %v after", during, before, after)
 	}
 }
+
+// TestDrill_UpstreamHangs freezes the kube-apiserver of a proxied cluster
+// (SIGSTOP: its connections stay open, nothing answers) under a request
+// through Portcullis, then thaws it. The client gets a Status within a
+// bounded time, not a hang, and requests succeed again once it answers.
+func TestDrill_UpstreamHangs(t *testing.T) {
+	t.Parallel()
+	s := startProxyStack(t, proxyStackOptions{clusters: []string{"c1"}})
+	tok := s.tokens["alice@c1"]
+	hc := s.portcullis.HTTPClient()
+	hc.Timeout = 5 * time.Minute
+	defer hc.CloseIdleConnections()
+	get := func() (int, []byte, time.Duration) {
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodGet, s.portcullis.URL+"/clusters/c1/api/v1/namespaces/default/configmaps", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("GET through Portcullis: %v (after %v)", err, time.Since(start))
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, time.Since(start)
+	}
+	if code, body, _ := get(); code != http.StatusOK {
+		t.Fatalf("before: HTTP %d %s", code, body)
+	}
+	pgid := s.c1.Process.Pid()
+	must(t, syscall.Kill(-pgid, syscall.SIGSTOP))
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			_ = syscall.Kill(-pgid, syscall.SIGCONT)
+		}
+	}
+	defer thaw()
+	code, body, took := get()
+	t.Logf("while the upstream is frozen: HTTP %d after %v: %s", code, took.Round(100*time.Millisecond), truncateString(string(body), 300))
+	var st metav1.Status
+	if code == http.StatusOK || json.Unmarshal(body, &st) != nil || st.Kind != "Status" || int(st.Code) != code {
+		t.Errorf("a request to a frozen upstream: HTTP %d %s; want a Status", code, truncateString(string(body), 300))
+	}
+	if took > 90*time.Second {
+		t.Errorf("a request to a frozen upstream took %v", took)
+	}
+	thaw()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body, took := get()
+		if code == http.StatusOK {
+			t.Logf("served again %v after the upstream was thawed", took.Round(100*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not served 60s after the upstream was thawed: HTTP %d %s", code, truncateString(string(body), 300))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
