@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench clean
+.PHONY: all build test unit e2e demo lint tools bench fuzz clean
 
 all: build
 
@@ -37,6 +37,19 @@ demo: tools
 
 bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ ./pkg/portal/ ./pkg/registry/ ./pkg/proxy/ | tee _output/bench.txt
+
+# Every Go fuzz target in the repository, each for FUZZTIME (their seed
+# corpora already run as ordinary tests in `make unit`). A failure leaves the
+# input under the package's testdata/fuzz/<Target>/: commit it as a seed.
+FUZZTIME ?= 1m
+fuzz:
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg cmd internal); do \
+		dir=./$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$target ($$dir, $(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -215,6 +215,9 @@ func refreshFailure(err error) *failure {
 		return fail(http.StatusBadRequest, outcomeInvalidToken, "invalid_grant", "", "the session does not exist or has ended; log in again")
 	case errors.Is(err, session.ErrUpstreamUnavailable):
 		return fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable", "", "the identity provider could not be asked to refresh the session; try again shortly")
+	case errors.Is(err, store.ErrUnavailable):
+		klog.ErrorS(err, "Refreshing a session failed: the state store cannot be used")
+		return fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable", "", "the state store cannot be written now, so the session was not refreshed; try again shortly")
 	}
 	klog.ErrorS(err, "Refreshing a session failed")
 	return fail(http.StatusInternalServerError, outcomeError, "server_error", "", "internal error; try again")
@@ -257,32 +260,36 @@ func (p *Portal) serveLogout(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	revoked, ok := p.logout(r, refresh)
-	if !ok {
+	revoked, err := p.logout(r, refresh)
+	switch {
+	case errors.Is(err, store.ErrUnavailable) && !errors.Is(err, session.ErrNotDeleted):
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the state store cannot be written now, so the session was not revoked; try again shortly")
+		return
+	case err != nil:
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "the session could not be revoked; try again")
 		return
 	}
 	writeJSON(w, http.StatusOK, portalapi.LogoutResponse{Revoked: revoked})
 }
 
-// logout revokes the session of refresh; ok is false on a server failure.
-func (p *Portal) logout(r *http.Request, refresh string) (revoked, ok bool) {
+// logout revokes the session of refresh; err is a server failure.
+func (p *Portal) logout(r *http.Request, refresh string) (revoked bool, err error) {
 	s, err := p.sessions.Revoke(r.Context(), refresh, "logout")
 	switch {
 	case errors.Is(err, session.ErrInvalidToken):
 		p.metrics.logouts.WithLabelValues(outcomeNotFound).Inc()
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeNotFound)
-		return false, true
+		return false, nil
 	case err != nil:
 		klog.ErrorS(err, "Logout failed")
 		p.metrics.logouts.WithLabelValues(outcomeError).Inc()
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeError)
-		return false, false
+		return false, err
 	}
 	id := p.effectiveIdentity(sessionUser(s))
 	p.metrics.logouts.WithLabelValues(outcomeSuccess).Inc()
 	auditIdentity(r.Context(), id.Username, id.IdentityProvider, id.Groups, outcomeSuccess, "portcullis.dev/session", s.ID, "portcullis.dev/action", "logout")
-	return true, true
+	return true, nil
 }
 
 func (p *Portal) clusterInfos() []portalapi.ClusterInfo {

@@ -17,6 +17,7 @@ import (
 
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/loginstate"
+	"portcullis.dev/portcullis/pkg/store"
 )
 
 // attempt is a login in progress, from /login/<idp> (or /device) to
@@ -326,7 +327,11 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s, tok, err := p.sessions.Create(r.Context(), res.id, res.upstreamRefreshToken, clientAddress(r))
 		if err != nil {
 			klog.ErrorS(err, "Creating a session failed", "user", id.Username)
-			p.renderError(w, r, http.StatusInternalServerError, "Portcullis could not log you in",
+			status := http.StatusInternalServerError
+			if errors.Is(err, store.ErrUnavailable) {
+				status = http.StatusServiceUnavailable
+			}
+			p.renderError(w, r, status, "Portcullis could not log you in",
 				"Your login was accepted but could not be saved. Try again; if it keeps failing, tell your administrator.", "/login")
 			return
 		}

@@ -334,7 +334,7 @@ func (p *Portal) serveBrowserLogout(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, r, http.StatusBadRequest, "The logout form has expired", "Go back to the portal and log out again.", "/portal/")
 		return
 	}
-	if _, ok := p.logout(r, c.Value); !ok {
+	if _, err := p.logout(r, c.Value); err != nil {
 		p.renderError(w, r, http.StatusInternalServerError, "You could not be logged out", "Try again in a moment.", "/portal/")
 		return
 	}

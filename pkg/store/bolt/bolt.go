@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -49,7 +50,39 @@ func (s *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.txErr(s.db.Update(fn))
+	err := s.txErr(s.db.Update(fn))
+	if isFileSystemFailure(err) {
+		// bbolt rolled the transaction back: the file holds what it held.
+		return &writeError{path: s.path, cause: err}
+	}
+	return err
+}
+
+// writeError is a write transaction the file system refused (full,
+// read-only, over quota, failing). It is a store.ErrUnavailable: the
+// request may be tried again once the operator has fixed the file system.
+type writeError struct {
+	path  string
+	cause error
+}
+
+func (e *writeError) Error() string {
+	return fmt.Sprintf("the state file %s cannot be written (%v); nothing was changed. Free space on its file system, or make it writable again: Portcullis keeps serving reads and recovers without a restart", e.path, e.cause)
+}
+
+func (e *writeError) Is(target error) bool { return target == store.ErrUnavailable }
+func (e *writeError) Unwrap() error        { return e.cause }
+
+// isFileSystemFailure reports the errors of writing or syncing the file
+// that say nothing about the data: the file system is full, read-only or
+// failing.
+func isFileSystemFailure(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG, syscall.EROFS, syscall.EIO} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) txErr(err error) error {

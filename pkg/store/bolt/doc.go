@@ -25,6 +25,13 @@
 // decoding and no allocation. The set costs memory proportional to the
 // number of revocations, which garbage collection keeps bounded.
 //
+// A write the file system refuses (full, read-only, over quota, failing) is
+// rolled back by bbolt, so the file keeps what it held, and is returned as
+// an error that wraps store.ErrUnavailable (servers answer 503, try again)
+// and names the file and the fix. bbolt writes copy-on-write into pages the
+// file already has, so on a full file system only the writes that need the
+// file to grow fail; reads, and the in-memory revoked set, are unaffected.
+//
 // What this package must never do:
 //
 //   - log or put into an error message a secret: a session's

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -150,6 +151,9 @@ func checkAccess(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("opening store %s: permission denied: Portcullis must be able to read and write this file; make the user Portcullis runs as its owner and give it mode 0600 (chown, chmod 600)", path)
+	}
+	if errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("opening store %s: its file system is read-only: Portcullis must be able to write its state file; mount it read-write, or move the file to a writable file system and set store.path", path)
 	}
 	if err != nil {
 		return fmt.Errorf("opening store %s: %w", path, err)

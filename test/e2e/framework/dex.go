@@ -92,6 +92,13 @@ type DexOptions struct {
 	// SQLite file instead of memory, so that Process.Restart brings back
 	// the same keys: tokens issued before an outage verify after it.
 	PersistentStorage bool
+
+	// Etcd, when set, is where Dex keeps its state (storage type etcd)
+	// instead of memory, so that Dex can be stopped and started again
+	// (Dex.Process.Stop, Dex.Restart) keeping its signing keys and the
+	// refresh tokens it issued: an outage of the IdP, not a new IdP.
+	// It takes precedence over PersistentStorage.
+	Etcd *Etcd
 }
 
 // Dex is a running Dex over HTTPS with in-memory storage.
@@ -200,7 +207,10 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 		oauth2Cfg["passwordConnector"] = "local"
 	}
 	storage := obj{"type": "memory"}
-	if opts.PersistentStorage {
+	switch {
+	case opts.Etcd != nil:
+		storage = obj{"type": "etcd", "config": obj{"endpoints": []string{opts.Etcd.URL}, "namespace": "dex-" + randomHex(t, 4) + "/"}}
+	case opts.PersistentStorage:
 		storage = obj{"type": "sqlite3", "config": obj{"file": filepath.Join(WorkDir(t), "dex", "dex.db")}}
 	}
 	cfg := obj{
@@ -235,15 +245,33 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 		Args:        []string{"serve", cfgFile},
 		StopTimeout: 5 * time.Second,
 	})
-	hc := d.HTTPClient()
-	err = d.Process.WaitUntil(context.Background(), 30*time.Second, "serving discovery", func(ctx context.Context) error {
-		_, err := d.Discovery(ctx, hc)
-		return err
-	})
-	if err != nil {
+	if err := d.waitServing(); err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func (d *Dex) waitServing() error {
+	hc := d.HTTPClient()
+	defer hc.CloseIdleConnections()
+	return d.Process.WaitUntil(context.Background(), 30*time.Second, "serving discovery", func(ctx context.Context) error {
+		_, err := d.Discovery(ctx, hc)
+		return err
+	})
+}
+
+// Restart stops Dex if it runs, starts it again with the same
+// configuration and port, and waits until it serves its discovery
+// document. Without DexOptions.Etcd the new Dex has forgotten every token
+// and key of the old one.
+func (d *Dex) Restart() {
+	d.t.Helper()
+	if err := d.Process.Restart(); err != nil {
+		d.t.Fatalf("restarting dex: %v", err)
+	}
+	if err := d.waitServing(); err != nil {
+		d.t.Fatal(err)
+	}
 }
 
 // DexDiscovery is the part of Dex's discovery document the tests use.
