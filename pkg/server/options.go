@@ -94,15 +94,23 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 // Complete loads the configuration file and fills defaults that depend on it.
 func (o *Options) Complete() error {
-	if o.ConfigFile == "" {
-		return fmt.Errorf("--config is required: give the path of a PortcullisConfiguration file (example: artifacts/config/minimal.yaml)")
-	}
-	cfg, err := config.Load(o.ConfigFile)
+	cfg, err := LoadConfigFile(o.ConfigFile)
 	if err != nil {
 		return err
 	}
 	o.PortcullisConfig = cfg
 	return nil
+}
+
+// LoadConfigFile reads, decodes, defaults and validates the configuration
+// file. It is the one way every command (the server at start-up,
+// check-config, mint, copy-store, webhook-kubeconfig) loads it, so that
+// check-config reports exactly what start-up would.
+func LoadConfigFile(path string) (*v1alpha1.PortcullisConfiguration, error) {
+	if path == "" {
+		return nil, fmt.Errorf("--config is required: give the path of a PortcullisConfiguration file (example: artifacts/config/minimal.yaml)")
+	}
+	return config.Load(path)
 }
 
 // Validate aggregates every flag error.
