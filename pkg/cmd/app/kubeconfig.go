@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
-	cliflag "k8s.io/component-base/cli/flag"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	cliflag "k8s.io/component-base/cli/flag"
 
 	"portcullis.dev/portcullis/pkg/server"
 	"portcullis.dev/portcullis/pkg/webhook"
