@@ -59,6 +59,9 @@ func NewOptions() *Options {
 	o.SecureServing.BindPort = 8443
 	o.SecureServing.ServerCert.CertDirectory = "/var/lib/portcullis/certs"
 	o.SecureServing.ServerCert.PairName = certPairName
+	// A failed configuration reload is told at /readyz/portcullis-config
+	// (field names only, no values), as readable as /readyz itself.
+	o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, "/readyz/"+ConfigReadyzCheck)
 	// Portcullis runs standalone (webhook and proxy modes) as often as
 	// aggregated: a kubeconfig for delegated authn/authz is optional.
 	o.Authentication.RemoteKubeConfigFileOptional = true

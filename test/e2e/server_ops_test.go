@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"portcullis.dev/portcullis/test/e2e/framework"
 )
@@ -92,4 +99,123 @@ webhook:
 			t.Errorf("exit code %d: %s", code, out)
 		}
 	})
+}
+
+// getText GETs path from srv and returns status and body.
+func getText(t *testing.T, srv *framework.Portcullis, path string) (int, string) {
+	t.Helper()
+	resp, err := srv.HTTPClient().Get(srv.URL + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// sample returns the value of the metric line starting with series
+// (name and labels as exposed), or "" when absent.
+func sample(metrics, series string) string {
+	for _, line := range strings.Split(metrics, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
+func TestAFailedConfigReloadShowsInMetricsAndReadyzUntilAGoodFileIsBack(t *testing.T) {
+	t.Parallel()
+	port := framework.FreePort(t)
+	good := fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
+kind: PortcullisConfiguration
+issuerURL: https://127.0.0.1:%d
+store:
+  path: %s
+clusters:
+- name: c1
+  access: {allUsers: true}
+`, port, filepath.Join(framework.WorkDir(t), "state.db"))
+	srv := framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: good, Port: port})
+	hashOf := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
+	waitFor := func(what string, cond func(metrics string) error) {
+		t.Helper()
+		if err := srv.Process.WaitUntil(context.Background(), 30*time.Second, what, func(context.Context) error {
+			_, m := getText(t, srv, "/metrics")
+			return cond(m)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	_, m := getText(t, srv, "/metrics")
+	if v := sample(m, "portcullis_config_last_reload_successful"); v != "1" {
+		t.Errorf("at start portcullis_config_last_reload_successful = %q, want 1", v)
+	}
+	if v := sample(m, fmt.Sprintf(`portcullis_config_info{sha256="%s"}`, hashOf(good))); v != "1" {
+		t.Errorf("portcullis_config_info does not carry the hash of the file served:\n%s", grepLines(m, "portcullis_config_"))
+	}
+	startSuccess := sample(m, "portcullis_config_last_reload_success_timestamp_seconds")
+	if code, body := getText(t, srv, "/readyz/portcullis-config"); code != http.StatusOK {
+		t.Errorf("/readyz/portcullis-config at start: %d %s", code, body)
+	}
+
+	bad := strings.Replace(good, "access:", "acess:", 1)
+	if err := os.WriteFile(srv.ConfigPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the failed reload to show in the metrics", func(m string) error {
+		if v := sample(m, "portcullis_config_last_reload_successful"); v != "0" {
+			return fmt.Errorf("portcullis_config_last_reload_successful = %q", v)
+		}
+		return nil
+	})
+	_, m = getText(t, srv, "/metrics")
+	if v := sample(m, `portcullis_config_reloads_total{result="failure"}`); v != "1" {
+		t.Errorf(`portcullis_config_reloads_total{result="failure"} = %q, want 1`, v)
+	}
+	if v := sample(m, fmt.Sprintf(`portcullis_config_info{sha256="%s"}`, hashOf(good))); v != "1" {
+		t.Errorf("after a failed reload portcullis_config_info must still name the file served:\n%s", grepLines(m, "portcullis_config_"))
+	}
+	if v := sample(m, "portcullis_config_last_reload_success_timestamp_seconds"); v != startSuccess {
+		t.Errorf("a failed reload moved the success timestamp: %s -> %s", startSuccess, v)
+	}
+	code, detail := getText(t, srv, "/readyz/portcullis-config")
+	if code != http.StatusInternalServerError || !strings.Contains(detail, "clusters[0].acess") || !strings.Contains(detail, hashOf(bad)) || !strings.Contains(detail, hashOf(good)) {
+		t.Errorf("/readyz/portcullis-config after a bad file: %d %s", code, detail)
+	}
+	// The replica keeps serving its last good configuration: still ready.
+	if code, body := getText(t, srv, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after a failed reload: %d %s", code, body)
+	}
+	if !strings.Contains(srv.Process.Log(), "The changed configuration file is invalid") {
+		t.Errorf("the log does not tell the failed reload")
+	}
+
+	fixed := strings.Replace(good, "name: c1", "name: c2", 1)
+	if err := os.WriteFile(srv.ConfigPath, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the good file to be applied", func(m string) error {
+		if v := sample(m, "portcullis_config_last_reload_successful"); v != "1" {
+			return fmt.Errorf("portcullis_config_last_reload_successful = %q", v)
+		}
+		return nil
+	})
+	_, m = getText(t, srv, "/metrics")
+	if v := sample(m, fmt.Sprintf(`portcullis_config_info{sha256="%s"}`, hashOf(fixed))); v != "1" {
+		t.Errorf("portcullis_config_info does not name the new file:\n%s", grepLines(m, "portcullis_config_"))
+	}
+	if strings.Contains(m, hashOf(good)) {
+		t.Errorf("portcullis_config_info still names the old file:\n%s", grepLines(m, "portcullis_config_"))
+	}
+	if v := sample(m, `portcullis_config_reloads_total{result="success"}`); v != "1" {
+		t.Errorf(`portcullis_config_reloads_total{result="success"} = %q, want 1`, v)
+	}
+	if code, body := getText(t, srv, "/readyz/portcullis-config"); code != http.StatusOK {
+		t.Errorf("/readyz/portcullis-config after recovery: %d %s", code, body)
+	}
 }
