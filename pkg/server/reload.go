@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"reflect"
 	"strings"
 	"sync"
-	"reflect"
 	"sync/atomic"
 	"time"
 
