@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -218,4 +219,71 @@ clusters:
 	if code, body := getText(t, srv, "/readyz/portcullis-config"); code != http.StatusOK {
 		t.Errorf("/readyz/portcullis-config after recovery: %d %s", code, body)
 	}
+}
+
+func TestTheServerLogsJSONAndServesItsVersion(t *testing.T) {
+	t.Parallel()
+	port := framework.FreePort(t)
+	srv := framework.StartPortcullis(t, framework.PortcullisOptions{
+		ConfigYAML: fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
+kind: PortcullisConfiguration
+issuerURL: https://127.0.0.1:%d
+store:
+  path: %s
+`, port, filepath.Join(framework.WorkDir(t), "state.db")),
+		Port:      port,
+		ExtraArgs: []string{"--logging-format=json"},
+	})
+
+	t.Run("/version answers anonymous clients with the binary's real version", func(t *testing.T) {
+		code, body := getText(t, srv, "/version")
+		if code != http.StatusOK {
+			t.Fatalf("GET /version: %d %s", code, body)
+		}
+		var info struct {
+			GitVersion, GitCommit, BuildDate, GoVersion, Platform string
+		}
+		if err := json.Unmarshal([]byte(body), &info); err != nil {
+			t.Fatalf("GET /version is not JSON: %v: %s", err, body)
+		}
+		if strings.Contains(body, "$Format") || strings.Contains(body, "v0.0.0-master") || info.GitVersion == "" || info.GoVersion == "" || info.Platform == "" {
+			t.Errorf("GET /version shows placeholders or nothing: %s", body)
+		}
+		out, err := exec.Command(framework.PortcullisServerBinary(t), "version").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "portcullis-server " + info.GitVersion + "\n"; string(out) != want {
+			t.Errorf("`portcullis-server version` says %q, /version says %q", out, info.GitVersion)
+		}
+	})
+
+	t.Run("every log line is a JSON object", func(t *testing.T) {
+		if err := srv.Process.WaitUntil(context.Background(), 10*time.Second, "the start-up log line", func(context.Context) error {
+			if !strings.Contains(srv.Process.Log(), "Starting portcullis-server") {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		lines := 0
+		for _, line := range strings.Split(srv.Process.Log(), "\n") {
+			if line == "" || strings.HasPrefix(line, "==> ") { // the framework's own lines
+				continue
+			}
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Errorf("not a JSON log line: %q", line)
+				continue
+			}
+			if _, ok := entry["msg"]; !ok {
+				t.Errorf("a JSON log line without msg: %q", line)
+			}
+			lines++
+		}
+		if lines == 0 {
+			t.Error("no log lines at all")
+		}
+	})
 }

@@ -9,9 +9,10 @@ import (
 	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	cliflag "k8s.io/component-base/cli/flag"
-	"k8s.io/component-base/version"
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json, as kube-apiserver offers
 
 	"portcullis.dev/portcullis/pkg/server"
+	"portcullis.dev/portcullis/pkg/version"
 )
 
 // NewServerCommand returns the portcullis-server command.
@@ -28,6 +29,9 @@ policy and one audit trail. See docs/ for the modes it serves.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q: portcullis-server takes only flags (see --help)", args)
+			}
+			if err := o.ApplyLogging(); err != nil {
+				return err
 			}
 			if err := o.Complete(); err != nil {
 				return err
