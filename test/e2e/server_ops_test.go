@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -102,17 +103,37 @@ webhook:
 	})
 }
 
-// getText GETs path from srv and returns status and body.
+// getText GETs path from srv as an anonymous client and returns status and
+// body; /metrics is read as a scraper (see scraperClient).
 func getText(t *testing.T, srv *framework.Portcullis, path string) (int, string) {
 	t.Helper()
-	resp, err := srv.HTTPClient().Get(srv.URL + path)
+	return getTextWith(t, srv.HTTPClient(), srv.URL+path)
+}
+
+// scraperClient reads /metrics as Prometheus would: with a client
+// certificate in the group system:monitoring from the CA the server's
+// webhook.clientCAFile names (/metrics is not for anonymous clients).
+func scraperClient(t *testing.T, srv *framework.Portcullis, pki *framework.PKI) *http.Client {
+	t.Helper()
+	cert, err := pki.IssueClient("prometheus", "system:monitoring").TLSCertificate()
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatal(err)
+	}
+	hc := srv.HTTPClient()
+	hc.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{cert}
+	return hc
+}
+
+func getTextWith(t *testing.T, hc *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp.StatusCode, string(body)
 }
@@ -131,28 +152,39 @@ func sample(metrics, series string) string {
 func TestAFailedConfigReloadShowsInMetricsAndReadyzUntilAGoodFileIsBack(t *testing.T) {
 	t.Parallel()
 	port := framework.FreePort(t)
+	pki := framework.NewPKI(t)
 	good := fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
 kind: PortcullisConfiguration
 issuerURL: https://127.0.0.1:%d
 store:
   path: %s
+webhook:
+  clientCAFile: %s
 clusters:
 - name: c1
   access: {allUsers: true}
-`, port, filepath.Join(framework.WorkDir(t), "state.db"))
+`, port, filepath.Join(framework.WorkDir(t), "state.db"), pki.ClientCA.CertFile)
 	srv := framework.StartPortcullis(t, framework.PortcullisOptions{ConfigYAML: good, Port: port})
+	scraper := scraperClient(t, srv, pki)
+	scrape := func() string {
+		t.Helper()
+		code, m := getTextWith(t, scraper, srv.URL+"/metrics")
+		if code != http.StatusOK {
+			t.Fatalf("GET /metrics as a system:monitoring scraper: %d %s", code, m)
+		}
+		return m
+	}
 	hashOf := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
 	waitFor := func(what string, cond func(metrics string) error) {
 		t.Helper()
 		if err := srv.Process.WaitUntil(context.Background(), 30*time.Second, what, func(context.Context) error {
-			_, m := getText(t, srv, "/metrics")
-			return cond(m)
+			return cond(scrape())
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	_, m := getText(t, srv, "/metrics")
+	m := scrape()
 	if v := sample(m, "portcullis_config_last_reload_successful"); v != "1" {
 		t.Errorf("at start portcullis_config_last_reload_successful = %q, want 1", v)
 	}
@@ -174,7 +206,7 @@ clusters:
 		}
 		return nil
 	})
-	_, m = getText(t, srv, "/metrics")
+	m = scrape()
 	if v := sample(m, `portcullis_config_reloads_total{result="failure"}`); v != "1" {
 		t.Errorf(`portcullis_config_reloads_total{result="failure"} = %q, want 1`, v)
 	}
@@ -206,7 +238,7 @@ clusters:
 		}
 		return nil
 	})
-	_, m = getText(t, srv, "/metrics")
+	m = scrape()
 	if v := sample(m, fmt.Sprintf(`portcullis_config_info{sha256="%s"}`, hashOf(fixed))); v != "1" {
 		t.Errorf("portcullis_config_info does not name the new file:\n%s", grepLines(m, "portcullis_config_"))
 	}
