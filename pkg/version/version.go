@@ -1,75 +1,78 @@
-// Package version says which Portcullis this is, for `version` commands and
-// the server's /version endpoint.
-//
-// A release build stamps the version with -ldflags -X into
-// k8s.io/component-base/version, as Kubernetes does (see the Makefile). A
-// plain `go build` or `go install` stamps nothing there, and
-// component-base then holds "git archive" placeholders such as
-// "$Format:%H$": those are never shown. Go records the module version and
-// the VCS revision in every binary instead (runtime/debug build info), and
-// they are used for whatever was not stamped.
 package version
 
 import (
 	"runtime/debug"
 	"strings"
 
-	utilversion "k8s.io/apimachinery/pkg/util/version"
 	apimachineryversion "k8s.io/apimachinery/pkg/version"
-	baseversion "k8s.io/component-base/version"
+	"k8s.io/component-base/version"
 )
 
-// unknownVersion is the version of a build that carries neither ldflags
-// nor a module version (a `go build` outside a VCS checkout).
-const unknownVersion = "v0.0.0-unknown"
+// unset marks a component-base variable that -ldflags did not set: its
+// defaults are `git archive` placeholders.
+const unset = "$Format:"
 
-// Get returns Portcullis's version information.
+// placeholderBuildDate is component-base's default build date.
+const placeholderBuildDate = "1970-01-01T00:00:00Z"
+
+// Get returns component-base's version information, with what -ldflags did
+// not set taken from the binary's build information.
 func Get() apimachineryversion.Info {
-	bi, _ := debug.ReadBuildInfo()
-	return fromBuild(baseversion.Get(), bi)
+	info, _ := debug.ReadBuildInfo()
+	return complete(version.Get(), info)
 }
 
-// fromBuild fills in what ldflags left as placeholders from the build info.
-func fromBuild(info apimachineryversion.Info, bi *debug.BuildInfo) apimachineryversion.Info {
-	settings := map[string]string{}
+// String is Get().GitVersion: what `portcullis version` and
+// `portcullis-server version` print.
+func String() string { return Get().GitVersion }
+
+// complete fills v's unset fields from bi (which may be nil).
+func complete(v apimachineryversion.Info, bi *debug.BuildInfo) apimachineryversion.Info {
+	var revision, vcsTime string
+	modified := false
+	mainVersion := ""
 	if bi != nil {
+		mainVersion = bi.Main.Version
 		for _, s := range bi.Settings {
-			settings[s.Key] = s.Value
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value
+			case "vcs.time":
+				vcsTime = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
 		}
 	}
-	if placeholder(info.GitVersion) {
-		info.GitVersion = unknownVersion
-		if bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			info.GitVersion = bi.Main.Version
-		} else if rev := settings["vcs.revision"]; rev != "" {
-			info.GitVersion = unknownVersion + "+" + short(rev)
+	if strings.Contains(v.GitVersion, unset) || v.GitVersion == "" {
+		switch {
+		case mainVersion != "" && mainVersion != "(devel)":
+			// `go install portcullis.dev/portcullis/cmd/...@v1.2.3`, or the
+			// pseudo-version (with +dirty) go build stamps from the checkout.
+			v.GitVersion = mainVersion
+		case revision != "":
+			v.GitVersion = "v0.0.0-" + short(revision)
+			if modified {
+				v.GitVersion += "+dirty"
+			}
+		default:
+			v.GitVersion = "v0.0.0-unknown"
 		}
 	}
-	if placeholder(info.GitCommit) {
-		info.GitCommit = settings["vcs.revision"]
+	if strings.Contains(v.GitCommit, unset) || v.GitCommit == "" {
+		v.GitCommit = revision
 	}
-	if info.GitTreeState == "" {
-		switch settings["vcs.modified"] {
-		case "true":
-			info.GitTreeState = "dirty"
-		case "false":
-			info.GitTreeState = "clean"
+	if v.GitTreeState == "" && revision != "" {
+		v.GitTreeState = "clean"
+		if modified {
+			v.GitTreeState = "dirty"
 		}
 	}
-	if info.BuildDate == "1970-01-01T00:00:00Z" {
-		// Unknown; the commit's time is the closest Go records.
-		info.BuildDate = settings["vcs.time"]
+	if v.BuildDate == placeholderBuildDate && vcsTime != "" {
+		// The commit's time, not the build's: builds stay reproducible.
+		v.BuildDate = vcsTime
 	}
-	info.Major, info.Minor = "", ""
-	if v, err := utilversion.ParseSemantic(info.GitVersion); err == nil {
-		info.Major, info.Minor = utilversion.Itoa(v.Major()), utilversion.Itoa(v.Minor())
-	}
-	return info
-}
-
-// placeholder reports a component-base value that no ldflag replaced.
-func placeholder(s string) bool {
-	return s == "" || strings.Contains(s, "$Format") || strings.HasPrefix(s, "v0.0.0-master")
+	return v
 }
 
 func short(rev string) string {
