@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	cliflag "k8s.io/component-base/cli/flag"
-	_ "k8s.io/component-base/logs/json/register" // --logging-format=json, as kube-apiserver offers
 
 	"portcullis.dev/portcullis/pkg/server"
 	"portcullis.dev/portcullis/pkg/version"
