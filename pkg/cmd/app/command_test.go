@@ -111,3 +111,24 @@ func TestEveryRequiredFlagSaysSoInItsHelp(t *testing.T) {
 	}
 	walk(NewServerCommand(context.Background()))
 }
+
+func TestACommandWithoutSectionsStillShowsItsOwnFlags(t *testing.T) {
+	root := NewServerCommand(context.Background())
+	extra := &cobra.Command{Use: "extra", Short: "A command added without flag sections", Run: func(*cobra.Command, []string) {}}
+	extra.Flags().String("only-here", "", "A flag of this command.")
+	root.AddCommand(extra)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"extra", "--help"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Extra flags:") || !strings.Contains(out.String(), "--only-here") {
+		t.Errorf("extra --help:\n%s", out.String())
+	}
+	for _, f := range serverOnlyFlags {
+		if strings.Contains(out.String(), f) {
+			t.Errorf("extra --help shows the server's flag %s", f)
+		}
+	}
+}

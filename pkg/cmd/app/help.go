@@ -72,10 +72,15 @@ func (s flagSections) usage(w io.Writer, c *cobra.Command) {
 			}
 		}
 	}
-	fss := s[c]
+	fss, sectioned := s[c]
 	cliflag.PrintSections(w, fss, cols)
-	// What no section holds: --help, and all local flags of the commands
-	// cobra adds (help, completion).
+	// What no section holds: --help, and all local flags of a command
+	// that registered no sections (cobra's help and completion), shown
+	// under its own name.
+	otherName := "Other"
+	if !sectioned {
+		otherName = c.Name()
+	}
 	grouped := map[string]bool{}
 	for _, fs := range fss.FlagSets {
 		fs.VisitAll(func(f *pflag.Flag) { grouped[f.Name] = true })
@@ -86,7 +91,7 @@ func (s flagSections) usage(w io.Writer, c *cobra.Command) {
 			other.AddFlag(f)
 		}
 	})
-	printSection(w, "Other", other, cols)
+	printSection(w, otherName, other, cols)
 	printSection(w, "Global", c.InheritedFlags(), cols)
 	if c.HasAvailableSubCommands() {
 		fmt.Fprintf(w, "\nUse \"%s [command] --help\" for a command's own flags.\n", c.CommandPath())
