@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	apimachineryversion "k8s.io/apimachinery/pkg/version"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
@@ -22,6 +23,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	logininstall "portcullis.dev/portcullis/pkg/apis/login/install"
 	loginopenapi "portcullis.dev/portcullis/pkg/apis/login/openapi"
+	"portcullis.dev/portcullis/pkg/version"
 )
 
 // certPairName is the base name of the self-signed serving certificate
@@ -59,6 +61,11 @@ func NewOptions() *Options {
 	o.SecureServing.BindPort = 8443
 	o.SecureServing.ServerCert.CertDirectory = "/var/lib/portcullis/certs"
 	o.SecureServing.ServerCert.PairName = certPairName
+	// A failed configuration reload is told at /readyz/portcullis-config
+	// (field names only, no values), as readable as /readyz itself.
+	o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, "/readyz/"+ConfigReadyzCheck)
+	// As kube-apiserver's system:public-info-viewer.
+	o.Authorization.AlwaysAllowPaths = append(o.Authorization.AlwaysAllowPaths, "/version", "/version/")
 	// Portcullis runs standalone (webhook and proxy modes) as often as
 	// aggregated: a kubeconfig for delegated authn/authz is optional.
 	o.Authentication.RemoteKubeConfigFileOptional = true
@@ -93,17 +100,33 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	}
 }
 
+// ApplyLogging validates and applies the logging flags (--logging-format,
+// -v...). It comes first, as in kube-apiserver, so that even a refused
+// configuration file is reported in the chosen format. It may be called
+// once per process.
+func (o *Options) ApplyLogging() error {
+	return logsapi.ValidateAndApply(o.Logs, nil)
+}
+
 // Complete loads the configuration file and fills defaults that depend on it.
 func (o *Options) Complete() error {
-	if o.ConfigFile == "" {
-		return fmt.Errorf("--config is required: give the path of a PortcullisConfiguration file (example: artifacts/config/minimal.yaml)")
-	}
-	cfg, err := config.Load(o.ConfigFile)
+	cfg, err := LoadConfigFile(o.ConfigFile)
 	if err != nil {
 		return err
 	}
 	o.PortcullisConfig = cfg
 	return nil
+}
+
+// LoadConfigFile reads, decodes, defaults and validates the configuration
+// file. It is the one way every command (the server at start-up,
+// check-config, mint, copy-store, webhook-kubeconfig) loads it, so that
+// check-config reports exactly what start-up would.
+func LoadConfigFile(path string) (*v1alpha1.PortcullisConfiguration, error) {
+	if path == "" {
+		return nil, fmt.Errorf("--config is required: give the path of a PortcullisConfiguration file (example: artifacts/config/minimal.yaml)")
+	}
+	return config.Load(path)
 }
 
 // Validate aggregates every flag error.
@@ -115,9 +138,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
 	errs = append(errs, o.Features.Validate()...)
-	if err := logsapi.ValidateAndApply(o.Logs, nil); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, logsapi.Validate(o.Logs, nil, nil).ToAggregate())
 	return utilerrors.NewAggregate(errs)
 }
 
@@ -152,7 +173,7 @@ func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserv
 	c := genericapiserver.NewRecommendedConfig(codecs)
 	// Portcullis serves no Kubernetes built-in APIs: the compatibility
 	// version only matters to the generic server's own bookkeeping.
-	c.EffectiveVersion = compatibility.NewEffectiveVersionFromString("", "", "")
+	c.EffectiveVersion = effectiveVersion{EffectiveVersion: compatibility.NewEffectiveVersionFromString("", "", "")}
 	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
 		return nil, fmt.Errorf("secure serving: %w", err)
 	}
@@ -171,6 +192,19 @@ func (o *Options) genericConfig(codecs serializer.CodecFactory) (*genericapiserv
 	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(loginopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(logininstall.OpenAPINamerScheme()))
 	c.OpenAPIV3Config.Info.Title, c.OpenAPIV3Config.Info.Version = "Portcullis", "v1alpha1"
 	return c, nil
+}
+
+// effectiveVersion is the generic server's compatibility version with
+// Portcullis's version information: the generic server serves /version from
+// Info, and without a binary version (Portcullis serves no Kubernetes
+// built-in APIs to emulate) Info is nil and /version is not installed.
+type effectiveVersion struct {
+	compatibility.EffectiveVersion
+}
+
+func (effectiveVersion) Info() *apimachineryversion.Info {
+	info := version.Get()
+	return &info
 }
 
 // NewCodecs returns a codec factory over a fresh scheme with the types the

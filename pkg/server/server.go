@@ -53,6 +53,7 @@ type Server struct {
 	Sessions *session.Manager
 
 	state   *configState
+	reload  *reloadStatus
 	backend *stateBackend
 	config  *v1alpha1.PortcullisConfiguration // as loaded at start
 	cancel  context.CancelFunc
@@ -280,6 +281,7 @@ func (s *Server) addHooks(ctx context.Context, configFile string, auditBackend a
 			return nil
 		})
 	}
+	s.installReloadStatus(configFile)
 	s.Generic.AddPostStartHookOrDie("portcullis-config-reload", func(hc genericapiserver.PostStartHookContext) error {
 		go s.watchConfig(ctx, configFile, 2*time.Second)
 		return nil

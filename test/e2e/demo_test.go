@@ -22,8 +22,25 @@ import (
 // plugin. It logs alice in once through Dex (playing the browser, as the
 // tests do), so kubectl works at once; the printed commands show the rest.
 // It is built only with -tags demo.
+//
+// Ctrl-C (SIGINT) or SIGTERM is how the demo ends, not a failure: the test
+// returns and its cleanups stop every component. The signals are caught from
+// the start, so an interrupt during set-up ends it at the next step, also
+// without a failure.
 func TestDemo(t *testing.T) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	interrupted := func() bool {
+		if ctx.Err() != nil {
+			t.Log("interrupted during set-up: stopping everything")
+			return true
+		}
+		return false
+	}
 	s := startLoginStack(t, true)
+	if interrupted() {
+		return
+	}
 	cacheDir := filepath.Join(s.dir, "cli-cache")
 	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -31,6 +48,9 @@ func TestDemo(t *testing.T) {
 	out, stderr, err := s.kubectl(t, cacheDir, true, "get", "ns")
 	if err != nil {
 		t.Fatalf("the demo's first kubectl (logging alice in through Dex) failed: %v\n%s\n%s", err, out, stderr)
+	}
+	if interrupted() {
+		return
 	}
 	// Proxy mode too: the same kube-apiserver, reached through Portcullis's
 	// impersonating proxy as cluster "c1-proxy", added by a live config
@@ -82,6 +102,9 @@ func TestDemo(t *testing.T) {
 	if out, stderr, err := s.kubectl(t, cacheDir, true, "--context", "c1-proxy", "get", "ns"); err != nil {
 		t.Fatalf("kubectl through the proxy: %v\n%s\n%s", err, out, stderr)
 	}
+	if interrupted() {
+		return
+	}
 	cliDir := filepath.Dir(framework.PortcullisCLIBinary(t))
 	fmt.Printf(`
 ==================== Portcullis demo ====================
@@ -104,7 +127,6 @@ Press Ctrl-C to stop everything.
 ==========================================================
 `, s.api.URL, s.portcullis.URL, s.portcullis.URL, s.dex.IssuerURL, s.dir,
 		cliDir, s.kubeconfig, cacheDir, s.portcullis.URL, s.portcullis.CACertFile(), s.portcullis.URL, s.portcullis.CACertFile(), s.portcullis.URL, loginCluster, s.portcullis.CACertFile())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
+	fmt.Println("\nStopping the demo (Ctrl-C): kube-apiserver, etcd, Dex and Portcullis...")
 }

@@ -9,10 +9,9 @@ import (
 	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	cliflag "k8s.io/component-base/cli/flag"
-	"k8s.io/component-base/term"
-	"k8s.io/component-base/version"
 
 	"portcullis.dev/portcullis/pkg/server"
+	"portcullis.dev/portcullis/pkg/version"
 )
 
 // NewServerCommand returns the portcullis-server command.
@@ -29,6 +28,9 @@ policy and one audit trail. See docs/ for the modes it serves.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q: portcullis-server takes only flags (see --help)", args)
+			}
+			if err := o.ApplyLogging(); err != nil {
+				return err
 			}
 			if err := o.Complete(); err != nil {
 				return err
@@ -47,26 +49,32 @@ policy and one audit trail. See docs/ for the modes it serves.`,
 			return s.PrepareRun().Run(ctx)
 		},
 	}
-	fs := cmd.Flags()
-	namedFlagSets := o.Flags()
-	for _, f := range namedFlagSets.FlagSets {
-		fs.AddFlagSet(f)
-	}
-	cols, _, _ := term.TerminalSize(cmd.OutOrStdout())
-	cliflag.SetUsageAndHelpFunc(cmd, namedFlagSets, cols)
-
-	cmd.AddCommand(newVersionCommand(), newWebhookKubeconfigCommand(), newMintCommand(ctx), newRevokeCommand(ctx), newCopyStoreCommand(ctx))
+	sections := flagSections{}
+	sections.add(cmd, o.Flags())
+	markRequired(cmd, "config")
+	cmd.AddCommand(
+		newCheckConfigCommand(sections),
+		newCopyStoreCommand(ctx, sections),
+		newMintCommand(ctx, sections),
+		newRevokeCommand(ctx, sections),
+		newVersionCommand(sections),
+		newWebhookKubeconfigCommand(sections),
+	)
+	sections.install(cmd)
 	return cmd
 }
 
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
+func newVersionCommand(sections flagSections) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
+		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "portcullis-server %s\n", version.Get().GitVersion)
 		},
 	}
+	sections.add(cmd, cliflag.NamedFlagSets{})
+	return cmd
 }
 
 // SignalContext is the context the command runs in: cancelled on SIGTERM or

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	cliflag "k8s.io/component-base/cli/flag"
 
-	"portcullis.dev/portcullis/pkg/apis/config"
 	"portcullis.dev/portcullis/pkg/server"
 	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
@@ -15,7 +15,7 @@ import (
 // newCopyStoreCommand copies an embedded store into the store a
 // configuration names: the one-shot move from one replica on bolt to
 // several on the kubernetes store, with nobody logged out.
-func newCopyStoreCommand(ctx context.Context) *cobra.Command {
+func newCopyStoreCommand(ctx context.Context, sections flagSections) *cobra.Command {
 	var from, configFile string
 	cmd := &cobra.Command{
 		Use:   "copy-store --from-bolt FILE --config FILE",
@@ -30,10 +30,7 @@ the destination is kept (a session refreshed there is newer), so running it
 twice does no harm. Expired items are not copied.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if from == "" || configFile == "" {
-				return fmt.Errorf("required flags not set: --from-bolt and --config")
-			}
-			cfg, err := config.Load(configFile)
+			cfg, err := server.LoadConfigFile(configFile)
 			if err != nil {
 				return err
 			}
@@ -55,8 +52,11 @@ twice does no harm. Expired items are not copied.`,
 			return err
 		},
 	}
-	f := cmd.Flags()
+	var fss cliflag.NamedFlagSets
+	f := fss.FlagSet("copy-store")
 	f.StringVar(&from, "from-bolt", "", "The bolt state file to copy from (store.path of the old configuration). Required.")
 	f.StringVar(&configFile, "config", "", "The configuration whose store receives the copy. Required.")
+	sections.add(cmd, fss)
+	markRequired(cmd, "from-bolt", "config")
 	return cmd
 }

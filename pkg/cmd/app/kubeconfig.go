@@ -8,8 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	cliflag "k8s.io/component-base/cli/flag"
 
-	"portcullis.dev/portcullis/pkg/apis/config"
+	"portcullis.dev/portcullis/pkg/server"
 	"portcullis.dev/portcullis/pkg/webhook"
 )
 
@@ -18,7 +19,7 @@ type webhookKubeconfigOptions struct {
 	embed                                                               bool
 }
 
-func newWebhookKubeconfigCommand() *cobra.Command {
+func newWebhookKubeconfigCommand(sections flagSections) *cobra.Command {
 	o := &webhookKubeconfigOptions{certDir: "/var/lib/portcullis/certs", embed: true}
 	cmd := &cobra.Command{
 		Use:   "webhook-kubeconfig",
@@ -37,7 +38,8 @@ kube-apiserver presents (signed by the CA in webhook.clientCAFile).`,
 			return err
 		},
 	}
-	f := cmd.Flags()
+	var fss cliflag.NamedFlagSets
+	f := fss.FlagSet("webhook-kubeconfig")
 	f.StringVar(&o.configFile, "config", "", "Portcullis configuration file (for issuerURL and the cluster list). Required.")
 	f.StringVar(&o.cluster, "cluster", "", "Cluster (clusters[].name) the kube-apiserver serves. Required when there are several.")
 	f.StringVar(&o.server, "server", "", "Base URL kube-apiserver reaches Portcullis at. Default: issuerURL.")
@@ -46,6 +48,8 @@ kube-apiserver presents (signed by the CA in webhook.clientCAFile).`,
 	f.StringVar(&o.clientCert, "client-certificate", "", "Client certificate kube-apiserver presents. Required.")
 	f.StringVar(&o.clientKey, "client-key", "", "Key of --client-certificate. Required.")
 	f.BoolVar(&o.embed, "embed-certs", o.embed, "Embed certificates and key in the output instead of referring to their paths.")
+	sections.add(cmd, fss)
+	markRequired(cmd, "config", "client-certificate", "client-key")
 	return cmd
 }
 
@@ -53,7 +57,7 @@ func (o *webhookKubeconfigOptions) run() ([]byte, error) {
 	if o.configFile == "" || o.clientCert == "" || o.clientKey == "" {
 		return nil, fmt.Errorf("--config, --client-certificate and --client-key are required")
 	}
-	cfg, err := config.Load(o.configFile)
+	cfg, err := server.LoadConfigFile(o.configFile)
 	if err != nil {
 		return nil, err
 	}
@@ -71,9 +75,9 @@ func (o *webhookKubeconfigOptions) run() ([]byte, error) {
 	if !found {
 		return nil, fmt.Errorf("cluster %q is not in %s (clusters[].name)", cluster, o.configFile)
 	}
-	server := o.server
-	if server == "" {
-		server = cfg.IssuerURL
+	base := o.server
+	if base == "" {
+		base = cfg.IssuerURL
 	}
 	caFile := o.caFile
 	if caFile == "" {
@@ -81,7 +85,7 @@ func (o *webhookKubeconfigOptions) run() ([]byte, error) {
 	}
 	kc := clientcmdapi.NewConfig()
 	c := clientcmdapi.NewCluster()
-	c.Server = server + webhook.PathPrefix + "/" + cluster
+	c.Server = base + webhook.PathPrefix + "/" + cluster
 	u := clientcmdapi.NewAuthInfo()
 	if o.embed {
 		if c.CertificateAuthorityData, err = os.ReadFile(caFile); err != nil {

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	cliflag "k8s.io/component-base/cli/flag"
 
-	"portcullis.dev/portcullis/pkg/apis/config"
 	"portcullis.dev/portcullis/pkg/breakglass"
 	"portcullis.dev/portcullis/pkg/server"
 	"portcullis.dev/portcullis/pkg/token"
@@ -25,7 +25,7 @@ type mintOptions struct {
 	audit                                  *genericoptions.AuditOptions
 }
 
-func newMintCommand(ctx context.Context) *cobra.Command {
+func newMintCommand(ctx context.Context, sections flagSections) *cobra.Command {
 	o := &mintOptions{audit: genericoptions.NewAuditOptions()}
 	cmd := &cobra.Command{
 		Use:   "mint",
@@ -51,7 +51,8 @@ and --audit-log-path or --audit-webhook-config-file).`,
 			return nil
 		},
 	}
-	f := cmd.Flags()
+	var fss cliflag.NamedFlagSets
+	f := fss.FlagSet("mint")
 	f.StringVar(&o.configFile, "config", "", "Portcullis configuration file. Required.")
 	f.StringVar(&o.user, "user", "", "Kubernetes username of the token. Required.")
 	f.StringVar(&o.uid, "uid", "", "Kubernetes user UID of the token.")
@@ -59,7 +60,9 @@ and --audit-log-path or --audit-webhook-config-file).`,
 	f.StringVar(&o.cluster, "cluster", "", "Cluster (clusters[].name) the token is for. Required.")
 	f.DurationVar(&o.ttl, "ttl", 15*time.Minute, "Lifetime of the token (at most tokens.maxLifetime).")
 	f.StringVar(&o.reason, "reason", "", "Why the token is minted; recorded in the token and the audit log. Required.")
-	o.audit.AddFlags(f)
+	o.audit.AddFlags(fss.FlagSet("auditing (when mint opens the store itself)"))
+	sections.add(cmd, fss)
+	markRequired(cmd, "config", "user", "cluster", "reason")
 	return cmd
 }
 
@@ -67,7 +70,7 @@ func (o *mintOptions) run(ctx context.Context) (string, error) {
 	if o.configFile == "" {
 		return "", fmt.Errorf("required flags not set: --config")
 	}
-	cfg, err := config.Load(o.configFile)
+	cfg, err := server.LoadConfigFile(o.configFile)
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	cliflag "k8s.io/component-base/cli/flag"
 
 	"portcullis.dev/portcullis/pkg/apis/config"
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
@@ -24,7 +25,7 @@ type revokeOptions struct {
 	audit                   *genericoptions.AuditOptions
 }
 
-func newRevokeCommand(ctx context.Context) *cobra.Command {
+func newRevokeCommand(ctx context.Context, sections flagSections) *cobra.Command {
 	o := &revokeOptions{audit: genericoptions.NewAuditOptions()}
 	cmd := &cobra.Command{
 		Use:   "revoke",
@@ -54,11 +55,14 @@ token once the revocation is in the store.`,
 			return nil
 		},
 	}
-	f := cmd.Flags()
+	var fss cliflag.NamedFlagSets
+	f := fss.FlagSet("revoke")
 	f.StringVar(&o.configFile, "config", "", "Portcullis configuration file. Required.")
 	f.StringVar(&o.jti, "jti", "", "ID of the token to revoke (its jti claim; audit annotation portcullis.dev/jti). Required.")
 	f.StringVar(&o.reason, "reason", "", "Why the token is revoked; recorded in the audit log. Required.")
-	o.audit.AddFlags(f)
+	o.audit.AddFlags(fss.FlagSet("auditing (when revoke opens the store itself)"))
+	sections.add(cmd, fss)
+	markRequired(cmd, "config", "jti", "reason")
 	return cmd
 }
 
