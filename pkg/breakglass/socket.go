@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/klog/v2"
 
@@ -51,11 +50,7 @@ func Serve(ctx context.Context, path string, cfg func() *v1alpha1.PortcullisConf
 		return fmt.Errorf("break-glass socket %s: %w", path, err)
 	}
 	defer done()
-	// The umask makes the socket the owner's only from the start, with no
-	// window between bind and chmod.
-	old := unix.Umask(0o177)
-	l, err := net.Listen("unix", addr)
-	unix.Umask(old)
+	l, err := listenPrivate(addr)
 	if err != nil {
 		return fmt.Errorf("break-glass socket %s: %w", path, err)
 	}
@@ -106,20 +101,16 @@ func peerOperator(r *http.Request) (Operator, error) {
 	if err != nil {
 		return Operator{}, err
 	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) { cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+	uid, pid, err := peerCredentials(raw)
+	if err != nil {
 		return Operator{}, err
 	}
-	if credErr != nil {
-		return Operator{}, credErr
-	}
-	name := "uid " + strconv.Itoa(int(cred.Uid))
-	if u, err := user.LookupId(strconv.Itoa(int(cred.Uid))); err == nil {
+	name := "uid " + strconv.Itoa(uid)
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		name = u.Username
 	}
 	host, _ := os.Hostname()
-	return Operator{Name: "local:" + name, Host: host, Via: "socket (pid " + strconv.Itoa(int(cred.Pid)) + ")"}, nil
+	return Operator{Name: "local:" + name, Host: host, Via: "socket (pid " + strconv.Itoa(pid) + ")"}, nil
 }
 
 type answer struct {

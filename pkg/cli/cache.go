@@ -10,14 +10,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
+	"runtime"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"portcullis.dev/portcullis/pkg/portalapi"
 )
 
-// The token cache: one JSON file per Portcullis server under the cache
-// directory (0700), each written 0600 by rename, and a lock file beside it.
+// The token cache: one JSON file per Portcullis server in the cache
+// directory (a subdirectory Portcullis creates, 0700), each written 0600 by
+// rename, and a lock file beside it (github.com/gofrs/flock: flock(2) on
+// Unix, LockFileEx on Windows).
 // Every command that reads or changes a server's cache holds its lock, so
 // kubectl processes started together do one login and one refresh between
 // them: the first does it, the others wait and then find the result.
@@ -66,7 +70,15 @@ type tokenCache struct {
 	dir string
 }
 
-func (d *Deps) cacheDir(flag string) (string, error) {
+// cacheSubdir is the directory Portcullis keeps its cache in, under the
+// directory the user names (--cache-dir, $PORTCULLIS_CACHE_DIR) or their
+// cache directory. Only this one is made private: a directory the user
+// names is theirs (it may be their home directory) and is never changed.
+const cacheSubdir = "portcullis"
+
+// cacheBase is the directory the cache subdirectory goes in: the flag,
+// else $PORTCULLIS_CACHE_DIR, else the user's cache directory.
+func (d *Deps) cacheBase(flag string) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
@@ -77,26 +89,47 @@ func (d *Deps) cacheDir(flag string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("finding your cache directory: %w; set PORTCULLIS_CACHE_DIR or --cache-dir", err)
 	}
-	return filepath.Join(base, "portcullis"), nil
+	return base, nil
 }
 
-// openCache opens the token cache in the directory flag names, or the
-// default one (cacheDir).
+// openCache opens the token cache under the directory flag names, or the
+// default one (cacheBase).
 func (d *Deps) openCache(flag string) (*tokenCache, error) {
-	dir, err := d.cacheDir(flag)
+	base, err := d.cacheBase(flag)
 	if err != nil {
 		return nil, err
 	}
-	return openCache(dir)
+	c, err := openCache(filepath.Join(base, cacheSubdir))
+	if err == nil {
+		d.debugf(1, "token cache: %s", c.dir)
+	}
+	return c, err
 }
 
+// openCache opens the cache directory dir, creating it (0700) if it does
+// not exist. An existing one is used only if other users cannot read it:
+// Portcullis never changes the mode of a directory it did not create.
 func openCache(dir string) (*tokenCache, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the token cache %s: %w", dir, err)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the token cache directory %s: %w", filepath.Dir(dir), err)
 	}
-	// MkdirAll keeps an existing directory's mode: tighten it, as tokens go in.
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("securing the token cache %s: %w", dir, err)
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return &tokenCache{dir: dir}, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("creating the token cache directory %s: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the token cache directory %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("the token cache %s is not a directory: remove it, or choose another directory with --cache-dir", dir)
+	}
+	// Windows has ACLs, not modes; a profile's cache directory is private.
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("the token cache directory %s can be read by other users (mode %#o), and portcullis does not change directories it did not create: make it private with `chmod 700 %s`, or remove it", dir, fi.Mode().Perm(), dir)
 	}
 	return &tokenCache{dir: dir}, nil
 }
@@ -114,34 +147,25 @@ func (c *tokenCache) path(server string) string {
 // once if the lock is held by another process.
 func (c *tokenCache) lock(ctx context.Context, server string, onWait func()) (unlock func(), err error) {
 	name := filepath.Join(c.dir, cacheKey(server)+".lock")
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the cache lock %s: %w", name, err)
-	}
-	waited := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				_ = f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking the token cache %s: %w", name, err)
-		}
-		if !waited && onWait != nil {
+	fl := flock.New(name, flock.SetPermissions(0o600))
+	ok, err := fl.TryLock()
+	if err == nil && !ok {
+		if onWait != nil {
 			onWait()
 		}
-		waited = true
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for another portcullis process to finish with the token cache %s: %w", name, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		ok, err = fl.TryLockContext(ctx, 50*time.Millisecond)
 	}
+	if err != nil || !ok {
+		_ = fl.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for another portcullis process to finish with the token cache %s: %w", name, ctx.Err())
+		}
+		return nil, fmt.Errorf("locking the token cache %s: %w", name, err)
+	}
+	return func() {
+		_ = fl.Unlock()
+		_ = fl.Close()
+	}, nil
 }
 
 // load reads the server's entry; a missing file is an empty entry. Call it

@@ -63,8 +63,14 @@ type harness struct {
 func newHarness(t *testing.T, opts portaltest.Options) *harness {
 	h := &harness{clk: testingclock.NewFakeClock(time.Now()), env: portaltest.New(t, opts), cacheDir: filepath.Join(t.TempDir(), "cache"), env2: map[string]string{}}
 	h.env2["PORTCULLIS_CACHE_DIR"] = h.cacheDir
+	// Kubeconfig files are chosen as kubectl does, from the process's
+	// $KUBECONFIG: not the developer's.
+	t.Setenv("KUBECONFIG", "")
 	return h
 }
+
+// tokenDir is where the cache files are: portcullis's own subdirectory.
+func (h *harness) tokenDir() string { return filepath.Join(h.cacheDir, cacheSubdir) }
 
 func (h *harness) deps(t *testing.T) (*Deps, *syncBuffer, *syncBuffer) {
 	out, errb := &syncBuffer{}, &syncBuffer{}
@@ -169,10 +175,10 @@ func TestExecCredential_LogsInOnceThenCachesAndRefreshesSilently(t *testing.T) {
 		t.Fatalf("token: %v %+v", err, claims)
 	}
 	// Files: dir 0700, entry 0600.
-	if fi, err := os.Stat(h.cacheDir); err != nil || fi.Mode().Perm() != 0o700 {
+	if fi, err := os.Stat(h.tokenDir()); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("cache dir: %v %v", fi.Mode(), err)
 	}
-	matches, _ := filepath.Glob(filepath.Join(h.cacheDir, "*.json"))
+	matches, _ := filepath.Glob(filepath.Join(h.tokenDir(), "*.json"))
 	if len(matches) != 1 {
 		t.Fatalf("cache files: %v", matches)
 	}
@@ -256,7 +262,7 @@ func TestLoginWhoamiLogout(t *testing.T) {
 		}
 	}
 	var entry cacheEntry
-	matches, _ := filepath.Glob(filepath.Join(h.cacheDir, "*.json"))
+	matches, _ := filepath.Glob(filepath.Join(h.tokenDir(), "*.json"))
 	b, _ := os.ReadFile(matches[0])
 	_ = json.Unmarshal(b, &entry)
 	tok := entry.Tokens["c1"].Token
@@ -271,7 +277,7 @@ func TestLoginWhoamiLogout(t *testing.T) {
 	if _, err := h.env.Verifier.Verify(context.Background(), tok, []string{"c1"}); err == nil {
 		t.Errorf("the token still verifies after logout")
 	}
-	if m, _ := filepath.Glob(filepath.Join(h.cacheDir, "*.json")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(h.tokenDir(), "*.json")); len(m) != 0 {
 		t.Errorf("cache left after logout: %v", m)
 	}
 	_, _, err := h.execCredential(t, false)
@@ -464,8 +470,8 @@ func TestKubeconfig_MergesWithoutClobbering(t *testing.T) {
 
 	// whoami finds the server from the context.
 	d2, out, _ := h.deps(t)
-	if err := h.run(t, d2, "whoami", "--kubeconfig", path, "--context", "c1"); err != nil {
-		t.Fatal(err)
+	if err := h.run(t, d2, "whoami", "--kubeconfig", path, "--context", "c1"); err == nil || !strings.Contains(err.Error(), "not logged in") {
+		t.Errorf("whoami without a session: %v", err)
 	}
 	if !strings.Contains(out.String(), "Session:            none (run: portcullis login --server="+h.env.URL+" --cluster=c1 --certificate-authority="+caFile) {
 		t.Errorf("whoami from the context: %s", out)

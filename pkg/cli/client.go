@@ -55,6 +55,10 @@ type target struct {
 	caData  []byte
 	idp     string
 	device  bool
+	// name is how the person runs portcullis (for the commands suggested).
+	name string
+	// cacheDir is --cache-dir (absolute), if given.
+	cacheDir string
 }
 
 // portalClient talks to a Portcullis server.
@@ -74,7 +78,7 @@ func (d *Deps) newPortalClient(t *target) (*portalClient, error) {
 // httpClient trusts caFile / caData, or the system's roots.
 func (d *Deps) httpClient(caFile string, caData []byte) (*http.Client, error) {
 	if d.Transport != nil {
-		return &http.Client{Transport: d.Transport, Timeout: 60 * time.Second}, nil
+		return &http.Client{Transport: d.debugTransport(d.Transport), Timeout: 60 * time.Second}, nil
 	}
 	var pool *x509.CertPool
 	if caFile != "" || len(caData) > 0 {
@@ -93,8 +97,34 @@ func (d *Deps) httpClient(caFile string, caData []byte) (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+	return &http.Client{Transport: d.debugTransport(tr), Timeout: 60 * time.Second}, nil
 }
+
+// debugTransport logs each request's method, address without its query,
+// answer and duration at -v=2. Bodies, queries and headers (where tokens
+// and codes travel) are never logged.
+func (d *Deps) debugTransport(rt http.RoundTripper) http.RoundTripper {
+	if d.verbosity < 2 {
+		return rt
+	}
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		start := time.Now()
+		u := *req.URL
+		u.RawQuery, u.Fragment, u.User = "", "", nil
+		resp, err := rt.RoundTrip(req)
+		took := time.Since(start).Round(time.Millisecond)
+		if err != nil {
+			d.debugf(2, "%s %s: %v (%v)", req.Method, u.String(), err, took)
+		} else {
+			d.debugf(2, "%s %s: %s (%v)", req.Method, u.String(), resp.Status, took)
+		}
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func decodeCAData(s string) ([]byte, error) {
 	if s == "" {

@@ -1,22 +1,19 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	clientauthv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -30,6 +27,8 @@ type targetFlags struct {
 	device, noBrowser                    bool
 	cacheDir                             string
 	kubeconfig, context                  string
+	browserCommand                       string
+	listenAddresses                      []string
 }
 
 func (f *targetFlags) addTarget(fs *pflag.FlagSet) {
@@ -44,11 +43,31 @@ func (f *targetFlags) addTarget(fs *pflag.FlagSet) {
 func (f *targetFlags) addLogin(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.device, "device", false, "Log in with a code on another device (for SSH sessions and machines without a browser).")
 	fs.BoolVar(&f.noBrowser, "no-browser", false, "Print the login address instead of opening a browser.")
+	f.addBrowser(fs)
+}
+
+// addBrowser adds the flags of the browser login, which `kubeconfig` also
+// takes (and writes into the plugin's arguments).
+func (f *targetFlags) addBrowser(fs *pflag.FlagSet) {
+	fs.StringVar(&f.browserCommand, "browser-command", "", "Command that opens the login page, given its address as last argument (default $PORTCULLIS_BROWSER, $BROWSER, or the desktop's browser). With it, exec-credential also logs in when kubectl runs without a terminal (IDEs).")
+	fs.StringArrayVar(&f.listenAddresses, "listen-address", nil, "Address the browser login's redirect comes back to, 127.0.0.1:PORT or [::1]:PORT, for a fixed port (firewalls, WSL); repeat it to try several in order (default 127.0.0.1 on a free port).")
 }
 
 func (f *targetFlags) addKubeconfig(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Kubeconfig file (default $KUBECONFIG, or ~/.kube/config).")
 	fs.StringVar(&f.context, "context", "", "Kubeconfig context (default: the current one).")
+}
+
+// pathOptions choose the kubeconfig files as kubectl does: --kubeconfig,
+// else $KUBECONFIG (a list of files), else ~/.kube/config.
+func (d *Deps) pathOptions(explicit string) *clientcmd.PathOptions {
+	po := clientcmd.NewDefaultPathOptions()
+	if home, err := d.UserHomeDir(); err == nil {
+		po.GlobalFile = filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)
+	}
+	po.LoadingRules.ExplicitPath = explicit
+	po.LoadingRules.Precedence = po.GetLoadingPrecedence()
+	return po
 }
 
 func normalizeServer(s string) (string, error) {
@@ -62,57 +81,84 @@ func normalizeServer(s string) (string, error) {
 	return strings.TrimSuffix(u.String(), "/"), nil
 }
 
-// kubeconfigRules are the loading rules for --kubeconfig / $KUBECONFIG / ~/.kube/config.
-func (d *Deps) kubeconfigRules(flag string) *clientcmd.ClientConfigLoadingRules {
-	rules := &clientcmd.ClientConfigLoadingRules{}
-	switch {
-	case flag != "":
-		rules.ExplicitPath = flag
-	case d.Getenv("KUBECONFIG") != "":
-		rules.Precedence = filepath.SplitList(d.Getenv("KUBECONFIG"))
-	default:
-		if home, err := d.UserHomeDir(); err == nil {
-			rules.Precedence = []string{filepath.Join(home, ".kube", "config")}
-		}
-	}
-	return rules
-}
-
 // kubeContext is a kubeconfig context that uses the portcullis plugin.
 type kubeContext struct {
 	name    string
 	cluster *clientcmdapi.Cluster
-	args    map[string]string
+	// args are the plugin's --name=value arguments (a flag alone is "true").
+	args map[string][]string
+}
+
+func (kc *kubeContext) arg(name string) string {
+	if v := kc.args[name]; len(v) > 0 {
+		return v[len(v)-1]
+	}
+	return ""
 }
 
 // loadKubeContext returns the named (or current) context, if it runs the
-// portcullis plugin.
+// portcullis plugin. A context asked for by name (--context) that does not
+// exist or does not run the plugin is an error.
 func (d *Deps) loadKubeContext(f *targetFlags) (*kubeContext, error) {
-	cfg, err := d.kubeconfigRules(f.kubeconfig).Load()
+	po := d.pathOptions(f.kubeconfig)
+	files := strings.Join(po.GetLoadingPrecedence(), string(filepath.ListSeparator))
+	cfg, err := po.GetStartingConfig()
 	if err != nil {
-		return nil, fmt.Errorf("reading the kubeconfig: %w", err)
+		return nil, fmt.Errorf("reading the kubeconfig %s: %w", files, err)
 	}
+	d.debugf(1, "kubeconfig: %s", files)
 	name := f.context
 	if name == "" {
 		name = cfg.CurrentContext
 	}
 	ctx, ok := cfg.Contexts[name]
+	if f.context != "" && !ok {
+		names := make([]string, 0, len(cfg.Contexts))
+		for n := range cfg.Contexts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		has := "it has none"
+		if len(names) > 0 {
+			has = "it has: " + strings.Join(names, ", ")
+		}
+		return nil, fmt.Errorf("context %q does not exist in the kubeconfig %s (%s); check --context, or add it with `%s kubeconfig`", f.context, files, has, d.Name)
+	}
 	if name == "" || !ok {
 		return nil, nil
 	}
 	user := cfg.AuthInfos[ctx.AuthInfo]
 	if !kubeconfig.IsOurs(user) {
+		if f.context != "" {
+			return nil, fmt.Errorf("context %q does not log in with portcullis (its user %q runs no `portcullis exec-credential`): give --server, or add a context with `%s kubeconfig`", f.context, ctx.AuthInfo, d.Name)
+		}
+		d.debugf(1, "the current context %q does not use portcullis", name)
 		return nil, nil
 	}
-	kc := &kubeContext{name: name, cluster: cfg.Clusters[ctx.Cluster], args: map[string]string{}}
+	kc := &kubeContext{name: name, cluster: cfg.Clusters[ctx.Cluster], args: map[string][]string{}}
 	for _, a := range user.Exec.Args {
 		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok {
-			kc.args[k] = v
+			kc.args[k] = append(kc.args[k], v)
 		} else if strings.HasPrefix(a, "--") {
-			kc.args[strings.TrimPrefix(a, "--")] = "true"
+			kc.args[strings.TrimPrefix(a, "--")] = append(kc.args[strings.TrimPrefix(a, "--")], "true")
 		}
 	}
+	d.debugf(1, "context %q runs portcullis with %s", name, strings.Join(redactArgs(user.Exec.Args), " "))
 	return kc, nil
+}
+
+// redactArgs hides the values of arguments that may carry a secret (none
+// should, but a kubeconfig is written by anyone).
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		k, _, ok := strings.Cut(a, "=")
+		if ok && (strings.Contains(k, "token") || strings.Contains(k, "secret") || strings.Contains(k, "password")) {
+			a = k + "=REDACTED"
+		}
+		out[i] = a
+	}
+	return out
 }
 
 // resolve makes the target from the flags, then $PORTCULLIS_SERVER, then
@@ -125,24 +171,40 @@ func (d *Deps) resolve(f *targetFlags, fromKubeconfig bool) (*target, *kubeConte
 			return nil, nil, err
 		}
 		if kc != nil && f.server == "" {
-			f.server = kc.args["server"]
+			f.server = kc.arg("server")
 			if f.cluster == "" {
-				f.cluster = kc.args["cluster"]
+				f.cluster = kc.arg("cluster")
 			}
 			if f.caFile == "" && f.caData == "" {
-				f.caFile, f.caData = kc.args["certificate-authority"], kc.args["certificate-authority-data"]
+				f.caFile, f.caData = kc.arg("certificate-authority"), kc.arg("certificate-authority-data")
 			}
 			if f.idp == "" {
-				f.idp = kc.args["idp"]
+				f.idp = kc.arg("idp")
 			}
-			f.device = f.device || kc.args["device"] == "true"
+			f.device = f.device || kc.arg("device") == "true"
 		}
+		// The context's cache and browser settings, so that logging in
+		// for a context fills the cache its plugin reads.
+		if kc != nil {
+			if f.cacheDir == "" {
+				f.cacheDir = kc.arg("cache-dir")
+			}
+			if f.browserCommand == "" {
+				f.browserCommand = kc.arg("browser-command")
+			}
+			if len(f.listenAddresses) == 0 {
+				f.listenAddresses = kc.args["listen-address"]
+			}
+		}
+	}
+	if err := checkListenAddresses(f.listenAddresses); err != nil {
+		return nil, nil, err
 	}
 	if f.server == "" {
 		f.server = d.Getenv("PORTCULLIS_SERVER")
 	}
 	if f.server == "" {
-		return nil, nil, errors.New("which Portcullis? Give --server (or set PORTCULLIS_SERVER, or use a kubeconfig context written by `portcullis kubeconfig`)")
+		return nil, nil, fmt.Errorf("which Portcullis? Give --server (or set PORTCULLIS_SERVER, or use a kubeconfig context written by `%s kubeconfig`)", d.Name)
 	}
 	server, err := normalizeServer(f.server)
 	if err != nil {
@@ -158,7 +220,13 @@ func (d *Deps) resolve(f *targetFlags, fromKubeconfig bool) (*target, *kubeConte
 			caFile = abs
 		}
 	}
-	return &target{server: server, cluster: f.cluster, caFile: caFile, caData: caData, idp: f.idp, device: f.device}, kc, nil
+	cacheDir := f.cacheDir
+	if cacheDir != "" {
+		if abs, err := filepath.Abs(cacheDir); err == nil {
+			cacheDir = abs
+		}
+	}
+	return &target{server: server, cluster: f.cluster, caFile: caFile, caData: caData, idp: f.idp, device: f.device, name: d.Name, cacheDir: cacheDir}, kc, nil
 }
 
 func newLoginCommand(d *Deps) *cobra.Command {
@@ -183,6 +251,7 @@ enter in a browser on any other device.`,
 			}
 			cred, err := d.getCredential(cmd.Context(), t, credentialOptions{
 				cacheDir: f.cacheDir, interactive: true, noBrowser: f.noBrowser, forceLogin: true,
+				browserCommand: f.browserCommand, listenAddresses: f.listenAddresses,
 			})
 			if err != nil {
 				return err
@@ -219,7 +288,8 @@ cluster. It prints an ExecCredential with the token and its expiry.
 
 The token comes from the cache, or is refreshed silently shortly before it
 expires. When a new login is needed, it happens only if kubectl runs
-interactively (a terminal); otherwise the command fails and says what to run.`,
+interactively (its standard input is a terminal) or --browser-command is
+given; otherwise the command fails at once and says what to run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			apiVersion := kubeconfig.ExecAPIVersion
@@ -251,7 +321,15 @@ interactively (a terminal); otherwise the command fails and says what to run.`,
 			if t.cluster == "" {
 				return errors.New("--cluster is required: which cluster at Portcullis is this token for?")
 			}
-			cred, err := d.getCredential(cmd.Context(), t, credentialOptions{cacheDir: f.cacheDir, interactive: interactive, noBrowser: f.noBrowser})
+			// Without a terminal nobody may be there to finish a login:
+			// fail at once, unless a browser command was configured, which
+			// says a browser is there for a person (an IDE running kubectl).
+			canLogin := interactive || (f.browserCommand != "" && !f.device && !f.noBrowser)
+			d.debugf(1, "exec-credential for cluster %s: interactive=%v, may log in=%v", t.cluster, interactive, canLogin)
+			cred, err := d.getCredential(cmd.Context(), t, credentialOptions{
+				cacheDir: f.cacheDir, interactive: canLogin, noBrowser: f.noBrowser,
+				browserCommand: f.browserCommand, listenAddresses: f.listenAddresses,
+			})
 			if err != nil {
 				return err
 			}
@@ -271,123 +349,6 @@ interactively (a terminal); otherwise the command fails and says what to run.`,
 	f.addTarget(cmd.Flags())
 	f.addLogin(cmd.Flags())
 	return cmd
-}
-
-func newWhoamiCommand(d *Deps) *cobra.Command {
-	f := &targetFlags{}
-	cmd := &cobra.Command{
-		Use:   "whoami",
-		Short: "Say who Portcullis and the cluster think you are",
-		Long: `Shows the session cached for a Portcullis server (user, groups, identity
-provider, when it ends), checks it with Portcullis, and asks the cluster of the
-kubeconfig context who it sees (a SelfSubjectReview).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, kc, err := d.resolve(f, true)
-			if err != nil {
-				return err
-			}
-			return d.whoami(cmd.Context(), f, t, kc)
-		},
-	}
-	f.addTarget(cmd.Flags())
-	f.addKubeconfig(cmd.Flags())
-	return cmd
-}
-
-func (d *Deps) whoami(ctx context.Context, f *targetFlags, t *target, kc *kubeContext) error {
-	cache, err := d.openCache(f.cacheDir)
-	if err != nil {
-		return err
-	}
-	unlock, err := cache.lock(ctx, t.server, nil)
-	if err != nil {
-		return err
-	}
-	entry, err := cache.load(t.server)
-	unlock()
-	if err != nil {
-		return err
-	}
-	w := d.Stdout
-	fmt.Fprintf(w, "Portcullis:         %s\n", t.server)
-	if entry.RefreshToken == "" {
-		fmt.Fprintf(w, "Session:            none (run: %s)\n", loginCommand(t))
-		// Tokens got by exchanging an ID token have no session: ask
-		// Portcullis about the token itself.
-		for cluster, tok := range entry.Tokens {
-			if !tok.Exchanged || (t.cluster != "" && cluster != t.cluster) {
-				continue
-			}
-			state := "valid until " + tok.ExpiresAt.Local().Format(time.RFC1123)
-			if !tok.usable(d.Clock.Now()) {
-				fmt.Fprintf(w, "Token for %-9s expired (exchanged again from the ID token file on next use)\n", cluster+":")
-				continue
-			}
-			fmt.Fprintf(w, "Token for %-9s %s (exchanged from an ID token)\n", cluster+":", state)
-			d.whoAmIRequestLine(ctx, w, t, tok.Token)
-		}
-		return nil
-	}
-	s := entry.Session
-	fmt.Fprintf(w, "User:               %s\n", s.Username)
-	if s.Email != "" {
-		fmt.Fprintf(w, "Email:              %s\n", s.Email)
-	}
-	fmt.Fprintf(w, "Identity provider:  %s\n", s.IdentityProvider)
-	fmt.Fprintf(w, "Groups:             %s\n", strings.Join(s.Groups, ", "))
-	if !s.ExpiresAt.IsZero() {
-		fmt.Fprintf(w, "Session ends:       %s at the latest\n", s.ExpiresAt.Local().Format(time.RFC1123))
-	}
-	for cluster, tok := range entry.Tokens {
-		state := "valid until " + tok.ExpiresAt.Local().Format(time.RFC1123)
-		if !tok.usable(d.Clock.Now()) {
-			state = "expired (refreshed on next use)"
-		}
-		fmt.Fprintf(w, "Token for %-9s %s\n", cluster+":", state)
-	}
-	client, err := d.newPortalClient(t)
-	if err != nil {
-		return err
-	}
-	if live, err := client.session(ctx, entry.RefreshToken); err != nil {
-		if sessionEnded(err) {
-			fmt.Fprintf(w, "Portcullis says:    the session has ended (%v); run: %s\n", err, loginCommand(t))
-			return nil
-		}
-		fmt.Fprintf(w, "Portcullis says:    could not check the session: %v\n", err)
-	} else {
-		fmt.Fprintf(w, "Portcullis says:    session active; clusters you may use: %s\n", strings.Join(live.Clusters, ", "))
-	}
-	if kc == nil || kc.cluster == nil || t.cluster == "" {
-		fmt.Fprintln(w, "Cluster says:       (no kubeconfig context for this server: use --context to ask a cluster)")
-		return nil
-	}
-	cred, err := d.getCredential(ctx, t, credentialOptions{cacheDir: f.cacheDir, interactive: d.StdinIsTerminal()})
-	if err != nil {
-		return err
-	}
-	rc := &rest.Config{
-		Host:            kc.cluster.Server,
-		BearerToken:     cred.token,
-		TLSClientConfig: rest.TLSClientConfig{CAData: kc.cluster.CertificateAuthorityData, CAFile: kc.cluster.CertificateAuthority, ServerName: kc.cluster.TLSServerName, Insecure: kc.cluster.InsecureSkipTLSVerify},
-		Timeout:         30 * time.Second,
-	}
-	if d.Transport != nil {
-		rc.Transport = d.Transport
-		rc.TLSClientConfig = rest.TLSClientConfig{}
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("asking cluster %s (context %s) who you are: %w", t.cluster, kc.name, err)
-	}
-	ui := review.Status.UserInfo
-	fmt.Fprintf(w, "Cluster %s says:  %s, groups %s\n", t.cluster, ui.Username, strings.Join(ui.Groups, ", "))
-	return nil
 }
 
 func newLogoutCommand(d *Deps) *cobra.Command {
@@ -424,11 +385,19 @@ cluster tokens stop working within seconds, and the cache is emptied.`,
 			if err != nil {
 				return err
 			}
-			if _, err := client.logout(cmd.Context(), entry.RefreshToken); err != nil {
+			revoked, err := client.logout(cmd.Context(), entry.RefreshToken)
+			if err != nil {
 				return fmt.Errorf("ending the session at %s: %w (the local cache is kept; try again)", t.server, err)
 			}
 			if err := cache.remove(t.server); err != nil {
 				return err
+			}
+			if !revoked {
+				// Portcullis knew no live session for it: it had ended
+				// (expired, revoked, or another logout), so this logout
+				// revoked nothing and must not claim it did.
+				fmt.Fprintf(d.Stdout, "Logged out of %s: the session of %s had already ended at Portcullis; the local cache is cleared.\n", t.server, entry.Session.Username)
+				return nil
 			}
 			fmt.Fprintf(d.Stdout, "Logged out of %s: the session of %s has ended and its cluster tokens no longer work.\n", t.server, entry.Session.Username)
 			return nil

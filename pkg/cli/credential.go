@@ -20,6 +20,9 @@ type credentialOptions struct {
 	forceLogin bool
 	// lockTimeout bounds the wait for another process's login.
 	lockTimeout time.Duration
+	// browserCommand and listenAddresses are passed to the browser login.
+	browserCommand  string
+	listenAddresses []string
 }
 
 // credential is a token for one cluster.
@@ -37,12 +40,16 @@ type errNeedLogin struct {
 }
 
 func (e *errNeedLogin) Error() string {
-	return fmt.Sprintf("%s, and portcullis cannot log you in here because kubectl is not running interactively (no terminal).\nLog in from a terminal with:\n\n  %s\n\nthen run the command again.", e.reason, loginCommand(e.t))
+	return fmt.Sprintf("%s, and portcullis cannot log you in here because kubectl is not running interactively (no terminal).\nLog in from a terminal with:\n\n  %s\n\nthen run the command again (or give the plugin --browser-command to log in through a browser without a terminal).", e.reason, loginCommand(e.t))
 }
 
 // loginCommand is the command a person runs to log in to t.
 func loginCommand(t *target) string {
-	parts := []string{"portcullis", "login", "--server=" + t.server}
+	name := t.name
+	if name == "" {
+		name = "portcullis"
+	}
+	parts := []string{name, "login", "--server=" + t.server}
 	if t.cluster != "" {
 		parts = append(parts, "--cluster="+t.cluster)
 	}
@@ -54,6 +61,9 @@ func loginCommand(t *target) string {
 	}
 	if t.device {
 		parts = append(parts, "--device")
+	}
+	if t.cacheDir != "" {
+		parts = append(parts, "--cache-dir="+t.cacheDir)
 	}
 	return strings.Join(parts, " ")
 }
@@ -89,6 +99,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 	now := d.Clock.Now()
 	if !opts.forceLogin {
 		if tok, ok := entry.Tokens[t.cluster]; ok && tok.fresh(now) {
+			d.debugf(1, "using the cached token for cluster %s (valid until %s)", t.cluster, tok.ExpiresAt.Format(time.RFC3339))
 			return &credential{token: tok.Token, expiresAt: tok.ExpiresAt, session: entry.Session}, nil
 		}
 	}
@@ -106,6 +117,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 	}
 	reason := fmt.Sprintf("you are not logged in to %s", t.server)
 	if entry.RefreshToken != "" && !opts.forceLogin {
+		d.debugf(1, "refreshing the session at %s for cluster %s", t.server, t.cluster)
 		resp, err := client.refresh(ctx, entry.RefreshToken, t.cluster)
 		switch {
 		case err == nil:
@@ -133,15 +145,17 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 		}
 	}
 	if !opts.interactive {
+		d.debugf(1, "a login is needed (%s) and not allowed here", reason)
 		return nil, &errNeedLogin{t: t, reason: reason}
 	}
+	d.debugf(1, "logging in to %s", t.server)
 	if entry.RefreshToken != "" && opts.forceLogin {
 		// The old session is replaced: end it rather than leave it behind.
 		if _, err := client.logout(ctx, entry.RefreshToken); err != nil {
 			fmt.Fprintf(d.Stderr, "Warning: could not end the previous session: %v\n", err)
 		}
 	}
-	resp, err := d.login(ctx, client, loginOptions{noBrowser: opts.noBrowser})
+	resp, err := d.login(ctx, client, loginOptions{noBrowser: opts.noBrowser, browserCommand: opts.browserCommand, listenAddresses: opts.listenAddresses})
 	if err != nil {
 		if isDenied(err) {
 			return nil, fmt.Errorf("portcullis denied the login: %v", err)

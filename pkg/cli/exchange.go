@@ -231,16 +231,3 @@ func (d *Deps) loginWithIDToken(ctx context.Context, f *targetFlags, t *target, 
 	}
 	return nil
 }
-
-// whoAmIRequestLine prints what Portcullis says about the bearer of token.
-func (d *Deps) whoAmIRequestLine(ctx context.Context, w io.Writer, t *target, token string) {
-	client, err := d.newPortalClient(t)
-	if err == nil {
-		var ui *loginv1alpha1.UserInfo
-		if ui, err = client.whoAmI(ctx, token); err == nil {
-			fmt.Fprintf(w, "Portcullis says:    %s, groups %s\n", ui.Username, strings.Join(ui.Groups, ", "))
-			return
-		}
-	}
-	fmt.Fprintf(w, "Portcullis says:    could not check the token: %v\n", err)
-}

@@ -165,9 +165,9 @@ func (e *exchangeEnv) checkNoIDToken(t *testing.T) {
 			t.Errorf("the ID token appears in output: %q", o)
 		}
 	}
-	entries, _ := os.ReadDir(e.cacheDir)
+	entries, _ := os.ReadDir(filepath.Join(e.cacheDir, cacheSubdir))
 	for _, de := range entries {
-		b, err := os.ReadFile(filepath.Join(e.cacheDir, de.Name()))
+		b, err := os.ReadFile(filepath.Join(e.cacheDir, cacheSubdir, de.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func TestIDTokenLoginThenExecCredential(t *testing.T) {
 	if n := e.api.count(); n != 1 {
 		t.Errorf("%d exchanges, want 1 (exec-credential should use the cache)", n)
 	}
-	b, err := os.ReadFile(filepath.Join(e.cacheDir, cacheKey(e.api.srv.URL)+".json"))
+	b, err := os.ReadFile(filepath.Join(e.cacheDir, cacheSubdir, cacheKey(e.api.srv.URL)+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestIDTokenLoginRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the exchange was refused: ci-bot may not use cluster c1 (PolicyDenied)") {
 		t.Fatalf("login: %v", err)
 	}
-	b, err := os.ReadFile(filepath.Join(e.cacheDir, cacheKey(e.api.srv.URL)+".json"))
+	b, err := os.ReadFile(filepath.Join(e.cacheDir, cacheSubdir, cacheKey(e.api.srv.URL)+".json"))
 	if err == nil && strings.Contains(string(b), "token") {
 		t.Errorf("a refused exchange cached something: %s", b)
 	}

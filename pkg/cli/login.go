@@ -8,12 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
@@ -29,6 +25,11 @@ const loginTimeout = 5 * time.Minute
 // loginOptions say how to log in.
 type loginOptions struct {
 	noBrowser bool
+	// browserCommand, when set, opens the login page (--browser-command).
+	browserCommand string
+	// listenAddresses are where the redirect listener may listen, tried in
+	// order (--listen-address); 127.0.0.1 on any free port when empty.
+	listenAddresses []string
 }
 
 // login runs a login flow and returns the portal's token response.
@@ -88,12 +89,13 @@ func randomString(n int) string {
 // listener on 127.0.0.1 gets Portcullis's one-time code, which is redeemed
 // with the PKCE verifier only this process knows.
 func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOptions) (*portalapi.TokenResponse, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenLoopback(opts.listenAddresses)
 	if err != nil {
-		return nil, fmt.Errorf("listening on 127.0.0.1 for the login's redirect: %w (use --device to log in without it)", err)
+		return nil, err
 	}
 	defer ln.Close()
 	redirect := fmt.Sprintf("http://%s/callback", ln.Addr().String())
+	d.debugf(1, "waiting for the login's redirect on %s", redirect)
 	verifier := oauth2.GenerateVerifier()
 	state := randomString(24)
 	q := url.Values{
@@ -156,9 +158,13 @@ func (d *Deps) loopbackLogin(ctx context.Context, c *portalClient, opts loginOpt
 		_ = srv.Shutdown(sctx)
 	}()
 
+	open := d.OpenBrowser
+	if opts.browserCommand != "" {
+		open = func(u string) error { return startBrowserCommand(opts.browserCommand, u, d.Stderr) }
+	}
 	if opts.noBrowser {
 		fmt.Fprintf(d.Stderr, "To log in to %s, open this address in a browser on this computer:\n\n  %s\n\n", c.t.server, loginURL)
-	} else if err := d.OpenBrowser(loginURL); err != nil {
+	} else if err := open(loginURL); err != nil {
 		fmt.Fprintf(d.Stderr, "Could not open a browser (%v). To log in to %s, open this address in a browser on this computer:\n\n  %s\n\n(on a computer without a browser, use --device)\n", err, c.t.server, loginURL)
 	} else {
 		fmt.Fprintf(d.Stderr, "Opening your browser to log in to %s. If it does not open, visit:\n\n  %s\n\n", c.t.server, loginURL)
@@ -217,41 +223,5 @@ func (d *Deps) deviceLogin(ctx context.Context, c *portalClient) (*portalapi.Tok
 		if time.Now().After(deadline) {
 			return nil, errors.New("the code expired before the login was completed; run the command again")
 		}
-	}
-}
-
-// defaultOpenBrowser runs $PORTCULLIS_BROWSER (a command, given the URL as
-// its last argument), else $BROWSER, else the desktop's opener. It does not
-// wait for the browser.
-func defaultOpenBrowser(getenv func(string) string, stderr io.Writer) func(string) error {
-	return func(u string) error {
-		var argv []string
-		switch {
-		case getenv("PORTCULLIS_BROWSER") != "":
-			argv = strings.Fields(getenv("PORTCULLIS_BROWSER"))
-		case getenv("BROWSER") != "":
-			argv = strings.Fields(getenv("BROWSER"))
-		case runtime.GOOS == "darwin":
-			argv = []string{"open"}
-		case runtime.GOOS == "windows":
-			argv = []string{"rundll32", "url.dll,FileProtocolHandler"}
-		default:
-			if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
-				return errors.New("no graphical session")
-			}
-			argv = []string{"xdg-open"}
-		}
-		if len(argv) == 0 {
-			return errors.New("empty browser command")
-		}
-		cmd := exec.Command(argv[0], append(argv[1:], u)...)
-		// Never the command's stdout: for exec-credential, stdout is the credential.
-		cmd.Stdout = stderr
-		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		go func() { _ = cmd.Wait() }()
-		return nil
 	}
 }

@@ -27,6 +27,9 @@ const (
 	ExtensionName = "client.authentication.k8s.io/exec"
 	// CommandName is the CLI's name.
 	CommandName = "portcullis"
+	// PluginCommandName is the CLI's name as a kubectl plugin
+	// (`kubectl portcullis`).
+	PluginCommandName = "kubectl-" + CommandName
 )
 
 // ClusterExtension is what Portcullis keeps in the cluster entry's exec
@@ -63,6 +66,12 @@ type Entry struct {
 	Device bool
 	// IdentityProvider preselects the IdP (optional).
 	IdentityProvider string
+	// CacheDir is the plugin's --cache-dir (optional: its default).
+	CacheDir string
+	// BrowserCommand is the plugin's --browser-command (optional).
+	BrowserCommand string
+	// ListenAddresses are the plugin's --listen-address values (optional).
+	ListenAddresses []string
 }
 
 // ExecArgs are the plugin's arguments for e.
@@ -80,6 +89,15 @@ func (e *Entry) ExecArgs() []string {
 	if e.Device {
 		args = append(args, "--device")
 	}
+	if e.CacheDir != "" {
+		args = append(args, "--cache-dir="+e.CacheDir)
+	}
+	if e.BrowserCommand != "" {
+		args = append(args, "--browser-command="+e.BrowserCommand)
+	}
+	for _, a := range e.ListenAddresses {
+		args = append(args, "--listen-address="+a)
+	}
 	return args
 }
 
@@ -88,7 +106,8 @@ func IsOurs(ai *clientcmdapi.AuthInfo) bool {
 	if ai == nil || ai.Exec == nil {
 		return false
 	}
-	return strings.HasPrefix(filepath.Base(ai.Exec.Command), CommandName) && slices.Contains(ai.Exec.Args, "exec-credential")
+	base := filepath.Base(ai.Exec.Command)
+	return (strings.HasPrefix(base, CommandName) || strings.HasPrefix(base, PluginCommandName)) && slices.Contains(ai.Exec.Args, "exec-credential")
 }
 
 func clusterIsOurs(c *clientcmdapi.Cluster) bool {
