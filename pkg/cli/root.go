@@ -15,8 +15,9 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"k8s.io/component-base/version"
 	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/pkg/version"
 )
 
 // Deps are what commands use of the outside world.

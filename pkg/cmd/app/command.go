@@ -10,9 +10,9 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/term"
-	"k8s.io/component-base/version"
 
 	"portcullis.dev/portcullis/pkg/server"
+	"portcullis.dev/portcullis/pkg/version"
 )
 
 // NewServerCommand returns the portcullis-server command.
