@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench fuzz clean
+.PHONY: all build test unit e2e demo lint tools bench fuzz clean release image manifests release-test
 
 all: build
 
@@ -22,6 +22,7 @@ unit:
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...
 	# Measures the stack frames of a production build: not under -race.
 	$(GO) test -count=1 -run '^TestIdleStreamWaitsOnAShallowStack$$' ./pkg/server/hotpath
+	$(MAKE) release-test
 
 # go test shows nothing of a passing package's output: the tests skipped for
 # a missing component (chromium) are listed in a report printed at the end.
@@ -58,6 +59,22 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; fi
+
+# Releases (docs/install.md). Each takes VERSION (default: git describe).
+release: ## static, reproducible binaries for every platform, SHA256SUMS and the krew manifest in _output/release
+	VERSION=$(VERSION) hack/release.sh
+
+image: ## the multi-arch (linux/amd64, linux/arm64) OCI image layout in _output/image, built without a Docker daemon
+	VERSION=$(VERSION) hack/image.sh
+
+manifests: ## one install YAML per mode in _output/manifests, with this release's image
+	VERSION=$(VERSION) hack/manifests.sh
+
+# The release tooling's own module (hack/release): the image builder and the
+# krew manifest filler, and their tests (one unpacks the image and runs the
+# server from it).
+release-test:
+	cd hack/release && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 clean:
 	rm -rf _output

@@ -19,8 +19,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"k8s.io/component-base/version"
 	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/pkg/version"
 )
 
 // Deps are what commands use of the outside world.

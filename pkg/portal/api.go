@@ -94,7 +94,7 @@ func (p *Portal) createSession(ctx context.Context, r *http.Request, res *loginR
 		auditIdentity(ctx, id.Username, id.IdentityProvider, id.Groups, outcomeDenied)
 		return nil, fail(http.StatusForbidden, outcomeDenied, "access_denied", "Access denied", fmt.Sprintf("the access policy admits %s to no cluster", id.Username))
 	}
-	s, refresh, err := p.sessions.Create(ctx, res.id, res.upstreamRefreshToken, clientAddress(r))
+	s, refresh, err := p.sessions.CreateFrom(ctx, res.id, res.upstreamRefreshToken, originOf(r))
 	if err != nil {
 		klog.ErrorS(err, "Creating a session failed", "user", id.Username)
 		return nil, fail(http.StatusInternalServerError, outcomeError, "server_error", "Internal error", "the session could not be saved; try again")

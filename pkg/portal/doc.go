@@ -15,6 +15,9 @@
 //	GET  /portal/               who is logged in in this browser, kubectl set-up
 //	GET  /portal/kubeconfig     a kubeconfig that uses the CLI as exec plugin
 //	POST /portal/logout         ends this browser's session
+//	GET  /portal/sessions       the signed-in user's sessions ("your sessions")
+//	POST /portal/sessions       ends one of them, or all (all=1: sign out everywhere)
+//	GET  /                      a browser (Accept: text/html, no credential) is sent to /portal/
 //	GET  /portal/api/clusters   clusters and IdPs, for `portcullis kubeconfig`
 //	POST /portal/api/token      the CLI exchanges its one-time code (+ PKCE verifier)
 //	POST /portal/api/refresh    a new cluster token and a rotated refresh token

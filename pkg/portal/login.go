@@ -324,7 +324,7 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 		}
 		p.render(w, r, http.StatusOK, "device_done", &pageData{Title: "Device logged in", User: userViewOf(id, nil)})
 	default:
-		s, tok, err := p.sessions.Create(r.Context(), res.id, res.upstreamRefreshToken, clientAddress(r))
+		s, tok, err := p.sessions.CreateFrom(r.Context(), res.id, res.upstreamRefreshToken, originOf(r))
 		if err != nil {
 			klog.ErrorS(err, "Creating a session failed", "user", id.Username)
 			status := http.StatusInternalServerError

@@ -67,6 +67,8 @@ type pageData struct {
 	UserCode    string
 	Error       string
 	Notice      string
+	// Sessions is the "your sessions" page's list (sessions.go).
+	Sessions *sessionsData
 }
 
 type idpLink struct{ Name, DisplayName, URL string }

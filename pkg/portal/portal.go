@@ -209,6 +209,8 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 		p.serveKubeconfig(w, r)
 	case "/portal/logout":
 		p.serveBrowserLogout(w, r)
+	case PathSessions:
+		p.serveSessions(w, r)
 	case portalapi.PathCLIComplete:
 		p.serveCLIComplete(w, r)
 	case portalapi.PathClusters:

@@ -185,7 +185,9 @@ func (s *Server) secureGenericChain(gc *genericapiserver.RecommendedConfig) erro
 	gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		// The exchange's per-client rate limit sees the peer address.
 		full := buildChain(registry.WithClientAddress(h), c)
-		return hotpath.NewRouter(full, hotpath.Chain(h, c))
+		// A browser at the bare address gets the portal (no credential, no
+		// authorization needed: it is only a redirect).
+		return portal.WithBrowserRootRedirect(hotpath.NewRouter(full, hotpath.Chain(h, c)))
 	}
 	return nil
 }

@@ -136,8 +136,9 @@ func NewManager(st store.Store, settings func() Settings, clk clock.PassiveClock
 	return &Manager{store: st, clock: clk, settings: settings}
 }
 
-// Create stores a new session for id and returns it with its refresh token.
-func (m *Manager) Create(ctx context.Context, id User, upstreamRefreshToken, clientAddress string) (store.Session, string, error) {
+// CreateFrom stores a new session for id, created from origin, and returns
+// it with its refresh token.
+func (m *Manager) CreateFrom(ctx context.Context, id User, upstreamRefreshToken string, origin Origin) (store.Session, string, error) {
 	set := m.settings()
 	now := m.clock.Now()
 	for range 3 {
@@ -159,7 +160,8 @@ func (m *Manager) Create(ctx context.Context, id User, upstreamRefreshToken, cli
 			IdentityProvider:     id.IdentityProvider,
 			UpstreamRefreshToken: upstreamRefreshToken,
 			RefreshTokenHash:     hash,
-			ClientAddress:        clientAddress,
+			ClientAddress:        origin.Address,
+			Client:               origin.Client,
 			CreatedAt:            now,
 			LastUsedAt:           now,
 			IdleTimeout:          set.IdleTimeout,

@@ -78,8 +78,11 @@ type Session struct {
 	PreviousSealedNext []byte    `json:"previousSealedNext,omitempty"`
 	PreviousValidUntil time.Time `json:"previousValidUntil,omitempty"`
 	ClientAddress      string    `json:"clientAddress,omitempty"`
-	CreatedAt          time.Time `json:"createdAt"`
-	LastUsedAt         time.Time `json:"lastUsedAt"`
+	// Client is what the session was created for (e.g. "browser", "cli",
+	// "device"), shown to its user; empty for sessions older than the field.
+	Client     string    `json:"client,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	LastUsedAt time.Time `json:"lastUsedAt"`
 	// IdleTimeout ends the session when LastUsedAt+IdleTimeout has passed.
 	IdleTimeout time.Duration `json:"idleTimeout"`
 	// ExpiresAt is the absolute end of the session.
@@ -137,6 +140,9 @@ type Store interface {
 	UpdateSession(ctx context.Context, id string, update func(*Session) error) (Session, error)
 	DeleteSession(ctx context.Context, id string) error
 	ListSessions(ctx context.Context) ([]Session, error)
+	// ListUserSessions returns the sessions whose Username is username
+	// (exactly), sorted by ID: what the portal shows a user as theirs.
+	ListUserSessions(ctx context.Context, username string) ([]Session, error)
 
 	// Revocations. IsRevoked reports whether any of ids is revoked; it is on
 	// the hot path of every token verification and must be cheap.

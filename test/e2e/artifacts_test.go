@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -300,6 +302,13 @@ func TestArtifacts_DeploymentIsHardenedAndConfigured(t *testing.T) {
 					t.Errorf("no %s portcullis", kind)
 				}
 			}
+			if dep := findObject(objs, "Deployment", "portcullis"); dep != nil {
+				containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+				image, _, _ := unstructured.NestedString(containers[0].(map[string]any), "image")
+				if !strings.HasPrefix(image, "ghcr.io/portcullis-dev/portcullis-server:v") {
+					t.Errorf("the default image is %q, want a release of ghcr.io/portcullis-dev/portcullis-server", image)
+				}
+			}
 			if mode == "aggregated" && findObject(objs, "APIService", "v1alpha1.login.portcullis.dev") == nil {
 				t.Errorf("no APIService v1alpha1.login.portcullis.dev")
 			}
@@ -453,6 +462,36 @@ func TestArtifacts_KubeAPIServerAcceptsEveryOverlay(t *testing.T) {
 			}
 		})
 	}
+	// make manifests: one install YAML per mode, with the release's image,
+	// which the API server accepts as well.
+	t.Run("make manifests", func(t *testing.T) {
+		out := t.TempDir()
+		cmd := exec.Command(filepath.Join(framework.RepoRoot(t), "hack", "manifests.sh"))
+		cmd.Env = append(os.Environ(), "OUT="+out, "VERSION=v9.8.7+dirty", "IMAGE=registry.example/portcullis-server")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("hack/manifests.sh: %v\n%s", err, b)
+		}
+		for _, mode := range artifactModes {
+			file := filepath.Join(out, "portcullis-"+mode+".yaml")
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("no install YAML for mode %s: %v", mode, err)
+			}
+			dep := findObject(decodeObjects(t, b), "Deployment", "portcullis")
+			if dep == nil {
+				t.Fatalf("%s has no Deployment", file)
+			}
+			containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			image, _, _ := unstructured.NestedString(containers[0].(map[string]any), "image")
+			if image != "registry.example/portcullis-server:v9.8.7-dirty" {
+				t.Errorf("%s runs image %q, want registry.example/portcullis-server:v9.8.7-dirty", file, image)
+			}
+			out, stderr, err := framework.Kubectl(t, admin, "apply", "--dry-run=server", "-f", file)
+			if err != nil || !strings.Contains(out, "deployment.apps/portcullis created (server dry run)") {
+				t.Errorf("kubectl apply --dry-run=server -f %s: %v\n%s%s", file, err, out, stderr)
+			}
+		}
+	})
 	// Nothing was created.
 	if out, _, err := framework.Kubectl(t, admin, "get", "deployments,services,configmaps", "-n", "portcullis", "-o", "name"); err != nil || strings.Contains(out, "portcullis") {
 		t.Errorf("after dry runs the namespace holds %q (%v), want nothing of Portcullis", out, err)

@@ -247,6 +247,22 @@ func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
 	return list[store.Session](s, ctx, bucketSessions, "session")
 }
 
+// ListUserSessions returns username's sessions, sorted by ID. The embedded
+// store keeps no index by user: it reads every session, as ListSessions.
+func (s *Store) ListUserSessions(ctx context.Context, username string) ([]store.Session, error) {
+	all, err := s.ListSessions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing the sessions of %s: %w", username, err)
+	}
+	out := []store.Session{}
+	for _, sess := range all {
+		if sess.Username == username {
+			out = append(out, sess)
+		}
+	}
+	return out, nil
+}
+
 // Revoke records r. Revoking an ID that is already revoked succeeds and never
 // shortens the revocation: the record with the later ExpiresAt is kept.
 func (s *Store) Revoke(ctx context.Context, r store.Revocation) error {

@@ -243,7 +243,7 @@ func sessionEnds(sess store.Session) string {
 // CreateSession stores sess in a Secret; it fails with
 // store.ErrAlreadyExists if a session with the same ID exists.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
-	if _, err := create(s, ctx, secrets, kindSession, sess.ID, sess.ExpiresAt, sess, map[string]string{LabelSessionEnds: sessionEnds(sess)}); err != nil {
+	if _, err := create(s, ctx, secrets, kindSession, sess.ID, sess.ExpiresAt, sess, map[string]string{LabelSessionEnds: sessionEnds(sess), LabelSessionUser: userLabel(sess.Username)}); err != nil {
 		return fmt.Errorf("creating session %s: %w", sess.ID, err)
 	}
 	return nil
@@ -307,6 +307,7 @@ func (s *Store) updateSession(ctx context.Context, id string, update func(*store
 			next.Labels = map[string]string{}
 		}
 		next.Labels[LabelSessionEnds] = sessionEnds(sess)
+		next.Labels[LabelSessionUser] = userLabel(sess.Username)
 		err = s.call(ctx, func(ctx context.Context) error {
 			_, err := s.client.CoreV1().Secrets(s.namespace).Update(ctx, next, metav1.UpdateOptions{})
 			return err

@@ -194,6 +194,23 @@ func (s *Store) ListSessions(ctx context.Context) ([]store.Session, error) {
 	return out, nil
 }
 
+// ListUserSessions returns username's sessions, sorted by ID.
+func (s *Store) ListUserSessions(ctx context.Context, username string) ([]store.Session, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("listing the sessions of %s: %w", username, err)
+	}
+	out := []store.Session{}
+	for _, sess := range s.sessions {
+		if sess.Username == username {
+			out = append(out, cloneSession(sess))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
 // Revoke records r. Revoking an ID that is already revoked succeeds and never
 // shortens the revocation: the record with the later ExpiresAt is kept.
 func (s *Store) Revoke(ctx context.Context, r store.Revocation) error {

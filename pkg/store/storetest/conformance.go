@@ -41,6 +41,7 @@ func RunConformance(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("signing keys", func(t *testing.T) { testSigningKeys(t, open) })
 	t.Run("sessions", func(t *testing.T) { testSessions(t, open) })
 	t.Run("UpdateSession", func(t *testing.T) { testUpdateSession(t, open) })
+	t.Run("ListUserSessions", func(t *testing.T) { testUserSessions(t, open) })
 	t.Run("revocations", func(t *testing.T) { testRevocations(t, open) })
 	t.Run("grants", func(t *testing.T) { testGrants(t, open) })
 	t.Run("empty IDs", func(t *testing.T) { testEmptyIDs(t, open) })
@@ -795,6 +796,7 @@ func everyMethod(ctx context.Context) []struct {
 		}},
 		{"DeleteSession", func(s store.Store) error { return s.DeleteSession(ctx, "x") }},
 		{"ListSessions", func(s store.Store) error { _, err := s.ListSessions(ctx); return err }},
+		{"ListUserSessions", func(s store.Store) error { _, err := s.ListUserSessions(ctx, "alice"); return err }},
 		{"Revoke", func(s store.Store) error { return s.Revoke(ctx, revocation("new")) }},
 		{"IsRevoked", func(s store.Store) error { _, err := s.IsRevoked(ctx, "x"); return err }},
 		{"ListRevocations", func(s store.Store) error { _, err := s.ListRevocations(ctx); return err }},

@@ -43,6 +43,7 @@ func session(id string) store.Session {
 		PreviousSealedNext:       []byte{0x0c, 0x0d},
 		PreviousValidUntil:       base.Add(30 * time.Second),
 		ClientAddress:            "192.0.2.10",
+		Client:                   "cli",
 		CreatedAt:                base,
 		LastUsedAt:               base.Add(time.Minute),
 		IdleTimeout:              8 * time.Hour,
