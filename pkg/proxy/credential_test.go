@@ -172,7 +172,7 @@ func TestKubeconfigExecPluginCredentialOnUpgrades(t *testing.T) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprint(conn, "POST /clusters/c1/api/v1/namespaces/default/pods/p/exec?command=sh HTTP/1.1\r\n"+
-		"Host: portcullis\r\nAuthorization: Bearer alice-token\r\nConnection: Upgrade\r\nUpgrade: portcullis-echo\r\n\r\n")
+		"Host: portcullis\r\nAuthorization: Bearer alice-token\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
