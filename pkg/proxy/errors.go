@@ -57,9 +57,9 @@ func (e errorResponder) Error(w http.ResponseWriter, req *http.Request, err erro
 	var msg string
 	switch {
 	case errors.Is(err, errUpstreamRejectedCredential):
-		msg = fmt.Sprintf("cluster %q: its API server refused Portcullis's own credential; an administrator must check the cluster's upstream.tokenFile and the proxy's RBAC", e.cluster)
+		msg = fmt.Sprintf("cluster %q: its API server refused Portcullis's own credential; an administrator must check the cluster's upstream credential (tokenFile, kubeconfig or inCluster) and the proxy's RBAC", e.cluster)
 	case errors.Is(err, errNoToken):
-		msg = fmt.Sprintf("cluster %q: Portcullis has no credential for its API server; an administrator must check the cluster's upstream.tokenFile", e.cluster)
+		msg = fmt.Sprintf("cluster %q: Portcullis has no credential for its API server; an administrator must check the cluster's upstream credential (tokenFile, kubeconfig or inCluster)", e.cluster)
 	default:
 		msg = fmt.Sprintf("cluster %q: its API server is unreachable; try again later", e.cluster)
 	}
