@@ -132,7 +132,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 			return nil, fmt.Errorf("refreshing your session at %s: %w", t.server, err)
 		}
 	}
-	if !opts.interactive {
+	if !opts.interactive && !d.passwordInEnv() { // CI: password.go
 		return nil, &errNeedLogin{t: t, reason: reason}
 	}
 	if entry.RefreshToken != "" && opts.forceLogin {

@@ -96,6 +96,7 @@ type Directory struct {
 	healthMu  sync.Mutex
 	healthAt  time.Time
 	healthErr error
+	checking  bool
 }
 
 // New makes the directory of an identity provider with an ldap block (as
@@ -489,13 +490,16 @@ func firstRDNValue(dn string) string {
 	return parsed.RDNs[0].Attributes[0].Value
 }
 
-// healthInterval is how long a Check result is reused by HealthCheck.
+// healthInterval is how often HealthCheck asks the directory again.
 const healthInterval = 10 * time.Second
 
 // Check connects and binds as Portcullis's account now: nil when the
 // directory can be used.
 func (d *Directory) Check(ctx context.Context) error {
 	c, err := d.dial(ctx)
+	d.healthMu.Lock()
+	d.healthAt, d.healthErr = time.Now(), err
+	d.healthMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -503,15 +507,25 @@ func (d *Directory) Check(ctx context.Context) error {
 	return nil
 }
 
-// HealthCheck is Check, at most once every 10 seconds (for /readyz, which
-// probes call often).
-func (d *Directory) HealthCheck(ctx context.Context) error {
+// HealthCheck returns the result of the last Check, and starts a new one in
+// the background when it is older than 10 seconds: a readiness probe never
+// waits on the directory.
+func (d *Directory) HealthCheck() error {
 	d.healthMu.Lock()
 	defer d.healthMu.Unlock()
-	if time.Since(d.healthAt) < healthInterval && !d.healthAt.IsZero() {
-		return d.healthErr
+	if time.Since(d.healthAt) >= healthInterval && !d.checking {
+		d.checking = true
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*d.timeout)
+			defer cancel()
+			err := d.Check(ctx)
+			if err != nil {
+				klog.ErrorS(err, "LDAP directory check failed", "identityProvider", d.name)
+			}
+			d.healthMu.Lock()
+			d.checking = false
+			d.healthMu.Unlock()
+		}()
 	}
-	d.healthErr = d.Check(ctx)
-	d.healthAt = time.Now()
 	return d.healthErr
 }

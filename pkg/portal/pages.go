@@ -29,7 +29,7 @@ var styleCSS []byte
 
 // pageNames are the pages; each is templates/<name>.html, rendered inside
 // templates/layout.html.
-var pageNames = []string{"login", "error", "home", "cli_complete", "device", "device_done"}
+var pageNames = []string{"login", "error", "home", "cli_complete", "device", "device_done", "password"}
 
 type pages struct{ t map[string]*template.Template }
 
@@ -66,7 +66,14 @@ type pageData struct {
 	UserCode    string
 	Error       string
 	Notice      string
+	// The password page (password.go): where it posts, the user name to
+	// show again, and the login's parameters it carries.
+	Action   string
+	Username string
+	Hidden   []hiddenField
 }
+
+type hiddenField struct{ Name, Value string }
 
 type idpLink struct{ Name, DisplayName, URL string }
 
