@@ -44,7 +44,10 @@ func (d *Deps) passwordIdP(t *target, info *portalapi.ClustersResponse) (portala
 	var ldaps []portalapi.IdPInfo
 	for _, p := range info.IdentityProviders {
 		if t.idp != "" && p.Name == t.idp {
-			return p, p.Type == portalapi.IdPTypeLDAP
+			if p.Type != portalapi.IdPTypeLDAP {
+				return portalapi.IdPInfo{}, false
+			}
+			return p, true
 		}
 		if p.Type == portalapi.IdPTypeLDAP {
 			ldaps = append(ldaps, p)
