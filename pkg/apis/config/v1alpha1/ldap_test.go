@@ -70,7 +70,9 @@ func TestValidateLDAPReportsEveryRuleWithItsFieldPath(t *testing.T) {
 		{"the bind DN and its password file are required", func(_ *IdentityProvider, l *LDAPConfig) { l.BindDN, l.BindPasswordFile = "", "" }, []want{{p + ".ldap.bindDN", "Required value"}, {p + ".ldap.bindPasswordFile", "Required value"}}},
 		{"the bind password file must exist", func(_ *IdentityProvider, l *LDAPConfig) { l.BindPasswordFile = filepath.Join(f.dir, "nope") }, []want{{p + ".ldap.bindPasswordFile", "cannot be read"}}},
 		{"DNs must parse", func(_ *IdentityProvider, l *LDAPConfig) { l.BindDN, l.UserSearch.BaseDN = "portcullis", "" }, []want{{p + ".ldap.bindDN", "is not a distinguished name"}, {p + ".ldap.userSearch.baseDN", "Required value"}}},
-		{"filters must parse", func(_ *IdentityProvider, l *LDAPConfig) { l.UserSearch.Filter, l.GroupSearch.Filter = "objectClass=person", "(&(a=b)" }, []want{{p + ".ldap.userSearch.filter", "is not an LDAP filter"}, {p + ".ldap.groupSearch.filter", "is not an LDAP filter"}}},
+		{"filters must parse", func(_ *IdentityProvider, l *LDAPConfig) {
+			l.UserSearch.Filter, l.GroupSearch.Filter = "objectClass=person", "(&(a=b)"
+		}, []want{{p + ".ldap.userSearch.filter", "is not an LDAP filter"}, {p + ".ldap.groupSearch.filter", "is not an LDAP filter"}}},
 		{"attributes are names", func(_ *IdentityProvider, l *LDAPConfig) { l.UserSearch.UsernameAttribute = "uid)(x=*" }, []want{{p + ".ldap.userSearch.usernameAttribute", "give an attribute name"}}},
 		{"memberOf and a group search do not mix", func(_ *IdentityProvider, l *LDAPConfig) { l.UserSearch.MemberOfAttribute = "memberOf" }, []want{{p + ".ldap.groupSearch", "not both"}}},
 		{"an unknown nesting is refused", func(_ *IdentityProvider, l *LDAPConfig) { l.GroupSearch.Nested = "yes" }, []want{{p + ".ldap.groupSearch.nested", `supported values: "Recursive", "InChain"`}}},
