@@ -7,9 +7,11 @@
 // directory is asked again (Directory.Lookup), so a disabled or deleted
 // account loses access and group changes apply.
 //
-// The operator's group mappings and the access policy are applied by the
-// callers, to the identity this package returns, exactly as for OpenID
-// Connect providers (pkg/identity.GroupMapper, pkg/policy).
+// Groups with a reserved prefix (system:, portcullis.dev:) are dropped by
+// pkg/identity's filter, the one OpenID Connect providers' groups go
+// through. The operator's group mappings and the access policy are applied
+// by the callers, to the identity this package returns, exactly as for
+// OpenID Connect providers (pkg/identity.GroupMapper, pkg/policy).
 //
 // This package must never:
 //   - put anything a person typed into a filter or DN without escaping it

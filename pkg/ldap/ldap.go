@@ -391,6 +391,9 @@ func (d *Directory) result(c *conn, entry *ldapv3.Entry) (*Result, error) {
 	for _, g := range groups {
 		id.Groups = append(id.Groups, *d.cfg.GroupsPrefix+g)
 	}
+	// As for OpenID Connect providers: a directory group named
+	// system:masters (with no prefix) must not make its members that.
+	id.Groups = identity.DropReservedGroups(d.name, id.Username, id.Groups)
 	return &Result{DN: entry.DN, Identity: id}, nil
 }
 

@@ -182,6 +182,23 @@ func TestLDAP_DirectoryChecksPasswordsAndReadsGroups(t *testing.T) {
 		}
 	})
 
+	t.Run("directory groups named like Kubernetes' or Portcullis's own are dropped", func(t *testing.T) {
+		l.AddGroup(framework.LDAPGroup{Name: "system:masters", Members: []string{"alice"}})
+		l.AddGroup(framework.LDAPGroup{Name: "portcullis.dev:tokenreview-callers", Members: []string{"alice"}})
+		defer l.DeleteGroup("system:masters")
+		defer l.DeleteGroup("portcullis.dev:tokenreview-callers")
+		empty := ""
+		res, err := newDirectory(t, ldapIdP(l, func(c *v1alpha1.LDAPConfig) { c.GroupsPrefix = &empty })).Authenticate(ctx, "alice", "alice-pw")
+		if err != nil || !slices.Equal(res.Identity.Groups, []string{"devs", "platform"}) {
+			t.Fatalf("alice without a groups prefix: %+v, %v; want [devs platform] only", res, err)
+		}
+		// With a prefix they are ordinary groups, as for OpenID Connect.
+		res, err = d.Authenticate(ctx, "alice", "alice-pw")
+		if err != nil || !slices.Contains(res.Identity.Groups, "corp:system:masters") {
+			t.Fatalf("alice with the corp: prefix: %+v, %v", res, err)
+		}
+	})
+
 	t.Run("a wrong bind password is the operator's error, not the user's", func(t *testing.T) {
 		bad := ldapIdP(l, func(c *v1alpha1.LDAPConfig) {
 			c.BindPasswordFile = filepath.Join(t.TempDir(), "wrong-bind-password")

@@ -361,6 +361,18 @@ func (l *LDAP) SetDisabled(name string, disabled bool) {
 	})
 }
 
+// AddGroup adds a group.
+func (l *LDAP) AddGroup(g LDAPGroup) {
+	l.t.Helper()
+	l.Admin(func(c *ldapv3.Conn) error { return l.addGroup(c, g) })
+}
+
+// DeleteGroup deletes a group.
+func (l *LDAP) DeleteGroup(name string) {
+	l.t.Helper()
+	l.Admin(func(c *ldapv3.Conn) error { return c.Del(ldapv3.NewDelRequest(l.GroupDN(name), nil)) })
+}
+
 // AddMember adds a user (or "group:<name>") to a group.
 func (l *LDAP) AddMember(group, member string) {
 	l.t.Helper()
