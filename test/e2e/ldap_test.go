@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"portcullis.dev/portcullis/pkg/portalapi"
 	"portcullis.dev/portcullis/test/e2e/framework"
 )
@@ -140,6 +142,39 @@ func TestLDAP_PasswordLoginRefreshAndOutagesThroughThePortal(t *testing.T) {
 		}
 	})
 
+	t.Run("the CLI's browser flow through the password form hands a one-time code to its loopback listener", func(t *testing.T) {
+		verifier := oauth2.GenerateVerifier()
+		redirect := "http://127.0.0.1:1/callback"
+		q := url.Values{"cli_redirect": {redirect}, "cli_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "cli_state": {"st4te"}, "cluster": {"c1"}}
+		b := s.portcullis.HTTPClient()
+		jar, _ := cookiejar.New(nil)
+		b.Jar = jar
+		b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := b.Get(s.portcullis.URL + "/login/corp?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		form := url.Values{"csrf": {formValue(string(body), "csrf")}, "username": {"alice"}, "password": {"alice-pw"}}
+		for _, k := range []string{"cli_redirect", "cli_challenge", "cli_state", "cluster"} {
+			form.Set(k, formValue(string(body), k))
+		}
+		resp, err = b.PostForm(s.portcullis.URL+"/login/corp", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), redirect+"?") || loc.Query().Get("state") != "st4te" || loc.Query().Get("code") == "" {
+			t.Fatalf("the form's answer: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+		}
+		a := s.post(t, portalapi.PathToken, map[string]string{"grant_type": "authorization_code", "code": loc.Query().Get("code"), "code_verifier": verifier, "redirect_uri": redirect})
+		if a.status != http.StatusOK || a.token.Session.Username != "corp:alice" || a.token.ClusterTokens["c1"].Token == "" {
+			t.Fatalf("redeeming the code: %d %s", a.status, a.raw)
+		}
+	})
+
 	t.Run("every refusal is one generic answer that never echoes the password", func(t *testing.T) {
 		for _, c := range []struct{ user, password string }{
 			{"alice", "wrong-password-x1"}, {"nobody", "wrong-password-x2"}, {"carol", "carol-pw"}, {"*", "wrong-password-x3"}, {"alice)(uid=*", "alice-pw"},
@@ -247,6 +282,15 @@ func TestLDAP_PasswordLoginRefreshAndOutagesThroughThePortal(t *testing.T) {
 		// Another user is not held back.
 		if a := s.passwordLogin(t, "bob", "bob-pw"); a.status != http.StatusOK {
 			t.Errorf("bob meanwhile: %d %s", a.status, a.raw)
+		}
+	})
+
+	t.Run("after all that, the server's log holds no password", func(t *testing.T) {
+		log, _ := os.ReadFile(s.portcullis.Process.LogPath)
+		for _, pw := range []string{"alice-pw", "bob-pw", "dave-pw", "gina-pw", "guess-3", "wrong-password-x1", s.ldap.BindPassword} {
+			if bytes.Contains(log, []byte(pw)) {
+				t.Errorf("the server's log holds the password %q", pw)
+			}
 		}
 	})
 }
