@@ -249,6 +249,24 @@ func TestLDAP_KubectlWithTheExecPluginInWebhookAndProxyMode(t *testing.T) {
 		}
 	})
 
+	t.Run("kubectl in a terminal lets the plugin ask for the user name and password", func(t *testing.T) {
+		leader, follower := framework.OpenPTY(t)
+		// Typed ahead: the terminal keeps the lines until the plugin reads
+		// them (the password with echo off).
+		if _, err := io.WriteString(leader, "dave\ndave-pw\n"); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, leader) }()
+		env := []string{"PORTCULLIS_CACHE_DIR=" + t.TempDir()}
+		out, stderr, err := framework.KubectlWith(t, framework.KubectlOptions{Kubeconfig: kubeconfigs["hooked"], Env: env, Stdin: follower}, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+		if err != nil || out != "corp:dave" {
+			t.Fatalf("kubectl auth whoami in a terminal: %q, %v\n%s", out, err, stderr)
+		}
+		if !strings.Contains(stderr, "User name: ") || !strings.Contains(stderr, "Password for dave: ") || strings.Contains(stderr, "dave-pw") {
+			t.Fatalf("the plugin's prompts (kubectl's stderr):\n%s", stderr)
+		}
+	})
+
 	t.Run("a user removed from a group loses its access at the next refresh", func(t *testing.T) {
 		l.RemoveMember("devs", "alice")
 		start := time.Now()
