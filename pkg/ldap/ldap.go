@@ -280,8 +280,7 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 		return nil, err
 	}
 	defer c.close()
-	filter := fmt.Sprintf("(&%s(%s=%s))", d.cfg.UserSearch.Filter, d.cfg.UserSearch.UsernameAttribute, ldapv3.EscapeFilter(username))
-	entry, err := d.findUser(c, d.cfg.UserSearch.BaseDN, ldapv3.ScopeWholeSubtree, filter)
+	entry, err := d.findUser(c, d.cfg.UserSearch.BaseDN, ldapv3.ScopeWholeSubtree, userFilter(d.cfg.UserSearch, username))
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +438,7 @@ func (d *Directory) groups(c *conn, entry *ldapv3.Entry) ([]string, error) {
 	var found []*ldapv3.Entry
 	switch gs.Nested {
 	case v1alpha1.LDAPNestedInChain:
-		es, err := search(fmt.Sprintf("(&%s(%s:1.2.840.113556.1.4.1941:=%s))", gs.Filter, gs.MemberAttribute, ldapv3.EscapeFilter(entry.DN)))
+		es, err := search(groupFilter(gs, []string{entry.DN}))
 		if err != nil {
 			return nil, err
 		}
@@ -448,13 +447,7 @@ func (d *Directory) groups(c *conn, entry *ldapv3.Entry) ([]string, error) {
 		seen := map[string]bool{}
 		frontier := []string{entry.DN}
 		for depth := 0; len(frontier) > 0 && depth < maxNestingDepth; depth++ {
-			var b strings.Builder
-			b.WriteString("(&" + gs.Filter + "(|")
-			for _, dn := range frontier {
-				fmt.Fprintf(&b, "(%s=%s)", gs.MemberAttribute, ldapv3.EscapeFilter(dn))
-			}
-			b.WriteString("))")
-			es, err := search(b.String())
+			es, err := search(groupFilter(gs, frontier))
 			if err != nil {
 				return nil, err
 			}
@@ -481,6 +474,34 @@ func (d *Directory) groups(c *conn, entry *ldapv3.Entry) ([]string, error) {
 	}
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// groupFilter is the filter of the groups having one of members (DNs) as a
+// member: with nested: InChain, through Active Directory's in-chain
+// matching rule. The DNs are escaped: a DN may hold '*', '(' or ')'.
+func groupFilter(gs *v1alpha1.LDAPGroupSearch, members []string) string {
+	rule := ""
+	if gs.Nested == v1alpha1.LDAPNestedInChain {
+		rule = ":1.2.840.113556.1.4.1941:"
+	}
+	var b strings.Builder
+	b.WriteString("(&" + gs.Filter)
+	if len(members) > 1 {
+		b.WriteString("(|")
+	}
+	for _, dn := range members {
+		fmt.Fprintf(&b, "(%s%s=%s)", gs.MemberAttribute, rule, ldapv3.EscapeFilter(dn))
+	}
+	if len(members) > 1 {
+		b.WriteString(")")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// userFilter is the filter of the user who typed username.
+func userFilter(us v1alpha1.LDAPUserSearch, username string) string {
+	return fmt.Sprintf("(&%s(%s=%s))", us.Filter, us.UsernameAttribute, ldapv3.EscapeFilter(username))
 }
 
 // firstRDNValue is the value of a DN's first attribute: "devs" for

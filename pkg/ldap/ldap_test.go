@@ -116,3 +116,31 @@ func TestTheBindPasswordIsReadAtEachUse(t *testing.T) {
 		}
 	}
 }
+
+func TestFiltersEscapeWhatTheyAreGiven(t *testing.T) {
+	us := v1alpha1.LDAPUserSearch{Filter: "(objectClass=person)", UsernameAttribute: "sAMAccountName"}
+	for name, want := range map[string]string{
+		"jane":     "(&(objectClass=person)(sAMAccountName=jane))",
+		"*":        `(&(objectClass=person)(sAMAccountName=\2a))`,
+		"*)(uid=*": `(&(objectClass=person)(sAMAccountName=\2a\29\28uid=\2a))`,
+		"a\x00b":   `(&(objectClass=person)(sAMAccountName=a\00b))`,
+		`EX\jane`:  `(&(objectClass=person)(sAMAccountName=EX\5cjane))`,
+		"Zoë":      `(&(objectClass=person)(sAMAccountName=Zo\c3\ab))`,
+	} {
+		if got := userFilter(us, name); got != want {
+			t.Errorf("userFilter(%q) = %s, want %s", name, got, want)
+		}
+	}
+	gs := &v1alpha1.LDAPGroupSearch{Filter: "(objectClass=group)", MemberAttribute: "member"}
+	dn := `uid=e*v(i)l\5c,ou=people,dc=example,dc=com`
+	if got, want := groupFilter(gs, []string{dn}), `(&(objectClass=group)(member=uid=e\2av\28i\29l\5c5c,ou=people,dc=example,dc=com))`; got != want {
+		t.Errorf("one member: %s, want %s", got, want)
+	}
+	if got, want := groupFilter(gs, []string{"cn=a", "cn=b"}), "(&(objectClass=group)(|(member=cn=a)(member=cn=b)))"; got != want {
+		t.Errorf("two members: %s, want %s", got, want)
+	}
+	gs.Nested = v1alpha1.LDAPNestedInChain
+	if got, want := groupFilter(gs, []string{"CN=Jane,DC=corp"}), "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:=CN=Jane,DC=corp))"; got != want {
+		t.Errorf("in chain: %s, want %s", got, want)
+	}
+}

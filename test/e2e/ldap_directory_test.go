@@ -31,7 +31,7 @@ var (
 	}
 	ldapTestGroups = []framework.LDAPGroup{
 		{Name: "devs", Members: []string{"alice", "carol"}},
-		{Name: "ops", Members: []string{"bob"}},
+		{Name: "ops", Members: []string{"bob", `e*v(i)l\`}},
 		{Name: "platform", Members: []string{"group:devs"}},
 	}
 )
@@ -152,8 +152,9 @@ func TestLDAP_DirectoryChecksPasswordsAndReadsGroups(t *testing.T) {
 			}
 		}
 		// The user whose name holds those characters logs in with it.
+		// (Its DN, with those characters, is escaped in the group search too.)
 		res, err := d.Authenticate(ctx, `e*v(i)l\`, "evil-pw")
-		if err != nil || res.Identity.Username != `corp:e*v(i)l\` {
+		if err != nil || res.Identity.Username != `corp:e*v(i)l\` || !slices.Equal(res.Identity.Groups, []string{"corp:ops"}) {
 			t.Fatalf(`e*v(i)l\ with its password: %+v, %v`, res, err)
 		}
 	})
