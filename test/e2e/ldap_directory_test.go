@@ -89,6 +89,9 @@ func TestLDAP_DirectoryChecksPasswordsAndReadsGroups(t *testing.T) {
 		{name: "over StartTLS", mutate: func(c *v1alpha1.LDAPConfig) {
 			c.Hosts, c.TLSMode = []string{l.LDAPAddr}, v1alpha1.LDAPTLSModeStartTLS
 		}, groups: []string{"corp:devs", "corp:platform"}},
+		{name: "over plain LDAP, with the explicit opt-in", mutate: func(c *v1alpha1.LDAPConfig) {
+			c.Hosts, c.TLSMode, c.CertificateAuthorityFile = []string{l.LDAPAddr}, v1alpha1.LDAPTLSModeInsecurePlaintext, ""
+		}, groups: []string{"corp:devs", "corp:platform"}},
 		{name: "with direct membership only", mutate: func(c *v1alpha1.LDAPConfig) { c.GroupSearch.Nested = "" }, groups: []string{"corp:devs"}},
 		{name: "with groups from memberOf", mutate: func(c *v1alpha1.LDAPConfig) {
 			c.GroupSearch, c.UserSearch.MemberOfAttribute = nil, "memberOf"
@@ -225,6 +228,17 @@ func TestLDAP_DirectoryChecksPasswordsAndReadsGroups(t *testing.T) {
 		_, err := dd.Authenticate(ctx, "alice", "wrong")
 		if !errors.Is(err, ldap.ErrUnavailable) || errors.Is(err, ldap.ErrInvalidCredentials) || !strings.Contains(err.Error(), `directory corp`) {
 			t.Fatalf("login against a closed port: %v, want ErrUnavailable naming the directory", err)
+		}
+	})
+
+	t.Run("LDAPS to a plain listener, or StartTLS to a TLS one, is unavailable, not a refused password", func(t *testing.T) {
+		for _, c := range []struct {
+			mode, host string
+		}{{v1alpha1.LDAPTLSModeLDAPS, l.LDAPAddr}, {v1alpha1.LDAPTLSModeStartTLS, l.LDAPSAddr}} {
+			dd := newDirectory(t, ldapIdP(l, func(cfg *v1alpha1.LDAPConfig) { cfg.Hosts, cfg.TLSMode = []string{c.host}, c.mode }))
+			if _, err := dd.Authenticate(ctx, "alice", "alice-pw"); !errors.Is(err, ldap.ErrUnavailable) {
+				t.Errorf("%s to %s: %v, want ErrUnavailable", c.mode, c.host, err)
+			}
 		}
 	})
 
