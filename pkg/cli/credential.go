@@ -144,7 +144,7 @@ func (d *Deps) getCredential(ctx context.Context, t *target, opts credentialOpti
 			return nil, fmt.Errorf("refreshing your session at %s: %w", t.server, err)
 		}
 	}
-	if !opts.interactive {
+	if !opts.interactive && !d.passwordInEnv() { // CI: password.go
 		d.debugf(1, "a login is needed (%s) and not allowed here", reason)
 		return nil, &errNeedLogin{t: t, reason: reason}
 	}

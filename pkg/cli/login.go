@@ -48,6 +48,9 @@ func (d *Deps) login(ctx context.Context, c *portalClient, opts loginOptions) (*
 	if err := checkNames(c.t, info); err != nil {
 		return nil, err
 	}
+	if idp, ok := d.passwordIdP(c.t, info); ok {
+		return d.passwordLogin(ctx, c, idp) // an LDAP directory: password.go
+	}
 	return d.loopbackLogin(ctx, c, opts)
 }
 

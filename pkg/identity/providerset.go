@@ -29,6 +29,9 @@ func NewProviders(ctx context.Context, cfg *v1alpha1.PortcullisConfiguration) (*
 		opts.disallowedIssuers = []string{cfg.IssuerURL}
 	}
 	for _, idp := range cfg.IdentityProviders {
+		if idp.IsLDAP() {
+			continue // an LDAP directory: pkg/ldap
+		}
 		if _, dup := ps.byName[idp.Name]; dup {
 			ps.Close()
 			return nil, fmt.Errorf("identity provider %q is configured twice", idp.Name)

@@ -214,7 +214,9 @@ func refreshFailure(err error) *failure {
 	case errors.Is(err, session.ErrInvalidToken):
 		return fail(http.StatusBadRequest, outcomeInvalidToken, "invalid_grant", "", "the session does not exist or has ended; log in again")
 	case errors.Is(err, session.ErrUpstreamUnavailable):
-		return fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable", "", "the identity provider could not be asked to refresh the session; try again shortly")
+		// The error names the identity provider (or directory) and why; it
+		// holds no secret.
+		return fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable", "", truncate(err.Error(), 300)+"; try again shortly")
 	case errors.Is(err, store.ErrUnavailable):
 		klog.ErrorS(err, "Refreshing a session failed: the state store cannot be used")
 		return fail(http.StatusServiceUnavailable, outcomeUnavailable, "temporarily_unavailable", "", "the state store cannot be written now, so the session was not refreshed; try again shortly")
@@ -314,9 +316,7 @@ func (p *Portal) serveClusters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := portalapi.ClustersResponse{Issuer: p.d.IssuerURL, Clusters: p.clusterInfos()}
-	for _, prov := range p.d.IdPs.List() {
-		resp.IdentityProviders = append(resp.IdentityProviders, portalapi.IdPInfo{Name: prov.Name(), DisplayName: prov.DisplayName()})
-	}
+	resp.IdentityProviders = p.idpInfos()
 	if resp.Clusters == nil {
 		resp.Clusters = []portalapi.ClusterInfo{}
 	}

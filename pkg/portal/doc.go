@@ -8,6 +8,7 @@
 //
 //	GET  /login                 IdP chooser (straight to the IdP when there is one)
 //	GET  /login/<idp>           starts the authorization-code flow with PKCE (S256), state and nonce
+//	GET, POST /login/<idp>      of an LDAP directory: its password form (password.go)
 //	GET  /callback              the IdP's redirect back: the one redirect URI registered at every IdP
 //	GET  /device, POST /device  the page where a person enters a device's user code
 //	POST /device/code           device authorization request (RFC 8628 §3.1)
@@ -23,6 +24,7 @@
 //	POST /portal/api/refresh    a new cluster token and a rotated refresh token
 //	POST /portal/api/session    what a refresh token's session says (no rotation)
 //	POST /portal/api/logout     ends a session
+//	POST /portal/api/password   the CLI's password login at an LDAP directory
 //
 // Login state (state, nonce, PKCE verifier, the CLI's parameters, one-time
 // codes, device codes) lives in this process's memory for minutes, and every

@@ -162,6 +162,9 @@ func (p *Portal) identityFromToken(ctx context.Context, prov *identity.Provider,
 // session (the user was removed or their grant revoked); anything else keeps
 // it and fails this refresh.
 func (p *Portal) upstreamRefresh(ctx context.Context, s store.Session) (*session.Upstream, error) {
+	if d, ok := p.directory(s.IdentityProvider); ok {
+		return p.directoryRefresh(ctx, d, s) // an LDAP directory: password.go
+	}
 	prov, ok := p.provider(s.IdentityProvider)
 	if !ok {
 		return nil, fmt.Errorf("%w: identity provider %q is no longer configured", session.ErrUpstreamRefused, s.IdentityProvider)

@@ -58,33 +58,26 @@ func (p *Portal) serveLoginChooser(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	usable := p.d.IdPs.List()
-	switch len(usable) {
+	// OpenID Connect providers and LDAP directories (password.go).
+	links := p.loginChoices(r.URL.RawQuery)
+	switch len(links) {
 	case 0:
 		p.renderError(w, r, http.StatusServiceUnavailable, "No way to log in is configured",
 			"This Portcullis has no identity provider to log in with. Tell your administrator.", "")
 		return
 	case 1:
-		target := "/login/" + url.PathEscape(usable[0].Name())
-		if r.URL.RawQuery != "" {
-			target += "?" + r.URL.RawQuery
-		}
-		http.Redirect(w, r, target, http.StatusFound)
+		http.Redirect(w, r, links[0].URL, http.StatusFound)
 		return
-	}
-	var links []idpLink
-	for _, prov := range usable {
-		u := "/login/" + url.PathEscape(prov.Name())
-		if r.URL.RawQuery != "" {
-			u += "?" + r.URL.RawQuery
-		}
-		links = append(links, idpLink{Name: prov.Name(), DisplayName: prov.DisplayName(), URL: u})
 	}
 	p.render(w, r, http.StatusOK, "login", &pageData{Title: "Log in", IdPs: links})
 }
 
 // serveLoginStart starts the authorization-code flow at one IdP.
 func (p *Portal) serveLoginStart(w http.ResponseWriter, r *http.Request) {
+	if d, ok := p.directory(strings.TrimPrefix(r.URL.Path, "/login/")); ok {
+		p.servePasswordLogin(w, r, d) // an LDAP directory: password.go
+		return
+	}
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}

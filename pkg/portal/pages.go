@@ -30,7 +30,7 @@ var styleCSS []byte
 
 // pageNames are the pages; each is templates/<name>.html, rendered inside
 // templates/layout.html.
-var pageNames = []string{"login", "error", "home", "cli_complete", "device", "device_done"}
+var pageNames = []string{"login", "error", "home", "cli_complete", "device", "device_done", "password"}
 
 type pages struct{ t map[string]*template.Template }
 
@@ -69,7 +69,14 @@ type pageData struct {
 	Notice      string
 	// Sessions is the "your sessions" page's list (sessions.go).
 	Sessions *sessionsData
+	// The password page (password.go): where it posts, the user name to
+	// show again, and the login's parameters it carries.
+	Action   string
+	Username string
+	Hidden   []hiddenField
 }
+
+type hiddenField struct{ Name, Value string }
 
 type idpLink struct{ Name, DisplayName, URL string }
 

@@ -22,6 +22,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/ldap"
 	"portcullis.dev/portcullis/pkg/loginstate"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portalapi"
@@ -50,6 +51,9 @@ type Deps struct {
 	// Config returns the current configuration (it may be reloaded).
 	Config func() *v1alpha1.PortcullisConfiguration
 	IdPs   *identity.Providers
+	// Directories are the identity providers that are LDAP directories:
+	// people log in to them with a password (password.go).
+	Directories *ldap.Directories
 	// Groups returns the current group mapper.
 	Groups func() *identity.GroupMapper
 	Policy *policy.Holder
@@ -96,6 +100,9 @@ type Portal struct {
 	devices *deviceFlow
 	// starts limits login starts and device codes per client (limits.go).
 	starts *clientlimit.Limiter
+	// passwordLimits limits password attempts per user and per client
+	// (password.go).
+	passwordLimits *passwordLimits
 }
 
 // New returns a portal. It fails when a required dependency is missing.
@@ -130,6 +137,8 @@ func New(d Deps) (*Portal, error) {
 		d:       d,
 		pages:   pg,
 		metrics: defaultMetrics(),
+
+		passwordLimits: newPasswordLimits(),
 	}
 	if d.Logins == nil {
 		d.Logins = loginstate.NewMemory(loginstate.DefaultMaxInMemory, d.Clock)
@@ -217,6 +226,8 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 		p.serveClusters(w, r)
 	case portalapi.PathToken:
 		p.serveToken(w, r)
+	case portalapi.PathPassword:
+		p.servePasswordAPI(w, r)
 	case portalapi.PathRefresh:
 		p.serveRefresh(w, r)
 	case portalapi.PathSession:

@@ -19,6 +19,10 @@ const (
 	PathSession = "/portal/api/session"
 	// PathLogout ends a session.
 	PathLogout = "/portal/api/logout"
+	// PathPassword logs in to an LDAP identity provider with a user name
+	// and password (JSON or form: username, password, idp, cluster); the
+	// answer is a TokenResponse, as for PathToken.
+	PathPassword = "/portal/api/password"
 	// PathClusters lists the clusters and identity providers.
 	PathClusters = "/portal/api/clusters"
 	// PathCLIComplete is where the CLI sends the browser once it has its
@@ -101,7 +105,17 @@ type ClustersResponse struct {
 type IdPInfo struct {
 	Name        string `json:"name"`
 	DisplayName string `json:"display_name"`
+	// Type is IdPTypeOIDC (log in in a browser) or IdPTypeLDAP (log in
+	// with a user name and password at PathPassword); empty from servers
+	// that predate it, meaning OIDC.
+	Type string `json:"type,omitempty"`
 }
+
+// The kinds of identity provider in IdPInfo.Type.
+const (
+	IdPTypeOIDC = "oidc"
+	IdPTypeLDAP = "ldap"
+)
 
 // DeviceCodeResponse is RFC 8628 §3.2's device authorization response, the
 // answer of /device/code.

@@ -26,6 +26,7 @@ import (
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/breakglass"
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/ldap"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/proxy"
@@ -47,10 +48,12 @@ type Server struct {
 	Minter   *token.Minter
 	Verifier *token.Verifier
 	IdPs     *identity.Providers
-	Policy   *policy.Holder
-	Authn    *authn.Authenticator
-	Proxy    *proxy.Proxy
-	Sessions *session.Manager
+	// Directories are the LDAP identity providers (password logins).
+	Directories *ldap.Directories
+	Policy      *policy.Holder
+	Authn       *authn.Authenticator
+	Proxy       *proxy.Proxy
+	Sessions    *session.Manager
 
 	state   *configState
 	reload  *reloadStatus
@@ -136,6 +139,9 @@ func (s *Server) openState(ctx context.Context) error {
 	}
 	if s.IdPs, err = identity.NewProviders(ctx, cfg); err != nil {
 		return fmt.Errorf("identity providers: %w", err)
+	}
+	if err := s.openDirectories(ctx); err != nil {
+		return err
 	}
 	s.state = newConfigState(cfg)
 	s.Policy = &policy.Holder{}
@@ -235,15 +241,16 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 
 	servingCert := extra.ServingCertFile
 	loginPortal, err := portal.New(portal.Deps{
-		Config:    s.state.config,
-		IdPs:      s.IdPs,
-		Groups:    s.state.groupMapper,
-		Policy:    s.Policy,
-		Store:     s.Store,
-		Logins:    s.backend.Logins,
-		Sessions:  s.Sessions,
-		Minter:    s.Minter,
-		IssuerURL: cfg.IssuerURL,
+		Config:      s.state.config,
+		IdPs:        s.IdPs,
+		Directories: s.Directories,
+		Groups:      s.state.groupMapper,
+		Policy:      s.Policy,
+		Store:       s.Store,
+		Logins:      s.backend.Logins,
+		Sessions:    s.Sessions,
+		Minter:      s.Minter,
+		IssuerURL:   cfg.IssuerURL,
 		ServingCA: func() []byte {
 			b, _ := os.ReadFile(servingCert)
 			return b
@@ -263,6 +270,9 @@ func (s *Server) addHooks(ctx context.Context, configFile string, auditBackend a
 		if err := s.Generic.AddReadyzChecks(s.backend.Ready); err != nil {
 			klog.ErrorS(err, "Adding the state store's readiness check")
 		}
+	}
+	if err := s.Generic.AddReadyzChecks(s.Directories.ReadyzChecks()...); err != nil {
+		klog.ErrorS(err, "Adding the LDAP directories' readiness checks")
 	}
 	s.Generic.AddPostStartHookOrDie("portcullis-keys", func(hc genericapiserver.PostStartHookContext) error {
 		go s.Keys.Run(ctx)
@@ -317,4 +327,29 @@ func (p PreparedServer) Run(ctx context.Context) error {
 	}()
 	klog.InfoS("Starting portcullis-server", "issuer", s.config.IssuerURL, "clusters", len(s.config.Clusters), "identityProviders", len(s.config.IdentityProviders))
 	return p.generic.RunWithContext(ctx)
+}
+
+// directoryStartTimeout bounds the start-up check of the LDAP directories.
+const directoryStartTimeout = 15 * time.Second
+
+// openDirectories makes the LDAP identity providers and binds to each with
+// Portcullis's account: a directory that refuses it stops the start (the
+// operator must fix ldap.bindDN or ldap.bindPasswordFile), one that cannot
+// be reached is logged and left to come up later (its logins answer 503
+// until then).
+func (s *Server) openDirectories(ctx context.Context) error {
+	var err error
+	if s.Directories, err = ldap.NewDirectories(s.config); err != nil {
+		return fmt.Errorf("LDAP identity providers: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, directoryStartTimeout)
+	defer cancel()
+	unreachable, err := s.Directories.CheckBindCredentials(cctx)
+	if err != nil {
+		return fmt.Errorf("LDAP identity providers: %w", err)
+	}
+	for _, e := range unreachable {
+		klog.ErrorS(e, "An LDAP directory cannot be reached at start: its password logins fail until it answers")
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/identity"
+	"portcullis.dev/portcullis/pkg/ldap"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/session"
@@ -155,6 +156,10 @@ func New(t testing.TB, opts Options) *Env {
 			t.Fatal(err)
 		}
 	}
+	directories, err := ldap.NewDirectories(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mapper := identity.NewGroupMapper(cfg.GroupMappings)
 	pol := policy.NewHolder(policy.New(cfg))
 	interval := opts.DeviceInterval
@@ -168,6 +173,7 @@ func New(t testing.TB, opts Options) *Env {
 		Config:         cfgFunc,
 		Sessions:       sessions,
 		IdPs:           idps,
+		Directories:    directories,
 		Groups:         func() *identity.GroupMapper { return mapper },
 		Policy:         pol,
 		Store:          st,

@@ -61,6 +61,10 @@ func SetDefaults(c *PortcullisConfiguration) {
 		if idp.DisplayName == "" {
 			idp.DisplayName = idp.Name
 		}
+		if idp.LDAP != nil {
+			SetLDAPDefaults(idp.LDAP)
+			continue
+		}
 		if len(idp.Issuer.Audiences) == 0 && idp.ClientID != "" {
 			idp.Issuer.Audiences = []string{idp.ClientID}
 		}

@@ -121,6 +121,11 @@ type IdentityProvider struct {
 	// UserInfo, when set, makes Portcullis ask the IdP's userinfo endpoint at
 	// login and refresh, and take groups from its GroupsClaim.
 	UserInfo *UserInfoConfig `json:"userInfo,omitempty"`
+
+	// LDAP, when set, makes this identity provider an LDAP directory
+	// instead of an OpenID Connect issuer (see LDAPConfig); the OpenID
+	// Connect fields above must then be left out.
+	LDAP *LDAPConfig `json:"ldap,omitempty"`
 }
 
 // UserInfoConfig configures the userinfo lookup.

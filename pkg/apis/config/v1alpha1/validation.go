@@ -330,6 +330,10 @@ func validateIdentityProviders(c *PortcullisConfiguration, fld *field.Path) fiel
 		idp := &c.IdentityProviders[i]
 		p := fld.Index(i)
 		errs = append(errs, validateName(idp.Name, p.Child("name"), names)...)
+		if idp.LDAP != nil {
+			errs = append(errs, validateLDAPIdentityProvider(idp, p)...)
+			continue
+		}
 		errs = append(errs, validateCAFile(idp.CertificateAuthorityFile, p.Child("certificateAuthorityFile"))...)
 		errs = append(errs, validateReadableFile(idp.ClientSecretFile, p.Child("clientSecretFile"))...)
 		if idp.CertificateAuthorityFile != "" && idp.Issuer.CertificateAuthority != "" {
