@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench fuzz clean release image manifests release-test
+.PHONY: all build test unit e2e demo lint tools bench fuzz clean release image manifests release-test cross
 
 all: build
 
@@ -23,6 +23,7 @@ unit:
 	# Measures the stack frames of a production build: not under -race.
 	$(GO) test -count=1 -run '^TestIdleStreamWaitsOnAShallowStack$$' ./pkg/server/hotpath
 	$(MAKE) release-test
+	$(MAKE) cross
 
 # go test shows nothing of a passing package's output: the tests skipped for
 # a missing component (chromium) are listed in a report printed at the end.
@@ -59,6 +60,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; fi
+
+# Both commands build for macOS and Windows too (the CLI runs there; the
+# server builds, for developers): CI checks so it cannot regress.
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/...
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/...
 
 # Releases (docs/install.md). Each takes VERSION (default: git describe).
 release: ## static, reproducible binaries for every platform, SHA256SUMS and the krew manifest in _output/release
