@@ -23,15 +23,6 @@ func proxyC2(c *v1alpha1.PortcullisConfiguration) {
 	c.Clusters[1].Upstream = &v1alpha1.Upstream{Server: "https://upstream.example"}
 }
 
-func (h *harness) caFile(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(p, h.env.CAPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestKubeconfig_KeepsCacheDirInTheExecArguments(t *testing.T) {
 	h := newHarness(t, portaltest.Options{Configure: proxyC2})
 	d, _, _ := h.deps(t)
