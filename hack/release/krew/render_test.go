@@ -73,3 +73,65 @@ func TestRenderNamesAMissingArchive(t *testing.T) {
 		t.Fatalf("err = %v, want one naming the missing archive and make release", err)
 	}
 }
+
+// The repository's own template renders into a manifest with every
+// platform the release builds the CLI for, each with its archive's URL and
+// sum and the binary that is in that archive.
+func TestTheRepositoryTemplateCoversEveryCLIPlatform(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("..", "..", "..", "artifacts", "krew", "portcullis.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	platforms := []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "windows/amd64", "windows/arm64"}
+	dir := t.TempDir()
+	for _, p := range platforms {
+		name := "portcullis_" + strings.ReplaceAll(p, "/", "_") + ".tar.gz"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := render(string(text), "v0.4.0", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Kind     string
+		Metadata struct{ Name string }
+		Spec     struct {
+			Version          string
+			ShortDescription string `json:"shortDescription"`
+			Platforms        []struct {
+				Selector struct {
+					MatchLabels map[string]string `json:"matchLabels"`
+				}
+				URI    string
+				Sha256 string
+				Bin    string
+			}
+		}
+	}
+	if err := yaml.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("the rendered manifest is not YAML: %v\n%s", err, out)
+	}
+	if m.Kind != "Plugin" || m.Metadata.Name != "portcullis" || m.Spec.Version != "v0.4.0" || m.Spec.ShortDescription == "" {
+		t.Fatalf("rendered %+v\n%s", m, out)
+	}
+	seen := map[string]bool{}
+	for _, p := range m.Spec.Platforms {
+		plat := p.Selector.MatchLabels["os"] + "/" + p.Selector.MatchLabels["arch"]
+		seen[plat] = true
+		sum := sha256.Sum256([]byte(plat))
+		wantBin := "portcullis"
+		if p.Selector.MatchLabels["os"] == "windows" {
+			wantBin += ".exe"
+		}
+		if !strings.HasSuffix(p.URI, "/v0.4.0/portcullis_"+strings.ReplaceAll(plat, "/", "_")+".tar.gz") || p.Sha256 != hex.EncodeToString(sum[:]) || p.Bin != wantBin {
+			t.Errorf("platform %s: uri %s sha256 %s bin %s", plat, p.URI, p.Sha256, p.Bin)
+		}
+	}
+	for _, p := range platforms {
+		if !seen[p] {
+			t.Errorf("no platform %s in the manifest", p)
+		}
+	}
+}
