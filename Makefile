@@ -81,7 +81,7 @@ manifests: ## one install YAML per mode in _output/manifests, with this release'
 # krew manifest filler, and their tests (one unpacks the image and runs the
 # server from it).
 release-test:
-	cd hack/release && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd hack/release && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...
 
 clean:
 	rm -rf _output
