@@ -217,3 +217,29 @@ func TestProxyRecordsNoKubectlAnnotationsWhenUnaudited(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCleanHeaderValue: whatever a client sends, what is recorded is
+// printable ASCII within the bound, and a recorded value recorded again is
+// unchanged.
+func FuzzCleanHeaderValue(f *testing.F) {
+	f.Add("kubectl get", "", 128)
+	f.Add("kubectl\tget\x00\x1b[0m", "second", 16)
+	f.Add("\xff\xfe\u202e", " ", 4)
+	f.Add(strings.Repeat("x", 300), strings.Repeat("y", 300), 64)
+	f.Fuzz(func(t *testing.T, a, b string, max int) {
+		if max < 4 || max > 1024 {
+			max = 64
+		}
+		values := []string{a}
+		if b != "" {
+			values = append(values, b)
+		}
+		got := cleanHeaderValue(values, max)
+		if len(got) > max || !printableASCII(got) {
+			t.Fatalf("cleanHeaderValue(%q, %d) = %q: over the bound or not printable ASCII", values, max, got)
+		}
+		if again := cleanHeaderValue([]string{got}, max); again != got {
+			t.Fatalf("cleaning %q again gave %q", got, again)
+		}
+	})
+}
