@@ -46,4 +46,12 @@ func BenchmarkProxyGet(b *testing.B) {
 	b.Run("proxied", func(b *testing.B) {
 		run(b, env.front.Client(), env.front.URL+"/clusters/c1"+path, bearer("alice-token"))
 	})
+	// As kubectl sends it: with the command and session headers the proxy
+	// records (kubectlAnnotations).
+	b.Run("proxied-kubectl", func(b *testing.B) {
+		h := bearer("alice-token")
+		h.Set(KubectlCommandHeader, "kubectl get")
+		h.Set(KubectlSessionHeader, "0f8a4a6e-2d3b-4b1e-9c55-1a2b3c4d5e6f")
+		run(b, env.front.Client(), env.front.URL+"/clusters/c1"+path, h)
+	})
 }

@@ -42,6 +42,11 @@
 // impersonation filter with SubjectAccessReviews sent to the cluster. The
 // real user is then forwarded in the portcullis.dev/original-user extra.
 //
+// kubectl's Kubectl-Command and Kubectl-Session headers are recorded as
+// annotations of Portcullis's audit event (kubectl.go), cleaned and bounded
+// because the client writes them, and forwarded as sent (kube-apiserver
+// ignores them). They are a description, never an input to a decision.
+//
 // Errors are Kubernetes Status objects, never HTML: 404 for an unknown
 // cluster or a refused path, 403 for a refused impersonation, 503 when the
 // upstream cannot be reached (after at most the dial timeout). The limit on

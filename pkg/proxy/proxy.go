@@ -238,7 +238,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		info = upstreamRequestInfo(req, rt)
 	}
 	if !p.opts.Unaudited {
-		annotateAudit(ctx, rt.cluster, info)
+		annotateAudit(ctx, rt.cluster, info, req.Header)
 	}
 
 	id := identityFor(usr)
@@ -356,9 +356,10 @@ func upstreamRequestInfo(req *http.Request, rt route) *request.RequestInfo {
 }
 
 // annotateAudit records, in Portcullis's audit event, which cluster the
-// request went to and what it was there: the event's own objectRef only
-// describes the /clusters/... path.
-func annotateAudit(ctx context.Context, cluster string, info *request.RequestInfo) {
+// request went to and what it was there (the event's own objectRef only
+// describes the /clusters/... path), and the kubectl command and session
+// the client named, cleaned (see kubectlAnnotations).
+func annotateAudit(ctx context.Context, cluster string, info *request.RequestInfo, h http.Header) {
 	kv := []string{"proxy.portcullis.dev/cluster", cluster, "proxy.portcullis.dev/verb", info.Verb}
 	if info.IsResourceRequest {
 		res := info.Resource
@@ -376,6 +377,7 @@ func annotateAudit(ctx context.Context, cluster string, info *request.RequestInf
 			kv = append(kv, "proxy.portcullis.dev/name", info.Name)
 		}
 	}
+	kv = kubectlAnnotations(kv, h)
 	audit.AddAuditAnnotations(ctx, kv...)
 }
 
