@@ -807,7 +807,7 @@ func TestDrill_IdPDownDuringLoginAndRefresh(t *testing.T) {
 		return s.cli(t, cache, nil, append([]string{"exec-credential"}, target...)...)
 	}
 	cachedRefresh := func() string {
-		files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
+		files, _ := filepath.Glob(filepath.Join(cache, "portcullis", "*.json"))
 		if len(files) != 1 {
 			t.Fatalf("cache files: %v", files)
 		}

@@ -537,7 +537,7 @@ func TestHA_ThreeReplicasOnTheKubernetesStore(t *testing.T) {
 			return string(out)
 		}
 		cli("login", "--server", s.front.URL, "--cluster", haWebhookCluster, "--certificate-authority", s.pki.CA.CertFile)
-		files, _ := filepath.Glob(filepath.Join(cache, "*.json"))
+		files, _ := filepath.Glob(filepath.Join(cache, "portcullis", "*.json"))
 		if len(files) != 1 {
 			t.Fatalf("cache files: %v", files)
 		}

@@ -232,7 +232,7 @@ const (
 // cachedExpiry is the expiry of the cached token for the cluster.
 func cachedExpiry(t *testing.T, cacheDir string) time.Time {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(cacheDir, "*.json"))
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "portcullis", "*.json"))
 	if len(files) != 1 {
 		t.Fatalf("cache files in %s: %v", cacheDir, files)
 	}
@@ -258,7 +258,7 @@ func cachedExpiry(t *testing.T, cacheDir string) time.Time {
 
 func cachedToken(t *testing.T, cacheDir string) string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(cacheDir, "*.json"))
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "portcullis", "*.json"))
 	if len(files) != 1 {
 		t.Fatalf("cache files: %v", files)
 	}

@@ -63,7 +63,9 @@ func TestPortal_BareAddressLeadsBrowsersToThePortal(t *testing.T) {
 // cachedClusterToken reads the cluster token the CLI cached in cacheDir.
 func cachedClusterToken(t *testing.T, cacheDir, cluster string) string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(cacheDir, "*.json"))
+	// The CLI keeps its cache in a subdirectory of the one it is given
+	// (pkg/cli's cacheSubdir), never changing the user's own directory.
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "portcullis", "*.json"))
 	if len(files) != 1 {
 		t.Fatalf("cache files in %s: %v", cacheDir, files)
 	}
