@@ -175,6 +175,38 @@ type Cluster struct {
 	// in webhook mode (no upstream), so the portal's kubeconfig download and
 	// `portcullis kubeconfig` can write a complete kubeconfig for it.
 	APIServer *APIServer `json:"apiServer,omitempty"`
+	// JustInTime lets users ask for extra groups on this cluster for a
+	// while, with someone else's approval. Nil: no requests are accepted.
+	JustInTime *JustInTimeAccess `json:"justInTime,omitempty"`
+}
+
+// JustInTimeAccess is a cluster's policy for access requests and time-bound
+// grants. Who decides is read from here on every request (so a reload
+// applies at once), never from anything the requester sends.
+type JustInTimeAccess struct {
+	// RequestableGroups are the groups a user may ask for. Required.
+	RequestableGroups []string `json:"requestableGroups"`
+	// MaxDuration is the longest window a request may ask for.
+	// Default DefaultJustInTimeMaxDuration (1h); at most 7 days.
+	MaxDuration metav1.Duration `json:"maxDuration,omitempty"`
+	// Approvers are the users and groups who may approve or deny.
+	Approvers Approvers `json:"approvers"`
+	// ApprovalsRequired is how many distinct approvers must approve.
+	// Default 1.
+	ApprovalsRequired int `json:"approvalsRequired,omitempty"`
+	// AllowSelfApproval lets an approver approve their own request.
+	// Default false: the requester's approval never counts.
+	AllowSelfApproval bool `json:"allowSelfApproval,omitempty"`
+	// DirectGrantGroups are groups whose members may grant requestable
+	// groups to anyone, themselves included, without a request
+	// (break-glass). Every such grant is audited like an approval.
+	DirectGrantGroups []string `json:"directGrantGroups,omitempty"`
+}
+
+// Approvers names who may decide access requests.
+type Approvers struct {
+	Users  []string `json:"users,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 }
 
 // APIServer is a webhook-mode cluster's API server as its users reach it.
