@@ -40,6 +40,11 @@ func KnownTypes() []runtime.Object {
 		&Session{},
 		&SessionList{},
 		&TokenRevocation{},
+		&AccessRequest{},
+		&AccessRequestList{},
+		&AccessRequestDecision{},
+		&AccessGrant{},
+		&AccessGrantList{},
 	}
 }
 
