@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +242,23 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+func TestAnApprovedRequestsGroupsComeWithEveryAuthentication(t *testing.T) {
+	f := newAccessFixture(t)
+	req := f.request(t, "alice", []string{"sre-admin"}, time.Minute)
+	if _, err := f.decide(withUser("carol", "sre-leads"), req.Name, DecisionApprove); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.authn.Authenticate(context.Background(), "prod", f.mint("alice", "prod", "", time.Hour, "devs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.User.GetGroups(), "sre-admin") {
+		t.Fatalf("groups = %v, want sre-admin added by the grant", res.User.GetGroups())
+	}
+	f.advance(time.Minute)
+	if res, _ = f.authn.Authenticate(context.Background(), "prod", f.mint("alice", "prod", "", time.Hour, "devs")); res != nil && slices.Contains(res.User.GetGroups(), "sre-admin") {
+		t.Fatalf("after the window groups = %v", res.User.GetGroups())
+	}
 }

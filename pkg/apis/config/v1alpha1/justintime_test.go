@@ -59,3 +59,24 @@ func TestJustInTimeDefaults(t *testing.T) {
 		t.Errorf("defaults = maxDuration %s, approvalsRequired %d, allowSelfApproval %v; want 1h, 1, false", j.MaxDuration.Duration, j.ApprovalsRequired, j.AllowSelfApproval)
 	}
 }
+
+func TestNotificationWebhookValidation(t *testing.T) {
+	f := newFiles(t)
+	for _, tt := range []struct {
+		name string
+		hook NotificationWebhook
+		want []want
+	}{
+		{"an https URL with a CA passes", NotificationWebhook{URL: "https://chat.example.com/hook", CertificateAuthorityFile: f.ca}, nil},
+		{"a URL is required", NotificationWebhook{}, []want{{"notifications.webhook.url", "Required value"}}},
+		{"plain http is refused", NotificationWebhook{URL: "http://chat.example.com/hook"}, []want{{"notifications.webhook.url", "https"}}},
+		{"too many attempts are refused", NotificationWebhook{URL: "https://chat.example.com/hook", MaxAttempts: 11}, []want{{"notifications.webhook.maxAttempts", "between 1 and 10"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid(f)
+			hook := tt.hook
+			c.Notifications = &NotificationsConfig{Webhook: &hook}
+			checkErrors(t, Validate(c), tt.want...)
+		})
+	}
+}

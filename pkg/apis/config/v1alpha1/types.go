@@ -45,6 +45,29 @@ type PortcullisConfiguration struct {
 
 	// Portal configures the browser login portal and sessions.
 	Portal PortalConfig `json:"portal"`
+
+	// Notifications configures outgoing notifications of access requests.
+	Notifications *NotificationsConfig `json:"notifications,omitempty"`
+}
+
+// NotificationsConfig says where Portcullis announces access requests and
+// their decisions (e.g. to a chat bot).
+type NotificationsConfig struct {
+	// Webhook receives a JSON POST for every access request transition.
+	Webhook *NotificationWebhook `json:"webhook,omitempty"`
+}
+
+// NotificationWebhook is an https endpoint notified of access request
+// transitions, with retries. It is told of transitions, never asked: a
+// receiver that is down delays nothing and decides nothing.
+type NotificationWebhook struct {
+	// URL is the https URL POSTed to.
+	URL string `json:"url"`
+	// CertificateAuthorityFile is URL's PEM CA. Default: system roots.
+	CertificateAuthorityFile string `json:"certificateAuthorityFile,omitempty"`
+	// MaxAttempts bounds the attempts per notification (1-10, default 5),
+	// with exponential backoff from 1s after a network error, a 5xx or a 429.
+	MaxAttempts int `json:"maxAttempts,omitempty"`
 }
 
 // StoreConfig selects the state store backend.

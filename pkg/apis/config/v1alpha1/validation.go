@@ -48,6 +48,14 @@ func Validate(c *PortcullisConfiguration) field.ErrorList {
 	errs = append(errs, validateClusters(c, field.NewPath("clusters"))...)
 	errs = append(errs, validateWebhook(&c.Webhook, field.NewPath("webhook"))...)
 	errs = append(errs, validatePortal(&c.Portal, field.NewPath("portal"))...)
+	if n := c.Notifications; n != nil && n.Webhook != nil {
+		wp := field.NewPath("notifications", "webhook")
+		errs = append(errs, validateHTTPSURL(n.Webhook.URL, wp.Child("url"), true)...)
+		errs = append(errs, validateCAFile(n.Webhook.CertificateAuthorityFile, wp.Child("certificateAuthorityFile"))...)
+		if a := n.Webhook.MaxAttempts; a < 0 || a > 10 {
+			errs = append(errs, field.Invalid(wp.Child("maxAttempts"), a, "must be between 1 and 10 (default 5)"))
+		}
+	}
 	return errs
 }
 
