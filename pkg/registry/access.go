@@ -19,6 +19,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
@@ -290,3 +291,30 @@ func accessGrantObject(g *store.Grant) *v1alpha1.AccessGrant {
 }
 
 func quoteName(s string) string { return strconv.Quote(s) }
+
+// AccessService decides access requests outside the API (the portal's
+// approvers' page), with the API's policy checks, audit and notifications.
+type AccessService struct {
+	requests  *AccessRequestREST
+	decisions *AccessRequestDecisionREST
+}
+
+// NewAccessService returns the service over st and the live configuration.
+func NewAccessService(st AccessStore, config func() *configv1alpha1.PortcullisConfiguration, clk clock.PassiveClock, notify func(AccessEvent)) *AccessService {
+	return &AccessService{
+		requests:  NewAccessRequestREST(st, config, clk, notify),
+		decisions: NewAccessRequestDecisionREST(st, config, clk, notify),
+	}
+}
+
+// Decidable returns the pending requests caller may decide.
+func (s *AccessService) Decidable(ctx context.Context, caller user.Info) ([]store.AccessRequest, error) {
+	return s.requests.Decidable(ctx, caller)
+}
+
+// Decide records caller's decision (DecisionApprove or DecisionDeny) on the
+// request name.
+func (s *AccessService) Decide(ctx context.Context, caller user.Info, name, decision, reason string) (store.AccessRequest, error) {
+	req, _, err := s.decisions.Decide(ctx, caller, v1alpha1.AccessRequestDecisionSpec{RequestName: name, Decision: decision, Reason: reason}, false)
+	return req, err
+}

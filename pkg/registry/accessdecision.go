@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/storage/names"
 	"k8s.io/apiserver/pkg/util/dryrun"
@@ -101,27 +102,6 @@ func (r *AccessRequestDecisionREST) Create(ctx context.Context, obj runtime.Obje
 			return nil, err
 		}
 	}
-	name := in.Spec.RequestName
-	notFound := apierrors.NewNotFound(v1alpha1.Resource("accessrequests"), name)
-	cur, err := r.store.GetAccessRequest(ctx, name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, notFound
-	case err != nil:
-		klog.ErrorS(err, "Reading an access request failed", "name", name)
-		return nil, storeErr(err, "reading access request "+name)
-	}
-	gr := v1alpha1.Resource("accessrequests")
-	j := r.policy.cluster(cur.Cluster)
-	switch {
-	case !r.policy.isApprover(cur.Cluster, caller):
-		if cur.Username != caller.GetName() {
-			return nil, notFound // not theirs to see either
-		}
-		return nil, apierrors.NewForbidden(gr, name, fmt.Errorf("user %s is not an approver of cluster %s (clusters[].justInTime.approvers): ask one of them to decide", quoteName(caller.GetName()), quoteName(cur.Cluster)))
-	case cur.Username == caller.GetName() && !j.AllowSelfApproval && in.Spec.Decision == DecisionApprove:
-		return nil, apierrors.NewForbidden(gr, name, fmt.Errorf("you cannot approve your own request: cluster %s does not allow self-approval; ask another approver", quoteName(cur.Cluster)))
-	}
 	out := &v1alpha1.AccessRequestDecision{
 		ObjectMeta: metav1.ObjectMeta{Name: in.Name, GenerateName: in.GenerateName},
 		Spec:       in.Spec,
@@ -129,19 +109,54 @@ func (r *AccessRequestDecisionREST) Create(ctx context.Context, obj runtime.Obje
 	if out.Name == "" && out.GenerateName != "" {
 		out.Name = names.SimpleNameGenerator.GenerateName(out.GenerateName)
 	}
+	dryRun := options != nil && dryrun.IsDryRun(options.DryRun)
+	updated, required, err := r.Decide(ctx, caller, in.Spec, dryRun)
+	if err != nil {
+		return nil, err
+	}
+	out.CreationTimestamp = metav1.NewTime(r.clock.Now())
+	out.Status = accessRequestStatus(&updated, required, r.clock.Now())
+	return out, nil
+}
+
+// Decide applies caller's decision on the request spec names, by the
+// cluster's policy, and returns the request as it now stands and how many
+// approvals it needs. Errors are API errors (their messages are for people).
+// The portal's approver page decides through it too.
+func (r *AccessRequestDecisionREST) Decide(ctx context.Context, caller user.Info, spec v1alpha1.AccessRequestDecisionSpec, dryRun bool) (store.AccessRequest, int, error) {
+	name := spec.RequestName
+	notFound := apierrors.NewNotFound(v1alpha1.Resource("accessrequests"), name)
+	cur, err := r.store.GetAccessRequest(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.AccessRequest{}, 0, notFound
+	case err != nil:
+		klog.ErrorS(err, "Reading an access request failed", "name", name)
+		return store.AccessRequest{}, 0, storeErr(err, "reading access request "+name)
+	}
+	gr := v1alpha1.Resource("accessrequests")
+	j := r.policy.cluster(cur.Cluster)
+	switch {
+	case !r.policy.isApprover(cur.Cluster, caller):
+		if cur.Username != caller.GetName() {
+			return store.AccessRequest{}, 0, notFound // not theirs to see either
+		}
+		return store.AccessRequest{}, 0, apierrors.NewForbidden(gr, name, fmt.Errorf("user %s is not an approver of cluster %s (clusters[].justInTime.approvers): ask one of them to decide", quoteName(caller.GetName()), quoteName(cur.Cluster)))
+	case cur.Username == caller.GetName() && !j.AllowSelfApproval && spec.Decision == DecisionApprove:
+		return store.AccessRequest{}, 0, apierrors.NewForbidden(gr, name, fmt.Errorf("you cannot approve your own request: cluster %s does not allow self-approval; ask another approver", quoteName(cur.Cluster)))
+	}
 	now := r.clock.Now()
-	if options != nil && dryrun.IsDryRun(options.DryRun) {
-		out.Status = accessRequestStatus(&cur, j.ApprovalsRequired, now)
-		return out, nil
+	if dryRun {
+		return cur, j.ApprovalsRequired, nil
 	}
 	var event AccessEvent
 	updated, err := r.store.UpdateAccessRequest(ctx, name, func(req *store.AccessRequest) error {
 		if p := phase(req, now); p != v1alpha1.AccessRequestPending {
 			return errDecision{apierrors.NewConflict(gr, name, fmt.Errorf("the request is %s, not Pending: it can no longer be decided; ask for access again", p))}
 		}
-		event = AccessEvent{Name: req.ID, Requester: req.Username, Actor: caller.GetName(), Cluster: req.Cluster, Groups: req.Groups, Reason: req.Reason, Decision: in.Spec.Reason}
-		if in.Spec.Decision == DecisionDeny {
-			req.State, req.DecidedBy, req.DecidedAt, req.DecisionReason = store.AccessRequestDenied, caller.GetName(), now, in.Spec.Reason
+		event = AccessEvent{Name: req.ID, Requester: req.Username, Actor: caller.GetName(), Cluster: req.Cluster, Groups: req.Groups, Reason: req.Reason, Decision: spec.Reason}
+		if spec.Decision == DecisionDeny {
+			req.State, req.DecidedBy, req.DecidedAt, req.DecisionReason = store.AccessRequestDenied, caller.GetName(), now, spec.Reason
 			req.ExpiresAt = now.Add(AccessRecordRetention)
 			event.Type = "Denied"
 			return nil
@@ -154,12 +169,12 @@ func (r *AccessRequestDecisionREST) Create(ctx context.Context, obj runtime.Obje
 		if errs := r.policy.checkAsk(req.Cluster, req.Groups, req.Duration, req.Reason, field.NewPath("spec")); len(errs) > 0 {
 			return errDecision{apierrors.NewConflict(gr, name, fmt.Errorf("the request no longer fits cluster %s's policy (%s); ask for access again", req.Cluster, errs.ToAggregate()))}
 		}
-		req.Approvals = append(req.Approvals, store.Approval{By: caller.GetName(), At: now, Reason: in.Spec.Reason})
+		req.Approvals = append(req.Approvals, store.Approval{By: caller.GetName(), At: now, Reason: spec.Reason})
 		if len(approvalsBy(req, j.AllowSelfApproval)) < j.ApprovalsRequired {
 			event.Type = "Approval"
 			return nil
 		}
-		req.State, req.DecidedBy, req.DecidedAt, req.DecisionReason = store.AccessRequestApproved, caller.GetName(), now, in.Spec.Reason
+		req.State, req.DecidedBy, req.DecidedAt, req.DecisionReason = store.AccessRequestApproved, caller.GetName(), now, spec.Reason
 		req.GrantID, req.NotBefore, req.GrantExpiresAt = req.ID, now, now.Add(req.Duration)
 		req.ExpiresAt = req.GrantExpiresAt.Add(AccessRecordRetention)
 		event.Type, event.NotBefore, event.ExpiresAt = "Approved", req.NotBefore, req.GrantExpiresAt
@@ -168,12 +183,12 @@ func (r *AccessRequestDecisionREST) Create(ctx context.Context, obj runtime.Obje
 	var refusal errDecision
 	switch {
 	case errors.As(err, &refusal):
-		return nil, refusal.err
+		return store.AccessRequest{}, 0, refusal.err
 	case errors.Is(err, store.ErrNotFound):
-		return nil, notFound
+		return store.AccessRequest{}, 0, notFound
 	case err != nil:
 		klog.ErrorS(err, "Recording an access decision failed", "name", name, "approver", caller.GetName())
-		return nil, storeErr(err, "recording the decision")
+		return store.AccessRequest{}, 0, storeErr(err, "recording the decision")
 	}
 	if event.Type == "Approved" {
 		g := store.Grant{
@@ -191,14 +206,12 @@ func (r *AccessRequestDecisionREST) Create(ctx context.Context, obj runtime.Obje
 			if rerr != nil {
 				klog.ErrorS(rerr, "Putting an access request back to Pending failed", "name", name)
 			}
-			return nil, storeErr(err, "creating the grant")
+			return store.AccessRequest{}, 0, storeErr(err, "creating the grant")
 		}
 	}
 	auditAccess(ctx, event)
 	r.notify(event)
-	out.CreationTimestamp = metav1.NewTime(now)
-	out.Status = accessRequestStatus(&updated, j.ApprovalsRequired, now)
-	return out, nil
+	return updated, j.ApprovalsRequired, nil
 }
 
 // approvalsBy returns the approvals that count: distinct approvers, and the

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/util/dryrun"
 	"k8s.io/klog/v2"
@@ -197,4 +198,26 @@ func (r *AccessRequestREST) List(ctx context.Context, options *metainternalversi
 
 func accessRequestFields(o *v1alpha1.AccessRequest) fields.Set {
 	return fields.Set{"metadata.name": o.Name, "spec.username": o.Spec.Username, "spec.cluster": o.Spec.Cluster, "status.phase": string(o.Status.Phase)}
+}
+
+// Decidable returns the pending requests caller may decide, oldest first:
+// those of clusters caller approves for, but their own only where
+// self-approval is allowed (they may still deny it through the API).
+func (r *AccessRequestREST) Decidable(ctx context.Context, caller user.Info) ([]store.AccessRequest, error) {
+	all, err := r.store.ListAccessRequests(ctx)
+	if err != nil {
+		klog.ErrorS(err, "Listing access requests failed")
+		return nil, storeErr(err, "listing access requests")
+	}
+	now := r.clock.Now()
+	var out []store.AccessRequest
+	for _, req := range all {
+		j := r.policy.cluster(req.Cluster)
+		if phase(&req, now) != v1alpha1.AccessRequestPending || !r.policy.isApprover(req.Cluster, caller) || (req.Username == caller.GetName() && !j.AllowSelfApproval) {
+			continue
+		}
+		out = append(out, req)
+	}
+	slices.SortFunc(out, func(a, b store.AccessRequest) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
 }

@@ -126,7 +126,6 @@ func (s *Server) openState(ctx context.Context) error {
 		return err
 	}
 	s.Store = s.backend.Store
-	s.Notifier = notify.New(s.state.config)
 	if s.Keys, err = NewKeys(ctx, cfg, s.Store, s.backend.Chores.IsLeader); err != nil {
 		return err
 	}
@@ -148,6 +147,7 @@ func (s *Server) openState(ctx context.Context) error {
 		return err
 	}
 	s.state = newConfigState(cfg)
+	s.Notifier = notify.New(s.state.config)
 	s.Policy = &policy.Holder{}
 	s.Policy.Store(policy.New(cfg))
 	// One session manager, so that the Session API's delete and the
@@ -256,6 +256,7 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 		Sessions:    s.Sessions,
 		Minter:      s.Minter,
 		IssuerURL:   cfg.IssuerURL,
+		Access:      registry.NewAccessService(s.Store, s.state.config, nil, s.Notifier.Notify),
 		ServingCA: func() []byte {
 			b, _ := os.ReadFile(servingCert)
 			return b
