@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
 
 	configv1alpha1 "portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
@@ -260,5 +261,29 @@ func TestAnApprovedRequestsGroupsComeWithEveryAuthentication(t *testing.T) {
 	f.advance(time.Minute)
 	if res, _ = f.authn.Authenticate(context.Background(), "prod", f.mint("alice", "prod", "", time.Hour, "devs")); res != nil && slices.Contains(res.User.GetGroups(), "sre-admin") {
 		t.Fatalf("after the window groups = %v", res.User.GetGroups())
+	}
+}
+
+func TestDecidableListsWhatTheCallerMayDecide(t *testing.T) {
+	f := newAccessFixture(t)
+	svc := NewAccessService(f.store, f.config, f.clk, nil)
+	f.request(t, "bob", []string{"sre-admin"}, time.Minute)
+	f.request(t, "carol", []string{"sre-admin"}, time.Minute)
+	count := func(name string, groups ...string) int {
+		list, err := svc.Decidable(context.Background(), &user.DefaultInfo{Name: name, Groups: groups})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list)
+	}
+	if n := count("carol", "sre-leads"); n != 1 {
+		t.Errorf("carol (an approver) may decide %d requests, want 1: bob's, not her own", n)
+	}
+	if n := count("mallory", "devs"); n != 0 {
+		t.Errorf("a stranger may decide %d requests", n)
+	}
+	f.advance(AccessRequestPendingTimeout)
+	if n := count("root"); n != 0 {
+		t.Errorf("after the pending timeout %d requests are still decidable", n)
 	}
 }
