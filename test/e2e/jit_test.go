@@ -225,6 +225,15 @@ func TestJustInTimeAccess(t *testing.T) {
 			t.Fatal("after approval alice may not delete pods in proxy mode")
 		}
 		t.Logf("request -> approve -> first allowed kubectl call (proxy mode): %v", time.Since(start).Round(time.Millisecond))
+		// The credential exchange under the grant: the token ends with it
+		// (tokens live 15 minutes here, the grant 1).
+		var tcr loginv1alpha1.TokenCredentialRequest
+		if stderr, err := kubectlCreate(t, admin, tcrManifest(aggProxyCluster, idToken), &tcr); err != nil || tcr.Status.ExpirationTimestamp == nil {
+			t.Fatalf("exchange under the grant: %v %s %+v", err, stderr, tcr.Status)
+		}
+		if end := start.Add(time.Minute + 5*time.Second); tcr.Status.ExpirationTimestamp.After(end) {
+			t.Errorf("a token exchanged under the grant expires at %v, after the grant (by %v)", tcr.Status.ExpirationTimestamp, end)
+		}
 		if out, err := cli(aliceWebhook, "grants"); err != nil || !strings.Contains(out, req2) {
 			t.Errorf("portcullis grants: %v\n%s", err, out)
 		}
