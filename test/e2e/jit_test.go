@@ -174,6 +174,13 @@ func TestJustInTimeAccess(t *testing.T) {
 		if out, err := cli(s.dave, "requests"); err != nil || strings.Contains(out, req) {
 			t.Errorf("dave sees alice's request: %v\n%s", err, out)
 		}
+		// kubectl works on the objects too.
+		if out, stderr, err := framework.Kubectl(t, s.carol, "get", "accessrequests"); err != nil || !strings.Contains(out, req) || !strings.Contains(out, "Pending") || !strings.Contains(out, "0/1") {
+			t.Errorf("kubectl get accessrequests as carol: %v %s\n%s", err, stderr, out)
+		}
+		if out, stderr, err := framework.Kubectl(t, s.dave, "get", "accessrequest", req); err == nil || !strings.Contains(stderr, "NotFound") && !strings.Contains(stderr, "not found") {
+			t.Errorf("kubectl get of alice's request as dave: %v %s %s", err, out, stderr)
+		}
 	})
 
 	if out, err := cli(s.carol, "approve", req, "--reason", "go ahead"); err != nil {
