@@ -171,6 +171,12 @@ Start with:
 		newKubeconfigCommand(d),
 		newWhoamiCommand(d),
 		newLogoutCommand(d),
+		newRequestCommand(d),
+		newRequestsCommand(d),
+		newDecisionCommand(d, "approve", "Approve"),
+		newDecisionCommand(d, "deny", "Deny"),
+		newGrantsCommand(d),
+		newRevokeGrantCommand(d),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -69,6 +69,8 @@ type pageData struct {
 	Notice      string
 	// Sessions is the "your sessions" page's list (sessions.go).
 	Sessions *sessionsData
+	// Access is the approvers' page's list (access.go).
+	Access *accessData
 	// The password page (password.go): where it posts, the user name to
 	// show again, and the login's parameters it carries.
 	Action   string

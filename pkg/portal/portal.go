@@ -88,6 +88,8 @@ type Deps struct {
 	// API server (webhook mode), so that the portal can offer a complete
 	// kubeconfig for it; ok is false when it is not known.
 	ClusterServer func(cluster string) (server string, caPEM []byte, ok bool)
+	// Access, when set, serves the approvers' page (PathAccess).
+	Access AccessDecider
 }
 
 // Portal serves the login portal. Make it with New.
@@ -220,6 +222,8 @@ func (p *Portal) servePortal(w http.ResponseWriter, r *http.Request) {
 		p.serveBrowserLogout(w, r)
 	case PathSessions:
 		p.serveSessions(w, r)
+	case PathAccess:
+		p.serveAccess(w, r)
 	case portalapi.PathCLIComplete:
 		p.serveCLIComplete(w, r)
 	case portalapi.PathClusters:

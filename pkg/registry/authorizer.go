@@ -64,6 +64,11 @@ func authorizePublic(_ context.Context, a authorizer.Attributes) (authorizer.Dec
 		}
 		return authorizer.DecisionNoOpinion, "", nil
 	}
+	if a.GetAPIGroup() == v1alpha1.GroupName && a.GetSubresource() == "" && accessVerbs[a.GetResource()][a.GetVerb()] && authenticated(a.GetUser()) {
+		// Who may see or decide what is the justInTime policy's
+		// decision, made in the storage; this only lets users reach it.
+		return authorizer.DecisionAllow, "", nil
+	}
 	if a.GetAPIGroup() != v1alpha1.GroupName || a.GetVerb() != "create" || a.GetSubresource() != "" {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
@@ -71,9 +76,21 @@ func authorizePublic(_ context.Context, a authorizer.Attributes) (authorizer.Dec
 	case "tokencredentialrequests":
 		return authorizer.DecisionAllow, "", nil
 	case "whoamirequests":
-		if u := a.GetUser(); u != nil && u.GetName() != user.Anonymous && !slices.Contains(u.GetGroups(), user.AllUnauthenticated) {
+		if authenticated(a.GetUser()) {
 			return authorizer.DecisionAllow, "", nil
 		}
 	}
 	return authorizer.DecisionNoOpinion, "", nil
+}
+
+// accessVerbs are the verbs any authenticated user may use on the access
+// resources; the storage then applies the cluster's justInTime policy.
+var accessVerbs = map[string]map[string]bool{
+	"accessrequests":         {"create": true, "get": true, "list": true},
+	"accessrequestdecisions": {"create": true},
+	"accessgrants":           {"create": true, "get": true, "list": true, "delete": true},
+}
+
+func authenticated(u user.Info) bool {
+	return u != nil && u.GetName() != "" && u.GetName() != user.Anonymous && !slices.Contains(u.GetGroups(), user.AllUnauthenticated)
 }

@@ -31,7 +31,7 @@ type Minter interface {
 type Store interface {
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	ListSessions(ctx context.Context) ([]store.Session, error)
-	ListGrants(ctx context.Context) ([]store.Grant, error)
+	AccessStore
 }
 
 // SessionEnder ends sessions (pkg/session.Manager): the Session API's delete
@@ -55,6 +55,9 @@ type Options struct {
 	// RateLimit bounds TokenCredentialRequests per client; the zero value
 	// means DefaultRateLimit.
 	RateLimit RateLimit
+	// Notify, when set, is told of every access request and grant
+	// transition (after it is stored and audited); it must not block.
+	Notify func(AccessEvent)
 	// Clock is clock.RealClock when nil.
 	Clock clock.PassiveClock
 }
@@ -94,6 +97,9 @@ func NewAPIGroupInfo(scheme *runtime.Scheme, codecs serializer.CodecFactory, o O
 		"tokencredentialrequests": NewTokenCredentialRequestREST(o),
 		"whoamirequests":          NewWhoAmIRequestREST(o.Clock),
 		"sessions":                NewSessionREST(o.Store, o.Sessions, o.Clock),
+		"accessrequests":          NewAccessRequestREST(o.Store, o.Config, o.Clock, o.Notify),
+		"accessrequestdecisions":  NewAccessRequestDecisionREST(o.Store, o.Config, o.Clock, o.Notify),
+		"accessgrants":            NewAccessGrantREST(o.Store, o.Config, o.Clock, o.Notify),
 	}
 	if o.Revoker != nil {
 		info.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version]["tokenrevocations"] = NewTokenRevocationREST(o.Revoker)

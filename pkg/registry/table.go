@@ -112,3 +112,74 @@ func until(t *metav1.Time, now time.Time) string {
 	}
 	return duration.HumanDuration(t.Sub(now))
 }
+
+var accessRequestColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: "The request's name."},
+	{Name: "User", Type: "string", Description: "The requester."},
+	{Name: "Cluster", Type: "string", Description: "The cluster."},
+	{Name: "Groups", Type: "string", Description: "The groups asked for."},
+	{Name: "Duration", Type: "string", Description: "How long, from approval."},
+	{Name: "Phase", Type: "string", Description: "Pending, Approved, Denied, Expired or Revoked."},
+	{Name: "Approvals", Type: "string", Description: "Approvals so far, of those needed."},
+	{Name: "Reason", Type: "string", Description: "Why."},
+	{Name: "Age", Type: "string", Description: "Time since the request."},
+}
+
+func accessRequestTable(obj runtime.Object, now time.Time) (*metav1.Table, error) {
+	t := &metav1.Table{ColumnDefinitions: accessRequestColumns}
+	add := func(r *v1alpha1.AccessRequest) {
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Object: runtime.RawExtension{Object: r},
+			Cells: []any{
+				r.Name, r.Spec.Username, r.Spec.Cluster, strings.Join(r.Spec.Groups, ","), r.Spec.Duration.Duration.String(),
+				string(r.Status.Phase), fmt.Sprintf("%d/%d", len(r.Status.Approvals), r.Status.ApprovalsRequired), r.Spec.Reason,
+				since(&r.CreationTimestamp, now),
+			},
+		})
+	}
+	switch o := obj.(type) {
+	case *v1alpha1.AccessRequest:
+		add(o)
+	case *v1alpha1.AccessRequestList:
+		for i := range o.Items {
+			add(&o.Items[i])
+		}
+	default:
+		return nil, fmt.Errorf("cannot show a %T as a table of access requests", obj)
+	}
+	return t, nil
+}
+
+var accessGrantColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: "The grant's name (that of its request)."},
+	{Name: "User", Type: "string", Description: "The grantee."},
+	{Name: "Cluster", Type: "string", Description: "The cluster."},
+	{Name: "Groups", Type: "string", Description: "The groups granted."},
+	{Name: "Granted By", Type: "string", Description: "The last approver or the direct granter."},
+	{Name: "Expires", Type: "string", Description: "Time until the grant ends."},
+	{Name: "Reason", Type: "string", Description: "Why."},
+}
+
+func accessGrantTable(obj runtime.Object, now time.Time) (*metav1.Table, error) {
+	t := &metav1.Table{ColumnDefinitions: accessGrantColumns}
+	add := func(g *v1alpha1.AccessGrant) {
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Object: runtime.RawExtension{Object: g},
+			Cells: []any{
+				g.Name, g.Spec.Username, g.Spec.Cluster, strings.Join(g.Spec.Groups, ","), g.Status.GrantedBy,
+				until(g.Status.ExpirationTimestamp, now), g.Spec.Reason,
+			},
+		})
+	}
+	switch o := obj.(type) {
+	case *v1alpha1.AccessGrant:
+		add(o)
+	case *v1alpha1.AccessGrantList:
+		for i := range o.Items {
+			add(&o.Items[i])
+		}
+	default:
+		return nil, fmt.Errorf("cannot show a %T as a table of access grants", obj)
+	}
+	return t, nil
+}

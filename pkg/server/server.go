@@ -27,6 +27,7 @@ import (
 	"portcullis.dev/portcullis/pkg/breakglass"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/ldap"
+	"portcullis.dev/portcullis/pkg/notify"
 	"portcullis.dev/portcullis/pkg/policy"
 	"portcullis.dev/portcullis/pkg/portal"
 	"portcullis.dev/portcullis/pkg/proxy"
@@ -42,8 +43,10 @@ import (
 
 // Server is a configured portcullis-server, ready to run.
 type Server struct {
-	Generic  *genericapiserver.GenericAPIServer
-	Store    store.Store
+	Generic *genericapiserver.GenericAPIServer
+	Store   store.Store
+	// Notifier sends access request transitions to notifications.webhook.
+	Notifier *notify.Webhook
 	Keys     *token.KeyManager
 	Minter   *token.Minter
 	Verifier *token.Verifier
@@ -144,6 +147,7 @@ func (s *Server) openState(ctx context.Context) error {
 		return err
 	}
 	s.state = newConfigState(cfg)
+	s.Notifier = notify.New(s.state.config)
 	s.Policy = &policy.Holder{}
 	s.Policy.Store(policy.New(cfg))
 	// One session manager, so that the Session API's delete and the
@@ -207,6 +211,7 @@ func (s *Server) installLoginAPI(extra *ExtraConfig) error {
 		Sessions: s.Sessions,
 		Revoker:  s.Sessions,
 		Config:   s.state.config,
+		Notify:   s.Notifier.Notify,
 	})
 	if err != nil {
 		return err
@@ -251,6 +256,7 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 		Sessions:    s.Sessions,
 		Minter:      s.Minter,
 		IssuerURL:   cfg.IssuerURL,
+		Access:      registry.NewAccessService(s.Store, s.state.config, nil, s.Notifier.Notify),
 		ServingCA: func() []byte {
 			b, _ := os.ReadFile(servingCert)
 			return b
@@ -276,6 +282,10 @@ func (s *Server) addHooks(ctx context.Context, configFile string, auditBackend a
 	}
 	s.Generic.AddPostStartHookOrDie("portcullis-keys", func(hc genericapiserver.PostStartHookContext) error {
 		go s.Keys.Run(ctx)
+		return nil
+	})
+	s.Generic.AddPostStartHookOrDie("portcullis-notifications", func(hc genericapiserver.PostStartHookContext) error {
+		go s.Notifier.Run(ctx)
 		return nil
 	})
 	s.Generic.AddPostStartHookOrDie("portcullis-chores", func(hc genericapiserver.PostStartHookContext) error {

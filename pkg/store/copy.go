@@ -24,15 +24,19 @@ type CopyStats struct {
 	Revocations CopyCounts
 	Grants      CopyCounts
 	Sessions    CopyCounts
+	// AccessRequests are copied last: a request is a record, its grant
+	// (copied with the grants) is what counts.
+	AccessRequests CopyCounts
 }
 
 func (s CopyStats) String() string {
-	return fmt.Sprintf("signing keys %+v, revocations %+v, grants %+v, sessions %+v", s.SigningKeys, s.Revocations, s.Grants, s.Sessions)
+	return fmt.Sprintf("signing keys %+v, revocations %+v, grants %+v, sessions %+v, access requests %+v", s.SigningKeys, s.Revocations, s.Grants, s.Sessions, s.AccessRequests)
 }
 
-// Copy copies every signing key, revocation, grant and session of from into
-// to, for moving a deployment from one backend to another (e.g. bolt to
-// kubernetes) without logging anybody out or invalidating a token.
+// Copy copies every signing key, revocation, grant, session and access
+// request of from into to, for moving a deployment from one backend to
+// another (e.g. bolt to kubernetes) without logging anybody out or
+// invalidating a token.
 //
 // It is idempotent, so it can be run again after a failure or to pick up
 // what changed meanwhile: an item whose ID is already in to is kept as it is
@@ -42,7 +46,7 @@ func (s CopyStats) String() string {
 //
 // Signing keys go first, so that every token signed before the move verifies
 // after it; revocations next, so that no revoked session or token is ever
-// valid in to; then grants and sessions.
+// valid in to; then grants, sessions and access requests.
 func Copy(ctx context.Context, from, to Store) (CopyStats, error) {
 	var st CopyStats
 	now := time.Now()
@@ -113,6 +117,20 @@ func Copy(ctx context.Context, from, to Store) (CopyStats, error) {
 		}
 		if err := copyOne(&st.Sessions, to.CreateSession(ctx, s)); err != nil {
 			return st, fmt.Errorf("copying session %s: %w", s.ID, err)
+		}
+	}
+
+	requests, err := from.ListAccessRequests(ctx)
+	if err != nil {
+		return st, fmt.Errorf("copying access requests: %w", err)
+	}
+	for _, r := range requests {
+		if !now.Before(r.ExpiresAt) {
+			st.AccessRequests.Expired++
+			continue
+		}
+		if err := copyOne(&st.AccessRequests, to.CreateAccessRequest(ctx, r)); err != nil {
+			return st, fmt.Errorf("copying access request %s: %w", r.ID, err)
 		}
 	}
 	return st, nil

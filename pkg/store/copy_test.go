@@ -136,3 +136,27 @@ func TestCopyStopsAtTheFirstFailure(t *testing.T) {
 		t.Fatalf("Copy with a cancelled context = %v, want context.Canceled", err)
 	}
 }
+
+func TestCopyCopiesAccessRequestsThatAreStillKept(t *testing.T) {
+	ctx := context.Background()
+	from, to := memory.New(), memory.New()
+	now := time.Now()
+	kept := store.AccessRequest{ID: "ar-kept", Username: "bob", Cluster: "prod", Groups: []string{"sre-admin"}, State: store.AccessRequestPending, CreatedAt: now, PendingUntil: now.Add(time.Hour), ExpiresAt: now.Add(time.Hour)}
+	old := kept
+	old.ID, old.ExpiresAt = "ar-old", now.Add(-time.Minute)
+	for _, r := range []store.AccessRequest{kept, old} {
+		if err := from.CreateAccessRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.Copy(ctx, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AccessRequests != (store.CopyCounts{Copied: 1, Expired: 1}) {
+		t.Errorf("access requests: %+v, want one copied and one expired", st.AccessRequests)
+	}
+	if got, err := to.GetAccessRequest(ctx, "ar-kept"); err != nil || got.Username != "bob" {
+		t.Errorf("the copied request: %+v, %v", got, err)
+	}
+}

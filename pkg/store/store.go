@@ -121,6 +121,55 @@ type Grant struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
+// Access request states. A request is Pending until enough approvers
+// approve it (Approved: its grant exists), one denies it (Denied), it waits
+// too long (Expired), or its grant is revoked (Revoked).
+const (
+	AccessRequestPending  = "Pending"
+	AccessRequestApproved = "Approved"
+	AccessRequestDenied   = "Denied"
+	AccessRequestExpired  = "Expired"
+	AccessRequestRevoked  = "Revoked"
+)
+
+// Approval is one approver's yes.
+type Approval struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// AccessRequest is a user's request for extra groups on a cluster for a
+// while. Approving it creates the Grant GrantID.
+type AccessRequest struct {
+	ID       string        `json:"id"`
+	Username string        `json:"username"`
+	Cluster  string        `json:"cluster"`
+	Groups   []string      `json:"groups"`
+	Duration time.Duration `json:"duration"`
+	Reason   string        `json:"reason"`
+	State    string        `json:"state"`
+	// Approvals so far, in order.
+	Approvals []Approval `json:"approvals,omitempty"`
+	// DecidedBy and DecidedAt name who moved the request out of Pending
+	// (the last approver, the denier, the revoker) and when;
+	// DecisionReason is what they said.
+	DecidedBy      string    `json:"decidedBy,omitempty"`
+	DecidedAt      time.Time `json:"decidedAt,omitempty"`
+	DecisionReason string    `json:"decisionReason,omitempty"`
+	// GrantID is the grant approval created; NotBefore and GrantExpiresAt
+	// its window.
+	GrantID        string    `json:"grantID,omitempty"`
+	NotBefore      time.Time `json:"notBefore,omitempty"`
+	GrantExpiresAt time.Time `json:"grantExpiresAt,omitempty"`
+	CreatedAt      time.Time `json:"createdAt"`
+	// PendingUntil is when a request still pending counts as Expired.
+	PendingUntil time.Time `json:"pendingUntil"`
+	// ExpiresAt is when the record itself may be garbage-collected: after
+	// its grant's window and the time it is kept for the record.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
 // Store is the state Portcullis keeps. All methods are safe for concurrent use.
 // Returned values are copies: changing them does not change the store.
 type Store interface {
@@ -155,9 +204,29 @@ type Store interface {
 	ListGrants(ctx context.Context) ([]Grant, error)
 	DeleteGrant(ctx context.Context, id string) error
 
-	// GarbageCollect deletes expired sessions, revocations, grants and
-	// signing keys (ExpireAt passed) and returns how many it deleted.
+	// Access requests. They are few and read only by the API, so backends
+	// may read them from their durable state on each call.
+	CreateAccessRequest(ctx context.Context, r AccessRequest) error
+	GetAccessRequest(ctx context.Context, id string) (AccessRequest, error)
+	// UpdateAccessRequest is UpdateSession's twin: update runs on a fresh
+	// copy (more than once after a conflict) and only its result is written.
+	UpdateAccessRequest(ctx context.Context, id string, update func(*AccessRequest) error) (AccessRequest, error)
+	ListAccessRequests(ctx context.Context) ([]AccessRequest, error)
+
+	// GarbageCollect deletes expired sessions, revocations, grants, access
+	// requests (ExpiresAt passed) and signing keys (ExpireAt passed) and returns how many it deleted.
 	GarbageCollect(ctx context.Context, now time.Time) (int, error)
 
 	Close() error
+}
+
+// CloneAccessRequest returns a copy of r that shares nothing with it.
+func CloneAccessRequest(r AccessRequest) AccessRequest {
+	if r.Groups != nil {
+		r.Groups = append([]string{}, r.Groups...)
+	}
+	if r.Approvals != nil {
+		r.Approvals = append([]Approval{}, r.Approvals...)
+	}
+	return r
 }

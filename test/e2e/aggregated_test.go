@@ -95,8 +95,33 @@ webhook:
 `, port, filepath.Join(stateDir, "state.db"), dex.IssuerURL, dex.CAFile, dex.ClientID, ci.URL, pki.CA.CertFile, aggCluster, webhookCA)
 }
 
-func startAggStack(t *testing.T) *aggStack {
+// aggOptions change startAggStack's stack.
+type aggOptions struct {
+	// jit adds justInTime policies (jitPolicy) to cluster e2e and a second
+	// cluster, aggProxyCluster, whose upstream is the same kube-apiserver
+	// (proxy mode), with the artifacts' proxy RBAC.
+	jit bool
+	// notifications is appended to the configuration (a top-level
+	// notifications: section) when set.
+	notifications string
+}
+
+const aggProxyCluster = "e2e-proxy"
+
+// jitPolicy: alice and carol approve; sre-admin for up to 1m; one approval.
+const jitPolicy = `  justInTime:
+    requestableGroups: [sre-admin]
+    maxDuration: 1m
+    approvers:
+      users: [carol, alice@example.com]
+`
+
+func startAggStack(t *testing.T, opts ...aggOptions) *aggStack {
 	t.Helper()
+	var o aggOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	ctx := context.Background()
 	s := &aggStack{pki: framework.NewPKI(t)}
 	s.dex = framework.StartDex(t, framework.DexOptions{
@@ -174,6 +199,28 @@ func startAggStack(t *testing.T) *aggStack {
 
 	stateDir := t.TempDir()
 	cfgYAML := aggConfig(port, stateDir, s.dex, s.ci, s.pki, webhookCA.CertFile)
+	if o.jit {
+		manifest := filepath.Join(framework.RepoRoot(t), "artifacts", "rbac", "proxy-clusterrole.yaml")
+		if out, stderr, err := framework.Kubectl(t, admin, "apply", "-f", manifest); err != nil {
+			t.Fatalf("applying %s: %v\n%s%s", manifest, err, out, stderr)
+		}
+		tok, stderr, err := framework.Kubectl(t, admin, "create", "token", "portcullis-proxy", "-n", "portcullis", "--duration", "2h")
+		if err != nil {
+			t.Fatalf("kubectl create token: %v: %s", err, stderr)
+		}
+		tokenFile := filepath.Join(stateDir, "proxy-token")
+		must(t, os.WriteFile(tokenFile, []byte(strings.TrimSpace(tok)), 0o600))
+		clusters := jitPolicy + fmt.Sprintf(`- name: %s
+  access:
+    groups: [devs]
+  upstream:
+    server: %s
+    certificateAuthorityFile: %s
+    tokenFile: %s
+`, aggProxyCluster, s.api.URL, s.api.CAFile, tokenFile) + jitPolicy
+		cfgYAML = strings.Replace(cfgYAML, "    users: [ci:runner]\n", "    users: [ci:runner]\n"+clusters, 1)
+	}
+	cfgYAML += o.notifications
 	s.sessionToken = seedSession(t, ctx, stateDir, cfgYAML)
 
 	s.auditLog = filepath.Join(stateDir, "audit.log")

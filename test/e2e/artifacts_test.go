@@ -223,9 +223,19 @@ func TestArtifacts_RBACGrantsEachModeOnlyWhatItNeeds(t *testing.T) {
 			},
 			// Anyone may exchange a token; only the exchange is public.
 			"Group:system:unauthenticated": {"create login.portcullis.dev/tokencredentialrequests"},
+			// The access APIs are reachable by every authenticated user;
+			// who may see or decide what is the justInTime policy's.
 			"Group:system:authenticated": {
 				"create login.portcullis.dev/tokencredentialrequests",
 				"create login.portcullis.dev/whoamirequests",
+				"create login.portcullis.dev/accessrequests",
+				"get login.portcullis.dev/accessrequests",
+				"list login.portcullis.dev/accessrequests",
+				"create login.portcullis.dev/accessrequestdecisions",
+				"create login.portcullis.dev/accessgrants",
+				"get login.portcullis.dev/accessgrants",
+				"list login.portcullis.dev/accessgrants",
+				"delete login.portcullis.dev/accessgrants",
 			},
 		},
 	}

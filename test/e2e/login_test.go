@@ -70,6 +70,14 @@ clusters:
   tokenLifetime: 15s
   access:
     groups: [devs]
+  # alice, the one user this stack admits, may approve her own access
+  # requests (on the portal's approvers' page).
+  justInTime:
+    requestableGroups: [sre-admin]
+    maxDuration: 10m
+    approvers:
+      users: [alice@example.com]
+    allowSelfApproval: true
 webhook:
   clientCAFile: %s
 portal:

@@ -279,7 +279,7 @@ func TestDecodeReportsFieldProblemsWithTheirPaths(t *testing.T) {
 	}{
 		// Unknown and duplicate fields.
 		{"an unknown top-level field is reported with the fields there are", minimal + "replicas: 3\n",
-			[]wantErr{{"replicas", "Forbidden: unknown field: remove it or use one of apiVersion, clusters, groupMappings, identityProviders, issuerURL, kind, portal, store, tokens, webhook"}}},
+			[]wantErr{{"replicas", "Forbidden: unknown field: remove it or use one of apiVersion, clusters, groupMappings, identityProviders, issuerURL, kind, notifications, portal, store, tokens, webhook"}}},
 		{"a misspelled top-level field is reported with the likely spelling", strings.Replace(minimal, "issuerURL:", "issuerUrl:", 1),
 			[]wantErr{{"issuerUrl", `unknown field: did you mean "issuerURL"?`}, {"issuerURL", "Required value"}}},
 		{"an unknown nested field is reported with its path", strings.Replace(minimal, "  path: /tmp/state.db\n", "  path: /tmp/state.db\n  size: 1Gi\n", 1),

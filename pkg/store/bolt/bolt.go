@@ -112,7 +112,11 @@ func list[T any](s *Store, ctx context.Context, bucket []byte, kind string) ([]T
 	var out []T
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		out = []T{}
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil // a file opened read-only that predates the bucket
+		}
+		return b.ForEach(func(k, v []byte) error {
 			var obj T
 			if err := decode(s.path, kind, k, v, &obj); err != nil {
 				return err
@@ -342,6 +346,66 @@ func (s *Store) DeleteGrant(ctx context.Context, id string) error {
 	return remove(s, ctx, bucketGrants, "grant", id)
 }
 
+// CreateAccessRequest stores r; it fails with store.ErrAlreadyExists if a
+// request with the same ID exists.
+func (s *Store) CreateAccessRequest(ctx context.Context, r store.AccessRequest) error {
+	return create(s, ctx, bucketRequests, "access request", r.ID, r)
+}
+
+// GetAccessRequest returns the request with the given ID, or fails with
+// store.ErrNotFound.
+func (s *Store) GetAccessRequest(ctx context.Context, id string) (store.AccessRequest, error) {
+	var r store.AccessRequest
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketRequests).Get([]byte(id))
+		if v == nil || id == "" {
+			return store.ErrNotFound
+		}
+		return decode(s.path, "access request", []byte(id), v, &r)
+	})
+	if err != nil {
+		return store.AccessRequest{}, fmt.Errorf("getting access request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// UpdateAccessRequest reads the request, calls update on it and writes the
+// result in one write transaction; update is called once and must not call
+// back into the store.
+func (s *Store) UpdateAccessRequest(ctx context.Context, id string, update func(*store.AccessRequest) error) (store.AccessRequest, error) {
+	var r store.AccessRequest
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRequests)
+		v := b.Get([]byte(id))
+		if v == nil || id == "" {
+			return store.ErrNotFound
+		}
+		if err := decode(s.path, "access request", []byte(id), v, &r); err != nil {
+			return err
+		}
+		if err := update(&r); err != nil {
+			return err
+		}
+		if r.ID != id {
+			return fmt.Errorf("the update function changed the access request ID to %q; IDs are immutable", r.ID)
+		}
+		nv, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encoding the updated access request: %w", err)
+		}
+		return b.Put([]byte(id), nv)
+	})
+	if err != nil {
+		return store.AccessRequest{}, fmt.Errorf("updating access request %s: %w", id, err)
+	}
+	return store.CloneAccessRequest(r), nil
+}
+
+// ListAccessRequests returns all access requests, sorted by ID.
+func (s *Store) ListAccessRequests(ctx context.Context) ([]store.AccessRequest, error) {
+	return list[store.AccessRequest](s, ctx, bucketRequests, "access request")
+}
+
 // collect deletes, from bucket, every record for which expired returns true
 // and returns the deleted IDs.
 func collect[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired func(*T) bool) ([]string, error) {
@@ -394,7 +458,11 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) 
 		if err != nil {
 			return err
 		}
-		n = len(keys) + len(sessions) + len(revs) + len(grants)
+		requests, err := collect(s, tx, bucketRequests, "access request", func(r *store.AccessRequest) bool { return !now.Before(r.ExpiresAt) })
+		if err != nil {
+			return err
+		}
+		n = len(keys) + len(sessions) + len(revs) + len(grants) + len(requests)
 		return nil
 	})
 	if err != nil {

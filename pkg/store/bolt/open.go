@@ -46,6 +46,7 @@ var (
 	bucketSessions    = []byte("sessions")
 	bucketRevocations = []byte("revocations")
 	bucketGrants      = []byte("grants")
+	bucketRequests    = []byte("accessRequests")
 
 	keySchemaVersion = []byte("schemaVersion")
 )
@@ -61,6 +62,7 @@ var dataBuckets = []struct {
 	{bucketSessions, "session", decodeChecked[store.Session](func(s store.Session) string { return s.ID })},
 	{bucketRevocations, "revocation", decodeChecked[store.Revocation](func(r store.Revocation) string { return r.ID })},
 	{bucketGrants, "grant", decodeChecked[store.Grant](func(g store.Grant) string { return g.ID })},
+	{bucketRequests, "access request", decodeChecked[store.AccessRequest](func(r store.AccessRequest) string { return r.ID })},
 }
 
 func decodeChecked[T any](idOf func(T) string) func(id, v []byte) error {

@@ -42,6 +42,7 @@ var (
 	kindSession    = kind{"session", "session", "portcullis-session-", "session.json", "portcullis.dev/session"}
 	kindRevocation = kind{"revocation", "revocation", "portcullis-revocation-", "revocation.json", ""}
 	kindGrant      = kind{"grant", "grant", "portcullis-grant-", "grant.json", ""}
+	kindRequest    = kind{"access request", "access-request", "portcullis-access-request-", "access-request.json", ""}
 )
 
 // encoding is lower-case base32hex without padding: its alphabet (0-9, a-v) is

@@ -583,11 +583,23 @@ func (s *Store) collect(ctx context.Context, now time.Time) (int, error) {
 			s.grants.tombstone(v.id, v.rv, now)
 		}
 	}
+	reqs, err := s.listRequests(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, v := range reqs {
+		if !now.Before(v.item.ExpiresAt) {
+			name, _ := objectName(kindRequest, v.id)
+			if _, err := deleted(deleteVersion(s, ctx, configMaps, name, v.rv)); err != nil {
+				return n, err
+			}
+		}
+	}
 	// Only sessions whose end label is at or before now's second are
 	// listed; Expired decides exactly.
 	var expired []*corev1.Secret
 	ended := fmt.Sprintf("%s,%s<%d", selector(kindSession), LabelSessionEnds, now.Unix()+1)
-	err := s.eachSession(ctx, ended, true, func(sess store.Session, obj *corev1.Secret) error {
+	err = s.eachSession(ctx, ended, true, func(sess store.Session, obj *corev1.Secret) error {
 		if sess.Expired(now) {
 			expired = append(expired, obj)
 		}
@@ -620,4 +632,122 @@ func cloneGrant(g store.Grant) store.Grant {
 		g.Groups = append([]string{}, g.Groups...)
 	}
 	return g
+}
+
+func requestID(r store.AccessRequest) string { return r.ID }
+
+// CreateAccessRequest stores r in a ConfigMap; it fails with
+// store.ErrAlreadyExists if a request with the same ID exists.
+func (s *Store) CreateAccessRequest(ctx context.Context, r store.AccessRequest) error {
+	if _, err := create(s, ctx, configMaps, kindRequest, r.ID, r.ExpiresAt, r, nil); err != nil {
+		return fmt.Errorf("creating access request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// GetAccessRequest reads the request with the given ID from the API server,
+// or fails with store.ErrNotFound.
+func (s *Store) GetAccessRequest(ctx context.Context, id string) (store.AccessRequest, error) {
+	r, _, err := get(s, ctx, configMaps, kindRequest, id, requestID)
+	if err != nil {
+		return store.AccessRequest{}, fmt.Errorf("getting access request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// UpdateAccessRequest reads the request, calls update on it and writes the
+// result only if nobody wrote it meanwhile (resourceVersion), reading and
+// calling update again after a conflict, up to a bound.
+func (s *Store) UpdateAccessRequest(ctx context.Context, id string, update func(*store.AccessRequest) error) (store.AccessRequest, error) {
+	r, err := s.updateRequest(ctx, id, update)
+	if err != nil {
+		return store.AccessRequest{}, fmt.Errorf("updating access request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+func (s *Store) updateRequest(ctx context.Context, id string, update func(*store.AccessRequest) error) (store.AccessRequest, error) {
+	for attempt := 1; ; attempt++ {
+		r, obj, err := get(s, ctx, configMaps, kindRequest, id, requestID)
+		if err != nil {
+			return store.AccessRequest{}, err
+		}
+		if err := update(&r); err != nil {
+			return store.AccessRequest{}, err
+		}
+		if r.ID != id {
+			return store.AccessRequest{}, fmt.Errorf("the update function changed the access request ID to %q; IDs are immutable", r.ID)
+		}
+		payload, err := json.Marshal(r)
+		if err != nil {
+			return store.AccessRequest{}, fmt.Errorf("encoding the updated access request: %w", err)
+		}
+		next := configMaps.replace(obj, kindRequest, payload)
+		if next.Annotations == nil {
+			next.Annotations = map[string]string{}
+		}
+		next.Annotations[AnnotationExpiresAt] = r.ExpiresAt.UTC().Format(time.RFC3339)
+		err = s.call(ctx, func(ctx context.Context) error {
+			_, err := s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, next, metav1.UpdateOptions{})
+			return err
+		})
+		if err == nil {
+			return store.CloneAccessRequest(r), nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return store.AccessRequest{}, err
+		}
+		if attempt == maxAttempts {
+			return store.AccessRequest{}, fmt.Errorf("still conflicting with other writers after %d attempts: %w", attempt, err)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return store.AccessRequest{}, err
+		}
+	}
+}
+
+// ListAccessRequests lists every access request from the API server, sorted
+// by ID. Objects that do not decode are logged and skipped.
+func (s *Store) ListAccessRequests(ctx context.Context) ([]store.AccessRequest, error) {
+	list, err := s.listRequests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing access requests: %w", err)
+	}
+	out := make([]store.AccessRequest, 0, len(list))
+	for _, v := range list {
+		out = append(out, v.item)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) listRequests(ctx context.Context) ([]versioned[store.AccessRequest], error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	var out []versioned[store.AccessRequest]
+	opts := metav1.ListOptions{LabelSelector: selector(kindRequest), Limit: listPageSize}
+	for {
+		var list *corev1.ConfigMapList
+		err := s.call(ctx, func(ctx context.Context) (err error) {
+			list, err = s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, opts)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			obj := &list.Items[i]
+			r, err := decode(kindRequest, obj, []byte(obj.Data[kindRequest.dataKey]), requestID)
+			if err != nil {
+				klog.ErrorS(err, "Skipping an access request object Portcullis cannot use; fix or delete it", "namespace", s.namespace, "name", obj.Name)
+				continue
+			}
+			out = append(out, versioned[store.AccessRequest]{r.ID, r, obj.ResourceVersion})
+		}
+		if list.Continue == "" {
+			return out, nil
+		}
+		opts.Continue = list.Continue
+	}
 }

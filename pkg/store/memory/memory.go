@@ -22,6 +22,7 @@ type Store struct {
 	sessions    map[string]store.Session
 	revocations map[string]store.Revocation
 	grants      map[string]store.Grant
+	requests    map[string]store.AccessRequest
 }
 
 var _ store.Store = (*Store)(nil)
@@ -33,6 +34,7 @@ func New() *Store {
 		sessions:    map[string]store.Session{},
 		revocations: map[string]store.Revocation{},
 		grants:      map[string]store.Grant{},
+		requests:    map[string]store.AccessRequest{},
 	}
 }
 
@@ -308,6 +310,77 @@ func (s *Store) DeleteGrant(ctx context.Context, id string) error {
 	return nil
 }
 
+// CreateAccessRequest stores r; it fails with store.ErrAlreadyExists if a
+// request with the same ID exists.
+func (s *Store) CreateAccessRequest(ctx context.Context, r store.AccessRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return fmt.Errorf("creating access request %s: %w", r.ID, err)
+	}
+	if err := checkID("access request", r.ID); err != nil {
+		return err
+	}
+	if _, ok := s.requests[r.ID]; ok {
+		return fmt.Errorf("creating access request %s: %w", r.ID, store.ErrAlreadyExists)
+	}
+	s.requests[r.ID] = store.CloneAccessRequest(r)
+	return nil
+}
+
+// GetAccessRequest returns the request with the given ID, or fails with
+// store.ErrNotFound.
+func (s *Store) GetAccessRequest(ctx context.Context, id string) (store.AccessRequest, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return store.AccessRequest{}, fmt.Errorf("getting access request %s: %w", id, err)
+	}
+	r, ok := s.requests[id]
+	if !ok {
+		return store.AccessRequest{}, fmt.Errorf("getting access request %s: %w", id, store.ErrNotFound)
+	}
+	return store.CloneAccessRequest(r), nil
+}
+
+// UpdateAccessRequest calls update on a copy of the request and stores the
+// result, atomically.
+func (s *Store) UpdateAccessRequest(ctx context.Context, id string, update func(*store.AccessRequest) error) (store.AccessRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return store.AccessRequest{}, fmt.Errorf("updating access request %s: %w", id, err)
+	}
+	r, ok := s.requests[id]
+	if !ok {
+		return store.AccessRequest{}, fmt.Errorf("updating access request %s: %w", id, store.ErrNotFound)
+	}
+	r = store.CloneAccessRequest(r)
+	if err := update(&r); err != nil {
+		return store.AccessRequest{}, err
+	}
+	if r.ID != id {
+		return store.AccessRequest{}, fmt.Errorf("the update function changed the access request ID to %q; IDs are immutable", r.ID)
+	}
+	s.requests[id] = store.CloneAccessRequest(r)
+	return store.CloneAccessRequest(r), nil
+}
+
+// ListAccessRequests returns all access requests, sorted by ID.
+func (s *Store) ListAccessRequests(ctx context.Context) ([]store.AccessRequest, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("listing access requests: %w", err)
+	}
+	out := make([]store.AccessRequest, 0, len(s.requests))
+	for _, r := range s.requests {
+		out = append(out, store.CloneAccessRequest(r))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
 // GarbageCollect deletes sessions that have Expired at now, revocations and
 // grants whose ExpiresAt is not after now, and signing keys whose ExpireAt is
 // not after now. It returns how many it deleted.
@@ -336,6 +409,12 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) 
 			n++
 		}
 	}
+	for id, r := range s.requests {
+		if !now.Before(r.ExpiresAt) {
+			delete(s.requests, id)
+			n++
+		}
+	}
 	for id, k := range s.keys {
 		if !now.Before(k.ExpireAt) {
 			delete(s.keys, id)
@@ -351,7 +430,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.keys, s.sessions, s.revocations, s.grants = nil, nil, nil, nil
+	s.keys, s.sessions, s.revocations, s.grants, s.requests = nil, nil, nil, nil, nil
 	return nil
 }
 

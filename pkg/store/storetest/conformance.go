@@ -44,6 +44,7 @@ func RunConformance(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ListUserSessions", func(t *testing.T) { testUserSessions(t, open) })
 	t.Run("revocations", func(t *testing.T) { testRevocations(t, open) })
 	t.Run("grants", func(t *testing.T) { testGrants(t, open) })
+	t.Run("access requests", func(t *testing.T) { testAccessRequests(t, open) })
 	t.Run("empty IDs", func(t *testing.T) { testEmptyIDs(t, open) })
 	t.Run("GarbageCollect", func(t *testing.T) { testGarbageCollect(t, open) })
 	t.Run("cancelled contexts", func(t *testing.T) { testCancelledContext(t, open) })

@@ -20,6 +20,10 @@ const (
 	DefaultSessionMaxLifetime = 7 * 24 * time.Hour
 	DefaultRefreshReuseGrace  = 30 * time.Second
 	DefaultUserInfoGroups     = "groups"
+	// DefaultJustInTimeMaxDuration is clusters[].justInTime.maxDuration's
+	// default, MaxJustInTimeDuration its upper bound.
+	DefaultJustInTimeMaxDuration = time.Hour
+	MaxJustInTimeDuration        = 7 * 24 * time.Hour
 )
 
 // DefaultAPIAudiences is kube-apiserver's default API audience (its default
@@ -76,6 +80,12 @@ func SetDefaults(c *PortcullisConfiguration) {
 		}
 	}
 	for i := range c.Clusters {
+		if j := c.Clusters[i].JustInTime; j != nil {
+			defaultDuration(&j.MaxDuration, DefaultJustInTimeMaxDuration)
+			if j.ApprovalsRequired == 0 {
+				j.ApprovalsRequired = 1
+			}
+		}
 		if len(c.Clusters[i].APIAudiences) == 0 {
 			c.Clusters[i].APIAudiences = append([]string(nil), DefaultAPIAudiences...)
 		}

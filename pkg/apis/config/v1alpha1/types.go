@@ -45,6 +45,29 @@ type PortcullisConfiguration struct {
 
 	// Portal configures the browser login portal and sessions.
 	Portal PortalConfig `json:"portal"`
+
+	// Notifications configures outgoing notifications of access requests.
+	Notifications *NotificationsConfig `json:"notifications,omitempty"`
+}
+
+// NotificationsConfig says where Portcullis announces access requests and
+// their decisions (e.g. to a chat bot).
+type NotificationsConfig struct {
+	// Webhook receives a JSON POST for every access request transition.
+	Webhook *NotificationWebhook `json:"webhook,omitempty"`
+}
+
+// NotificationWebhook is an https endpoint notified of access request
+// transitions, with retries. It is told of transitions, never asked: a
+// receiver that is down delays nothing and decides nothing.
+type NotificationWebhook struct {
+	// URL is the https URL POSTed to.
+	URL string `json:"url"`
+	// CertificateAuthorityFile is URL's PEM CA. Default: system roots.
+	CertificateAuthorityFile string `json:"certificateAuthorityFile,omitempty"`
+	// MaxAttempts bounds the attempts per notification (1-10, default 5),
+	// with exponential backoff from 1s after a network error, a 5xx or a 429.
+	MaxAttempts int `json:"maxAttempts,omitempty"`
 }
 
 // StoreConfig selects the state store backend.
@@ -175,6 +198,38 @@ type Cluster struct {
 	// in webhook mode (no upstream), so the portal's kubeconfig download and
 	// `portcullis kubeconfig` can write a complete kubeconfig for it.
 	APIServer *APIServer `json:"apiServer,omitempty"`
+	// JustInTime lets users ask for extra groups on this cluster for a
+	// while, with someone else's approval. Nil: no requests are accepted.
+	JustInTime *JustInTimeAccess `json:"justInTime,omitempty"`
+}
+
+// JustInTimeAccess is a cluster's policy for access requests and time-bound
+// grants. Who decides is read from here on every request (so a reload
+// applies at once), never from anything the requester sends.
+type JustInTimeAccess struct {
+	// RequestableGroups are the groups a user may ask for. Required.
+	RequestableGroups []string `json:"requestableGroups"`
+	// MaxDuration is the longest window a request may ask for.
+	// Default DefaultJustInTimeMaxDuration (1h); at most 7 days.
+	MaxDuration metav1.Duration `json:"maxDuration,omitempty"`
+	// Approvers are the users and groups who may approve or deny.
+	Approvers Approvers `json:"approvers"`
+	// ApprovalsRequired is how many distinct approvers must approve.
+	// Default 1.
+	ApprovalsRequired int `json:"approvalsRequired,omitempty"`
+	// AllowSelfApproval lets an approver approve their own request.
+	// Default false: the requester's approval never counts.
+	AllowSelfApproval bool `json:"allowSelfApproval,omitempty"`
+	// DirectGrantGroups are groups whose members may grant requestable
+	// groups to anyone, themselves included, without a request
+	// (break-glass). Every such grant is audited like an approval.
+	DirectGrantGroups []string `json:"directGrantGroups,omitempty"`
+}
+
+// Approvers names who may decide access requests.
+type Approvers struct {
+	Users  []string `json:"users,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 }
 
 // APIServer is a webhook-mode cluster's API server as its users reach it.

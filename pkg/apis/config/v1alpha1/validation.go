@@ -48,6 +48,14 @@ func Validate(c *PortcullisConfiguration) field.ErrorList {
 	errs = append(errs, validateClusters(c, field.NewPath("clusters"))...)
 	errs = append(errs, validateWebhook(&c.Webhook, field.NewPath("webhook"))...)
 	errs = append(errs, validatePortal(&c.Portal, field.NewPath("portal"))...)
+	if n := c.Notifications; n != nil && n.Webhook != nil {
+		wp := field.NewPath("notifications", "webhook")
+		errs = append(errs, validateHTTPSURL(n.Webhook.URL, wp.Child("url"), true)...)
+		errs = append(errs, validateCAFile(n.Webhook.CertificateAuthorityFile, wp.Child("certificateAuthorityFile"))...)
+		if a := n.Webhook.MaxAttempts; a < 0 || a > 10 {
+			errs = append(errs, field.Invalid(wp.Child("maxAttempts"), a, "must be between 1 and 10 (default 5)"))
+		}
+	}
 	return errs
 }
 
@@ -492,6 +500,9 @@ func validateClusters(c *PortcullisConfiguration, fld *field.Path) field.ErrorLi
 		errs = append(errs, validateEntries(cl.Access.Users, ap.Child("users"), "user names")...)
 		errs = append(errs, validateEntries(cl.Access.Groups, ap.Child("groups"), "group names")...)
 		errs = append(errs, validateEmailDomains(cl.Access.EmailDomains, ap.Child("emailDomains"))...)
+		if j := cl.JustInTime; j != nil {
+			errs = append(errs, validateJustInTime(j, p.Child("justInTime"))...)
+		}
 		if u := cl.Upstream; u != nil {
 			errs = append(errs, validateUpstream(u, p.Child("upstream"))...)
 		}
@@ -609,4 +620,70 @@ func storeTypeOrDefault(t string) string {
 		return "bolt"
 	}
 	return t
+}
+
+// maxApprovalsRequired bounds justInTime.approvalsRequired: more would be a
+// typo rather than a policy.
+const maxApprovalsRequired = 10
+
+func validateJustInTime(j *JustInTimeAccess, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	gp := fld.Child("requestableGroups")
+	if len(j.RequestableGroups) == 0 {
+		errs = append(errs, field.Required(gp, "list the groups users may ask for (e.g. [sre-admin]), or remove justInTime"))
+	}
+	errs = append(errs, validateGrantableGroups(j.RequestableGroups, gp)...)
+	switch d := j.MaxDuration.Duration; {
+	case d < 0:
+		errs = append(errs, field.Invalid(fld.Child("maxDuration"), d.String(), "must be positive, e.g. 1h"))
+	case d > MaxJustInTimeDuration:
+		errs = append(errs, field.Invalid(fld.Child("maxDuration"), d.String(), fmt.Sprintf("must not exceed %s: standing access is what this feature replaces; use clusters[].access for it", MaxJustInTimeDuration)))
+	}
+	ap := fld.Child("approvers")
+	errs = append(errs, validateEntries(j.Approvers.Users, ap.Child("users"), "user names")...)
+	errs = append(errs, validateEntries(j.Approvers.Groups, ap.Child("groups"), "group names")...)
+	if len(j.Approvers.Users) == 0 && len(j.Approvers.Groups) == 0 {
+		errs = append(errs, field.Required(ap, "name who may approve requests: approvers.users or approvers.groups (e.g. groups: [sre-leads])"))
+	}
+	for i, g := range j.Approvers.Groups {
+		if p := reservedGroupPrefix(g); p != "" {
+			errs = append(errs, field.Invalid(ap.Child("groups").Index(i), g, "groups starting with "+p+" are not asserted by identity providers, so nobody would be an approver by them; name a group your IdP sends"))
+		}
+	}
+	switch n := j.ApprovalsRequired; {
+	case n < 0:
+		errs = append(errs, field.Invalid(fld.Child("approvalsRequired"), n, "must be at least 1 (the default)"))
+	case n > maxApprovalsRequired:
+		errs = append(errs, field.Invalid(fld.Child("approvalsRequired"), n, fmt.Sprintf("must be at most %d", maxApprovalsRequired)))
+	case n > 1 && len(j.Approvers.Groups) == 0 && len(j.Approvers.Users) < n:
+		errs = append(errs, field.Invalid(fld.Child("approvalsRequired"), n, fmt.Sprintf("only %d approver users are listed and no approver groups, so no request could ever be approved; list more approvers or lower approvalsRequired", len(j.Approvers.Users))))
+	}
+	dp := fld.Child("directGrantGroups")
+	errs = append(errs, validateEntries(j.DirectGrantGroups, dp, "group names")...)
+	for i, g := range j.DirectGrantGroups {
+		if p := reservedGroupPrefix(g); p != "" {
+			errs = append(errs, field.Invalid(dp.Index(i), g, "groups starting with "+p+" are not asserted by identity providers; name a group your IdP sends"))
+		}
+	}
+	return errs
+}
+
+// validateGrantableGroups refuses empty, duplicate and reserved groups: a
+// grant of system:masters (or any system: group) would hand out more than any
+// RoleBinding can take back.
+func validateGrantableGroups(list []string, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	seen := sets.New[string]()
+	for i, g := range list {
+		switch {
+		case strings.TrimSpace(g) == "":
+			errs = append(errs, field.Required(fld.Index(i), "group names cannot be empty: remove the entry or fill it in"))
+		case reservedGroupPrefix(g) != "":
+			errs = append(errs, field.Invalid(fld.Index(i), g, "groups starting with "+reservedGroupPrefix(g)+" cannot be granted: bind the permissions to a group of your own (e.g. sre-admin) with RBAC and list that"))
+		case seen.Has(g):
+			errs = append(errs, field.Duplicate(fld.Index(i), g))
+		}
+		seen.Insert(g)
+	}
+	return errs
 }

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -40,11 +42,36 @@ func KnownTypes() []runtime.Object {
 		&Session{},
 		&SessionList{},
 		&TokenRevocation{},
+		&AccessRequest{},
+		&AccessRequestList{},
+		&AccessRequestDecision{},
+		&AccessGrant{},
+		&AccessGrantList{},
 	}
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, KnownTypes()...)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
+	// The field selectors the access resources' List understands: the
+	// apiserver refuses any other before the storage sees it.
+	for kind, fields := range map[string][]string{
+		"AccessRequest": {"metadata.name", "spec.username", "spec.cluster", "status.phase"},
+		"AccessGrant":   {"metadata.name", "spec.username", "spec.cluster"},
+	} {
+		known := map[string]bool{}
+		for _, f := range fields {
+			known[f] = true
+		}
+		err := scheme.AddFieldLabelConversionFunc(SchemeGroupVersion.WithKind(kind), func(label, value string) (string, string, error) {
+			if !known[label] {
+				return "", "", fmt.Errorf("field label %q is not supported for %s: use one of %v", label, kind, fields)
+			}
+			return label, value, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }

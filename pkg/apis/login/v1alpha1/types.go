@@ -257,3 +257,211 @@ type TokenRevocationStatus struct {
 	// +optional
 	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// AccessRequest is a user's request for extra groups on one cluster for a
+// while (just-in-time access). The cluster's justInTime policy in
+// Portcullis's configuration says which groups may be asked for, for how
+// long, and who decides; approvers decide with AccessRequestDecisions. An
+// approved request becomes an AccessGrant of the same name.
+//
+// Anyone authenticated may create one for themselves; requesters see their
+// own requests, approvers those they may decide.
+type AccessRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata. The server names the request; name and
+	// generateName are read as a prefix hint only.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is what is asked for.
+	Spec AccessRequestSpec `json:"spec"`
+
+	// Status is where the request stands.
+	// +optional
+	Status AccessRequestStatus `json:"status,omitempty"`
+}
+
+// AccessRequestSpec is what a user asks for.
+type AccessRequestSpec struct {
+	// Cluster is the Portcullis cluster name.
+	Cluster string `json:"cluster"`
+	// Groups are the groups asked for; each must be requestable on the
+	// cluster.
+	// +listType=atomic
+	Groups []string `json:"groups"`
+	// Duration is how long the groups are wanted, from approval; at most
+	// the cluster's justInTime.maxDuration.
+	Duration metav1.Duration `json:"duration"`
+	// Reason says why (an incident or ticket), for the approvers and the
+	// audit log.
+	Reason string `json:"reason"`
+	// Username is the requester, set by the server from the authenticated
+	// user; a different value is refused.
+	// +optional
+	Username string `json:"username,omitempty"`
+}
+
+// AccessRequestPhase is where a request stands.
+type AccessRequestPhase string
+
+// Phases of an AccessRequest.
+const (
+	AccessRequestPending  AccessRequestPhase = "Pending"
+	AccessRequestApproved AccessRequestPhase = "Approved"
+	AccessRequestDenied   AccessRequestPhase = "Denied"
+	AccessRequestExpired  AccessRequestPhase = "Expired"
+	AccessRequestRevoked  AccessRequestPhase = "Revoked"
+)
+
+// AccessRequestStatus is where a request stands.
+type AccessRequestStatus struct {
+	// Phase is Pending, Approved (the grant exists), Denied, Expired
+	// (nobody decided in time, or the grant's window has passed) or
+	// Revoked.
+	// +optional
+	Phase AccessRequestPhase `json:"phase,omitempty"`
+	// Approvals so far.
+	// +optional
+	// +listType=atomic
+	Approvals []AccessApproval `json:"approvals,omitempty"`
+	// ApprovalsRequired is how many approvals the policy asks for.
+	// +optional
+	ApprovalsRequired int32 `json:"approvalsRequired,omitempty"`
+	// DecidedBy is who moved the request out of Pending.
+	// +optional
+	DecidedBy string `json:"decidedBy,omitempty"`
+	// DecisionTime is when.
+	// +optional
+	DecisionTime *metav1.Time `json:"decisionTime,omitempty"`
+	// DecisionReason is what they said.
+	// +optional
+	DecisionReason string `json:"decisionReason,omitempty"`
+	// PendingUntil is when a request nobody decided expires.
+	// +optional
+	PendingUntil *metav1.Time `json:"pendingUntil,omitempty"`
+	// NotBefore and ExpirationTimestamp are the grant's window.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+	// +optional
+	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
+}
+
+// AccessApproval is one approver's yes.
+type AccessApproval struct {
+	// User is the approver.
+	User string `json:"user"`
+	// Time is when they approved.
+	Time metav1.Time `json:"time"`
+	// Reason is what they said.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// AccessRequestList is a list of access requests.
+type AccessRequestList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// Items are the requests.
+	Items []AccessRequest `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// AccessRequestDecision approves or denies an AccessRequest. Only the
+// cluster's approvers may, and never for their own request unless the
+// policy allows self-approval. It is create-only: the object is not kept
+// (the decision is, in the request's status, and in the audit log).
+type AccessRequestDecision struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata. Only name and generateName are read.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the decision.
+	Spec AccessRequestDecisionSpec `json:"spec"`
+
+	// Status is the request after the decision.
+	// +optional
+	Status AccessRequestStatus `json:"status,omitempty"`
+}
+
+// AccessRequestDecisionSpec is one approver's decision.
+type AccessRequestDecisionSpec struct {
+	// RequestName is the AccessRequest decided.
+	RequestName string `json:"requestName"`
+	// Decision is Approve or Deny.
+	Decision string `json:"decision"`
+	// Reason says why, for the requester and the audit log.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// AccessGrant is a time-bound grant: extra groups for a user on a cluster
+// until it expires. Approving an AccessRequest creates one of the same
+// name; members of the cluster's justInTime.directGrantGroups may create
+// one directly (break-glass). Deleting one revokes it. Grantees see their
+// own; approvers and direct granters see their clusters'.
+type AccessGrant struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the grant.
+	Spec AccessGrantSpec `json:"spec"`
+
+	// Status is the grant's window.
+	// +optional
+	Status AccessGrantStatus `json:"status,omitempty"`
+}
+
+// AccessGrantSpec is who gets what where.
+type AccessGrantSpec struct {
+	// Username is the grantee.
+	Username string `json:"username"`
+	// Cluster is the Portcullis cluster name.
+	Cluster string `json:"cluster"`
+	// Groups are the groups granted.
+	// +listType=atomic
+	Groups []string `json:"groups"`
+	// Duration is the window's length (on create).
+	// +optional
+	Duration metav1.Duration `json:"duration,omitempty"`
+	// Reason says why.
+	Reason string `json:"reason"`
+}
+
+// AccessGrantStatus is a grant's window and origin.
+type AccessGrantStatus struct {
+	// GrantedBy is the last approver, or the direct granter.
+	// +optional
+	GrantedBy string `json:"grantedBy,omitempty"`
+	// NotBefore is when the grant starts.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+	// ExpirationTimestamp is when it ends.
+	// +optional
+	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// AccessGrantList is a list of grants.
+type AccessGrantList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// Items are the grants.
+	Items []AccessGrant `json:"items"`
+}

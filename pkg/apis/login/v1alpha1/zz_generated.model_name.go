@@ -6,6 +6,61 @@
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessApproval) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessApproval"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessGrant) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessGrant"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessGrantList) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessGrantList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessGrantSpec) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessGrantSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessGrantStatus) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessGrantStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessRequest) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessRequest"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessRequestDecision) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessRequestDecision"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessRequestDecisionSpec) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessRequestDecisionSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessRequestList) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessRequestList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessRequestSpec) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessRequestSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AccessRequestStatus) OpenAPIModelName() string {
+	return "dev.portcullis.login.v1alpha1.AccessRequestStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Session) OpenAPIModelName() string {
 	return "dev.portcullis.login.v1alpha1.Session"
 }
