@@ -563,6 +563,19 @@ func TestAggregatedAPI(t *testing.T) {
 		if err != nil || !strings.Contains(out, aggSession) || !strings.Contains(out, "192.0.2.10") {
 			t.Fatalf("kubectl get sessions -o wide: %v %s\n%s", err, stderr, out)
 		}
+		// Field selectors pass kube-apiserver's aggregation and the
+		// scheme's field label check to the storage.
+		out, stderr, err = framework.Kubectl(t, admin, "get", "sessions.login.portcullis.dev", "-o", "name", "--field-selector", "spec.username="+alice.Email)
+		if err != nil || !strings.Contains(out, aggSession) {
+			t.Errorf("kubectl get sessions --field-selector spec.username=%s: %v %s\n%s", alice.Email, err, stderr, out)
+		}
+		out, stderr, err = framework.Kubectl(t, admin, "get", "sessions.login.portcullis.dev", "-o", "name", "--field-selector", "spec.username=nobody@example.com")
+		if err != nil || strings.Contains(out, aggSession) {
+			t.Errorf("kubectl get sessions --field-selector spec.username=nobody@example.com: %v %s\n%s", err, stderr, out)
+		}
+		if _, stderr, err = framework.Kubectl(t, admin, "get", "sessions.login.portcullis.dev", "--field-selector", "spec.color=blue"); err == nil || !strings.Contains(stderr, "spec.color") {
+			t.Errorf("kubectl get sessions --field-selector spec.color=blue: err=%v %s, want a refusal naming the field", err, stderr)
+		}
 		out, stderr, err = framework.Kubectl(t, admin, "delete", "sessions.login.portcullis.dev", aggSession)
 		if err != nil || !strings.Contains(out, "deleted") {
 			t.Fatalf("kubectl delete session: %v %s\n%s", err, stderr, out)

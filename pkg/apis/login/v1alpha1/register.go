@@ -53,11 +53,13 @@ func KnownTypes() []runtime.Object {
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, KnownTypes()...)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
-	// The field selectors the access resources' List understands: the
+	// The field selectors the List of sessions and of the access resources
+	// understands: the
 	// apiserver refuses any other before the storage sees it.
 	for kind, fields := range map[string][]string{
 		"AccessRequest": {"metadata.name", "spec.username", "spec.cluster", "status.phase"},
 		"AccessGrant":   {"metadata.name", "spec.username", "spec.cluster"},
+		"Session":       {"metadata.name", "spec.username", "spec.identityProvider"},
 	} {
 		known := map[string]bool{}
 		for _, f := range fields {
