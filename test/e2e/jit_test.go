@@ -276,6 +276,10 @@ func TestJustInTimeAccess(t *testing.T) {
 		}
 	})
 
+	t.Run("the proxied kubectl commands are in the audit log by name", func(t *testing.T) {
+		checkProxiedKubectlCommandsAudited(t, s.auditLog, alice.Email)
+	})
+
 	t.Run("the audit log names requester, approver, reason, cluster, groups and window of every transition", func(t *testing.T) {
 		events := accessAuditEvents(t, s.auditLog)
 		want := map[string]bool{"Created": false, "Approved": false, "Revoked": false}
@@ -298,6 +302,39 @@ func TestJustInTimeAccess(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The kubectl commands alice ran through the proxy, before, under and after
+// her grant, are in Portcullis's audit log by kubectl's command name
+// (proxy mode; webhook mode cannot see them, docs/webhook-mode.md).
+func checkProxiedKubectlCommandsAudited(t *testing.T, path, user string) {
+	t.Helper()
+	f, err := os.Open(path)
+	must(t, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	codes := map[int32]int{}
+	for sc.Scan() {
+		var ev struct {
+			Stage          string                    `json:"stage"`
+			Verb           string                    `json:"verb"`
+			RequestURI     string                    `json:"requestURI"`
+			User           struct{ Username string } `json:"user"`
+			ResponseStatus struct{ Code int32 }      `json:"responseStatus"`
+			Annotations    map[string]string         `json:"annotations"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Stage != "ResponseComplete" || ev.User.Username != user || ev.Verb != "delete" || !strings.Contains(ev.RequestURI, "/pods/victim") {
+			continue
+		}
+		if ev.Annotations["proxy.portcullis.dev/kubectl-command"] != "kubectl delete" || ev.Annotations["proxy.portcullis.dev/kubectl-session"] == "" {
+			t.Errorf("a proxied kubectl delete of %s has annotations %v, want kubectl's command and session", user, ev.Annotations)
+		}
+		codes[ev.ResponseStatus.Code]++
+	}
+	if codes[200] == 0 || codes[403] == 0 {
+		t.Errorf("proxied kubectl deletes of %s in the audit log by response code: %v; want allowed (under the grant) and forbidden ones", user, codes)
+	}
 }
 
 // accessAuditEvents returns the annotations of the audit events of access
