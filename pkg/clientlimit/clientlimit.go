@@ -130,6 +130,38 @@ func (l *Limiter) AllowN(key string, now time.Time, n int) bool {
 	return true
 }
 
+// Taken is what TakeN took from a client's bucket and the global one.
+type Taken struct {
+	client, global *rate.Reservation
+	at             time.Time
+}
+
+// TakeN is AllowN that can be undone: it takes n tokens from key's bucket
+// and n from the global bucket at now, or none when either has fewer.
+func (l *Limiter) TakeN(key string, now time.Time, n int) (Taken, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.client(key, now)
+	if c.TokensAt(now) < float64(n) || l.global.TokensAt(now) < float64(n) {
+		return Taken{}, false
+	}
+	return Taken{client: c.ReserveN(now, n), global: l.global.ReserveN(now, n), at: now}, true
+}
+
+// Refund gives back what TakeN took, as far as the buckets can take it
+// back: for a start that left nothing behind (the state store could not
+// record it), so that a client retrying through an outage is not throttled
+// once it is over. Refunding a zero Taken does nothing.
+func (t Taken) Refund() {
+	if t.client == nil {
+		return
+	}
+	// At the time they were taken: rate.Reservation cancels nothing at a
+	// later time, as its tokens were due then.
+	t.client.CancelAt(t.at)
+	t.global.CancelAt(t.at)
+}
+
 // Limited reports whether key, or everyone, has no token left at now,
 // without taking one: for counting only failures (Fail), as a limit of wrong
 // guesses does.

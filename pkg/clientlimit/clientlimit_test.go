@@ -74,3 +74,35 @@ func TestFailuresAreCountedPerClient(t *testing.T) {
 		t.Fatal("client a still limited after a refill")
 	}
 }
+
+// What a start took and gave back (the state store could not record it) is
+// there again for the client and for everyone; a refund never raises a
+// bucket above its burst.
+func TestARefundGivesBackWhatWasTaken(t *testing.T) {
+	l := New(Limits{PerClient: Rate{Every: time.Hour, Burst: 6}, Global: Rate{Every: time.Hour, Burst: 9}})
+	now := time.Now()
+	for i := range 20 {
+		taken, ok := l.TakeN("a", now, 3)
+		if !ok {
+			t.Fatalf("start %d refused although every earlier one was refunded", i+1)
+		}
+		// Refunded after the store answered, a little later.
+		now = now.Add(time.Millisecond)
+		taken.Refund()
+	}
+	for range 2 {
+		if _, ok := l.TakeN("a", now, 3); !ok {
+			t.Fatal("client a refused within its burst after refunds")
+		}
+	}
+	if _, ok := l.TakeN("a", now, 3); ok {
+		t.Fatal("refunds raised client a's bucket above its burst")
+	}
+	if _, ok := l.TakeN("b", now, 3); !ok {
+		t.Fatal("client b refused with 3 of the global 9 left")
+	}
+	if _, ok := l.TakeN("c", now, 3); ok {
+		t.Fatal("the global bucket went past its burst after refunds")
+	}
+	Taken{}.Refund() // a refused start's zero Taken
+}

@@ -260,7 +260,8 @@ func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("there is no cluster %q", truncate(cluster, 64)))
 		return
 	}
-	if !p.allowStart(r, deviceCodeCost) {
+	taken, ok := p.allowStart(r, deviceCodeCost)
+	if !ok {
 		p.metrics.logins.WithLabelValues(flowDevice, outcomeThrottled).Inc()
 		auditOutcome(r.Context(), "portcullis.dev/outcome", outcomeThrottled, "portcullis.dev/flow", flowDevice)
 		retryAfter(w, p.starts)
@@ -269,6 +270,9 @@ func (p *Portal) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 	}
 	deviceCode, userCode, err := p.devices.create(r.Context(), cluster, p.now())
 	if err != nil {
+		// Nothing was kept: the client may try again once the store is
+		// back without having used up its limit.
+		taken.Refund()
 		f := stateFailure(err)
 		writeOAuthError(w, f.status, f.oauth, f.message)
 		return

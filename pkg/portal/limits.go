@@ -49,9 +49,10 @@ const (
 // clientKey is the rate-limit bucket of the client that sent r.
 func clientKey(r *http.Request) string { return clientlimit.Key(clientAddress(r)) }
 
-// allowStart takes n tokens of r's client for a login start or device code.
-func (p *Portal) allowStart(r *http.Request, n int) bool {
-	return p.starts.AllowN(clientKey(r), p.now(), n)
+// allowStart takes n tokens of r's client for a login start or device code;
+// the start gives them back (Taken.Refund) when it left nothing behind.
+func (p *Portal) allowStart(r *http.Request, n int) (clientlimit.Taken, bool) {
+	return p.starts.TakeN(clientKey(r), p.now(), n)
 }
 
 // retryAfter sets Retry-After to l's refill time.

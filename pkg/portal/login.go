@@ -111,12 +111,14 @@ func (p *Portal) serveLoginStart(w http.ResponseWriter, r *http.Request) {
 // startAtIdP stores att under a new state, binds it to this browser with a
 // cookie, and redirects to the IdP's authorization endpoint.
 func (p *Portal) startAtIdP(w http.ResponseWriter, r *http.Request, prov *identity.Provider, att *attempt) {
-	if !p.allowStart(r, 1) {
+	taken, ok := p.allowStart(r, 1)
+	if !ok {
 		p.tooManyStarts(w, r, att.flow)
 		return
 	}
 	oc, f := p.oauth2Config(prov)
 	if f != nil {
+		taken.Refund()
 		p.metrics.logins.WithLabelValues(att.flow, f.outcome).Inc()
 		p.renderFailure(w, r, f, "")
 		return
@@ -127,6 +129,7 @@ func (p *Portal) startAtIdP(w http.ResponseWriter, r *http.Request, prov *identi
 	att.verifier = oauth2.GenerateVerifier()
 	att.binding = sha256Bytes(binding)
 	if err := p.createRecord(r.Context(), loginstate.KindAttempt, state, att.record(), p.now().Add(attemptTTL)); err != nil {
+		taken.Refund()
 		f := stateFailure(err)
 		p.metrics.logins.WithLabelValues(att.flow, f.outcome).Inc()
 		p.renderFailure(w, r, f, "")

@@ -41,7 +41,7 @@ func TestPortal_AccessRequestsPageInHeadlessChromium(t *testing.T) {
 			t.Fatalf("portcullis login: %v\n%s", err, out)
 		}
 		// The CLI keeps its cache in the portcullis/ subdirectory.
-		return cachedClusterToken(t, filepath.Join(cache, "portcullis"), loginCluster)
+		return cachedClusterToken(t, cache, loginCluster)
 	}
 	hc := s.portcullis.HTTPClient()
 	api := s.portcullis.URL + "/apis/login.portcullis.dev/v1alpha1"

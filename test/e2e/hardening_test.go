@@ -445,9 +445,11 @@ func TestProxy_StrictInputs(t *testing.T) {
 			wantStatus(t, resp, body, http.StatusUnauthorized, "Unauthorized")
 		}
 		// (A kubeconfig with no user at all makes kubectl prompt for a
-		// password; a client certificate this Portcullis does not ask for
-		// is never sent, which comes to the same.)
-		stranger := s.pki.IssueClient("not-a-portcullis-user")
+		// password; a client certificate of a CA Portcullis does not name
+		// in its TLS handshake is never sent, which comes to the same. One
+		// of Portcullis's own client CA would be a credential: /metrics
+		// and /tokenreview callers use them.)
+		stranger := framework.NewPKI(t).IssueClient("not-a-portcullis-user")
 		none := filepath.Join(framework.WorkDir(t), "kubeconfigs", "no-credential.kubeconfig")
 		if err := framework.WriteKubeconfig(none, s.portcullis.URL+"/clusters/c1", s.portcullis.CACertFile(), &clientcmdapi.AuthInfo{
 			ClientCertificateData: stranger.CertPEM, ClientKeyData: stranger.KeyPEM,
@@ -461,7 +463,7 @@ func TestProxy_StrictInputs(t *testing.T) {
 
 	t.Run("client-go runs the exec plugin again after the 401", func(t *testing.T) {
 		dir := t.TempDir()
-		stranger := s.pki.IssueClient("not-a-portcullis-user")
+		stranger := framework.NewPKI(t).IssueClient("not-a-portcullis-user")
 		first, _ := json.Marshal(map[string]any{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
 			"status": map[string]any{"clientCertificateData": string(stranger.CertPEM), "clientKeyData": string(stranger.KeyPEM)}})
 		then, _ := json.Marshal(map[string]any{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
