@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench fuzz clean release image manifests release-test cross
+.PHONY: all build test unit e2e demo lint tools bench bench-scale fuzz clean release image manifests release-test cross
 
 all: build
 
@@ -42,6 +42,17 @@ demo: tools
 
 bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ ./pkg/portal/ ./pkg/registry/ ./pkg/proxy/ | tee _output/bench.txt
+
+# Cost curves (docs/benchmarks.md, "Cost curves"): for now the webhook's, as
+# distinct live tokens grow. Loopback only, about 3 minutes; not part of
+# `make test`. Writes _output/webhook-tokens.csv and docs/img/webhook-tokens.svg
+# (rendered by hack/benchplot, a module of its own for the plotting library).
+SCALE_TOKENS ?= 1k,5k,10k,20k,50k,100k,1M
+SCALE_DURATION ?= 8s
+bench-scale:
+	mkdir -p _output docs/img
+	$(GO) run ./hack/bench/tokenreview -scale $(SCALE_TOKENS) -duration $(SCALE_DURATION) -csv _output/webhook-tokens.csv | tee _output/webhook-tokens.md
+	cd hack/benchplot && $(GO) run . -in $(CURDIR)/_output/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
 
 # Every Go fuzz target in the repository, each for FUZZTIME (their seed
 # corpora already run as ordinary tests in `make unit`). A failure leaves the

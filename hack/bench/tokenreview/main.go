@@ -23,6 +23,9 @@
 // is single-process).
 //
 //	go run ./hack/bench/tokenreview -duration 10s
+//
+// With -scale it measures instead the cost curve as the number of distinct
+// live tokens grows (scale.go; make bench-scale).
 package main
 
 import (
@@ -58,6 +61,8 @@ type options struct {
 	phases      string
 	slice       time.Duration
 	profile     string
+	scale       string
+	csv         string
 }
 
 func main() {
@@ -89,6 +94,8 @@ func main() {
 	flag.StringVar(&o.phases, "phases", "a,b,c", "phases to run: (a) and (c) run interleaved in slices, then (b)")
 	flag.DurationVar(&o.slice, "slice", time.Second, "length of the alternating (a) and (c) slices")
 	flag.StringVar(&o.profile, "profile", "", "folder to write CPU profiles of portcullis-server during (a) and (b) into (from its /debug/pprof)")
+	flag.StringVar(&o.scale, "scale", "", "cost-curve mode: comma-separated numbers of distinct live tokens (e.g. 1k,10k,100k); for each, a fresh portcullis-server is measured for -duration while the clients pick tokens uniformly among them (phases a, b and c are not run)")
+	flag.StringVar(&o.csv, "csv", "", "with -scale: also write the curve to this CSV file")
 	flag.Parse()
 	if o.conns < 1 || o.concurrency < 1 || o.rounds < 1 || o.warm < 1 || o.serverProcs < 1 || o.clientProcs < 1 || o.duration <= 0 || o.slice <= 0 {
 		fmt.Fprintln(os.Stderr, "-conns, -concurrency, -rounds, -warm, -server-procs and -client-procs must be at least 1, -duration and -slice positive")
@@ -103,6 +110,18 @@ func main() {
 			fmt.Fprintf(os.Stderr, "-phases: unknown phase %q (a, b or c)\n", p)
 			os.Exit(2)
 		}
+	}
+	if o.scale != "" {
+		sizes, err := parseScale(o.scale)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := runScale(context.Background(), &o, sizes); err != nil {
+			fmt.Fprintln(os.Stderr, "tokenreview:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(context.Background(), &o); err != nil {
 		fmt.Fprintln(os.Stderr, "tokenreview:", err)

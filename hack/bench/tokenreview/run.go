@@ -62,27 +62,44 @@ func (p *phase) cpuPerReview() time.Duration {
 	return p.serverCPU / time.Duration(p.res.reviews)
 }
 
-func run(ctx context.Context, o *options) error {
+// benchEnv is what every mode shares: a working directory with the
+// Portcullis configuration and store, the client PKI, and the
+// portcullis-server command line.
+type benchEnv struct {
+	dir        string
+	pki        *clientPKI
+	port       int
+	cfgPath    string
+	certDir    string
+	args       []string // portcullis-server's
+	base       string   // https://127.0.0.1:<port>
+	reviewPath string
+}
+
+// newBenchEnv prepares the working directory; cleanup removes it unless
+// -keep.
+func newBenchEnv(o *options) (env *benchEnv, cleanup func(), err error) {
 	dir, err := os.MkdirTemp("", "tokenreview-bench-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
 	if o.keep {
 		logf("working directory: %s", dir)
-	} else {
-		defer os.RemoveAll(dir)
+		cleanup = func() {}
 	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
 	pki, err := newClientPKI(dir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		return err
-	}
-	echoPort, err := freePort()
-	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfgYAML := fmt.Sprintf(`apiVersion: config.portcullis.dev/v1alpha1
@@ -101,6 +118,61 @@ webhook:
 		cfgYAML += fmt.Sprintf("tokens:\n  cacheSize: %d\n", o.cacheSize)
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o600); err != nil {
+		return nil, nil, err
+	}
+	certDir := filepath.Join(dir, "certs")
+	args := []string{
+		"--config=" + cfgPath,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + certDir,
+	}
+	if o.audit {
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"), 0o600); err != nil {
+			return nil, nil, err
+		}
+		args = append(args, "--audit-policy-file="+policy, "--audit-log-path="+filepath.Join(dir, "audit.log"))
+	}
+	if o.profile != "" {
+		args = append(args, "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*")
+	}
+	return &benchEnv{
+		dir:        dir,
+		pki:        pki,
+		port:       port,
+		cfgPath:    cfgPath,
+		certDir:    certDir,
+		args:       args,
+		base:       fmt.Sprintf("https://127.0.0.1:%d", port),
+		reviewPath: webhook.PathPrefix + "/" + benchCluster,
+	}, cleanup, nil
+}
+
+// startPortcullis starts portcullis-server and waits until it is ready; it
+// returns the client's TLS configuration.
+func (e *benchEnv) startPortcullis(procs int) (*child, *tls.Config, error) {
+	pc, err := startChild(e.dir, "portcullis-server", "portcullis", procs, e.args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	tlsConfig, err := waitPortcullis(pc, e.base, filepath.Join(e.certDir, "portcullis.crt"), e.pki)
+	if err != nil {
+		pc.stop()
+		return nil, nil, err
+	}
+	return pc, tlsConfig, nil
+}
+
+func run(ctx context.Context, o *options) error {
+	env, cleanup, err := newBenchEnv(o)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	dir, pki, cfgPath := env.dir, env.pki, env.cfgPath
+	echoPort, err := freePort()
+	if err != nil {
 		return err
 	}
 	load0 := loadAverage()
@@ -131,34 +203,12 @@ webhook:
 	runtime.GOMAXPROCS(o.clientProcs)
 
 	// (a) and (b): portcullis-server, as cmd/portcullis-server runs it.
-	certDir := filepath.Join(dir, "certs")
-	args := []string{
-		"--config=" + cfgPath,
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(port),
-		"--cert-dir=" + certDir,
-	}
-	if o.audit {
-		policy := filepath.Join(dir, "audit-policy.yaml")
-		if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"), 0o600); err != nil {
-			return err
-		}
-		args = append(args, "--audit-policy-file="+policy, "--audit-log-path="+filepath.Join(dir, "audit.log"))
-	}
-	if o.profile != "" {
-		args = append(args, "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*")
-	}
-	pc, err := startChild(dir, "portcullis-server", "portcullis", o.serverProcs, args...)
+	certDir, args, base, reviewPath := env.certDir, env.args, env.base, env.reviewPath
+	pc, tlsConfig, err := env.startPortcullis(o.serverProcs)
 	if err != nil {
 		return err
 	}
 	defer func() { pc.stop() }()
-	base := fmt.Sprintf("https://127.0.0.1:%d", port)
-	tlsConfig, err := waitPortcullis(pc, base, filepath.Join(certDir, "portcullis.crt"), pki)
-	if err != nil {
-		return err
-	}
-	reviewPath := webhook.PathPrefix + "/" + benchCluster
 
 	// (c): the bare TLS server answers what Portcullis answers.
 	probe := newClient(base, reviewPath, tlsConfig, o.proto, 1)

@@ -196,3 +196,38 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// memory returns the child's resident set size and its peak (VmRSS and
+// VmHWM of /proc/<pid>/status), in KiB.
+func (c *child) memory() (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &rss
+		case "VmHWM":
+			dst = &hwm
+		default:
+			continue
+		}
+		f := strings.Fields(v) // "12345 kB"
+		if len(f) == 0 {
+			continue
+		}
+		if *dst, err = strconv.ParseInt(f[0], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/status: %s: %w", c.cmd.Process.Pid, k, err)
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", c.cmd.Process.Pid)
+	}
+	return rss, hwm, nil
+}
