@@ -9,6 +9,7 @@
 package clientlimit
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -47,11 +48,16 @@ func (r Rate) limiter() *rate.Limiter { return rate.NewLimiter(rate.Every(r.Ever
 
 // Limits are a Limiter's buckets.
 type Limits struct {
-	// PerClient is each client's bucket.
+	// PerClient is each client's bucket. With Every zero clients are not
+	// limited at all.
 	PerClient Rate
-	// Global is the bucket all clients share.
+	// Global is the bucket all clients share. Zero: no bound but the
+	// clients' own.
 	Global Rate
 }
+
+// unbounded stands for a zero Global: a bucket no caller empties.
+var unbounded = Rate{Every: time.Nanosecond, Burst: math.MaxInt32}
 
 const (
 	// idle is how long an unused client bucket is kept. A bucket idle that
@@ -66,12 +72,13 @@ const (
 // Limiter is a token bucket per client under a global one. It is safe for
 // concurrent use.
 type Limiter struct {
-	limits   Limits
-	global   *rate.Limiter
-	mu       sync.Mutex
-	clients  map[string]*bucket
-	overflow *rate.Limiter
-	sweptAt  time.Time
+	limits    Limits
+	unlimited bool
+	global    *rate.Limiter
+	mu        sync.Mutex
+	clients   map[string]*bucket
+	overflow  *rate.Limiter
+	sweptAt   time.Time
 }
 
 type bucket struct {
@@ -81,11 +88,15 @@ type bucket struct {
 
 // New returns a Limiter with limits.
 func New(limits Limits) *Limiter {
+	if limits.Global == (Rate{}) {
+		limits.Global = unbounded
+	}
 	return &Limiter{
-		limits:   limits,
-		global:   limits.Global.limiter(),
-		clients:  map[string]*bucket{},
-		overflow: limits.PerClient.limiter(),
+		limits:    limits,
+		unlimited: limits.PerClient.Every <= 0,
+		global:    limits.Global.limiter(),
+		clients:   map[string]*bucket{},
+		overflow:  limits.PerClient.limiter(),
 	}
 }
 
@@ -119,6 +130,9 @@ func (l *Limiter) Allow(key string, now time.Time) bool { return l.AllowN(key, n
 // now, or none when either has fewer: for requests that cost more than
 // others.
 func (l *Limiter) AllowN(key string, now time.Time, n int) bool {
+	if l.unlimited {
+		return true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.client(key, now)
@@ -139,6 +153,9 @@ type Taken struct {
 // TakeN is AllowN that can be undone: it takes n tokens from key's bucket
 // and n from the global bucket at now, or none when either has fewer.
 func (l *Limiter) TakeN(key string, now time.Time, n int) (Taken, bool) {
+	if l.unlimited {
+		return Taken{}, true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.client(key, now)
@@ -166,6 +183,9 @@ func (t Taken) Refund() {
 // without taking one: for counting only failures (Fail), as a limit of wrong
 // guesses does.
 func (l *Limiter) Limited(key string, now time.Time) bool {
+	if l.unlimited {
+		return false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.client(key, now).TokensAt(now) < 1 || l.global.TokensAt(now) < 1
@@ -174,6 +194,9 @@ func (l *Limiter) Limited(key string, now time.Time) bool {
 // Fail takes one token from key's bucket and the global one at now (a
 // failure counted after the fact).
 func (l *Limiter) Fail(key string, now time.Time) {
+	if l.unlimited {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.client(key, now).AllowN(now, 1)

@@ -1,6 +1,7 @@
 package clientlimit
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -105,4 +106,29 @@ func TestARefundGivesBackWhatWasTaken(t *testing.T) {
 		t.Fatal("the global bucket went past its burst after refunds")
 	}
 	Taken{}.Refund() // a refused start's zero Taken
+}
+
+// Without a global bucket only each client's counts; with a per-client
+// Every of zero nobody is limited.
+func TestZeroLimitsMeanNoGlobalBoundAndNoLimit(t *testing.T) {
+	now := time.Now()
+	l := New(Limits{PerClient: Rate{Every: time.Hour, Burst: 2}})
+	for i := range 1000 {
+		key := strconv.Itoa(i)
+		if !l.Allow(key, now) || !l.Allow(key, now) {
+			t.Fatalf("client %d refused within its burst: a zero Global bounded the clients together", i)
+		}
+		if l.Allow(key, now) {
+			t.Fatalf("client %d went past its burst", i)
+		}
+	}
+	free := New(Limits{})
+	for range 1000 {
+		if !free.Allow("a", now) || free.Limited("a", now) {
+			t.Fatal("a limiter with a zero per-client Every limited a client")
+		}
+		if _, ok := free.TakeN("a", now, 3); !ok {
+			t.Fatal("a limiter with a zero per-client Every refused TakeN")
+		}
+	}
 }

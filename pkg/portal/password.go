@@ -277,8 +277,8 @@ func (p *Portal) passwordLogin(r *http.Request, d *ldap.Directory, flow, usernam
 	// Both buckets are charged: a guesser spreading over user names meets
 	// the client's limit, one spreading over addresses the user's.
 	// Hashed: a key's size must not depend on what a client sends.
-	userOK := p.passwordLimits.users.allow(sha256Hex(d.Name()+"\x00"+strings.ToLower(username)), now)
-	clientOK := p.passwordLimits.clients.allow(clientAddress(r), now)
+	userOK := p.passwordLimits.users.Allow(sha256Hex(d.Name()+"\x00"+strings.ToLower(username)), now)
+	clientOK := p.passwordLimits.clients.Allow(clientAddress(r), now)
 	if !userOK || !clientOK {
 		return nil, fail(http.StatusTooManyRequests, outcomeRateLimited, "too_many_attempts", "Too many login attempts",
 			"Too many login attempts. Wait a minute and try again.")

@@ -292,6 +292,26 @@ func accessGrantObject(g *store.Grant) *v1alpha1.AccessGrant {
 
 func quoteName(s string) string { return strconv.Quote(s) }
 
+// accessDeps are what the access storages share: the store, the live
+// policy, the clock and the notifier of transitions.
+type accessDeps struct {
+	store  AccessStore
+	policy accessPolicy
+	clock  clock.PassiveClock
+	notify func(AccessEvent)
+}
+
+// newAccessDeps fills in a real clock and a notifier that does nothing.
+func newAccessDeps(st AccessStore, config func() *configv1alpha1.PortcullisConfiguration, clk clock.PassiveClock, notify func(AccessEvent)) accessDeps {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	if notify == nil {
+		notify = func(AccessEvent) {}
+	}
+	return accessDeps{store: st, policy: accessPolicy{config}, clock: clk, notify: notify}
+}
+
 // AccessService decides access requests outside the API (the portal's
 // approvers' page), with the API's policy checks, audit and notifications.
 type AccessService struct {

@@ -33,10 +33,7 @@ const (
 // the cluster's justInTime policy, read at the time of the decision; the
 // requester's own approval never counts unless the policy allows it.
 type AccessRequestDecisionREST struct {
-	store  AccessStore
-	policy accessPolicy
-	clock  clock.PassiveClock
-	notify func(AccessEvent)
+	accessDeps
 }
 
 var (
@@ -47,13 +44,7 @@ var (
 
 // NewAccessRequestDecisionREST returns the storage of accessrequestdecisions.
 func NewAccessRequestDecisionREST(st AccessStore, config func() *configv1alpha1.PortcullisConfiguration, clk clock.PassiveClock, notify func(AccessEvent)) *AccessRequestDecisionREST {
-	if clk == nil {
-		clk = clock.RealClock{}
-	}
-	if notify == nil {
-		notify = func(AccessEvent) {}
-	}
-	return &AccessRequestDecisionREST{store: st, policy: accessPolicy{config}, clock: clk, notify: notify}
+	return &AccessRequestDecisionREST{newAccessDeps(st, config, clk, notify)}
 }
 
 // New implements rest.Storage.

@@ -28,10 +28,7 @@ import (
 // grants. Grantees see their own; approvers and direct granters of a
 // cluster see and may revoke its grants; a grantee may give theirs up.
 type AccessGrantREST struct {
-	store  AccessStore
-	policy accessPolicy
-	clock  clock.PassiveClock
-	notify func(AccessEvent)
+	accessDeps
 }
 
 var (
@@ -46,13 +43,7 @@ var (
 
 // NewAccessGrantREST returns the storage of accessgrants.
 func NewAccessGrantREST(st AccessStore, config func() *configv1alpha1.PortcullisConfiguration, clk clock.PassiveClock, notify func(AccessEvent)) *AccessGrantREST {
-	if clk == nil {
-		clk = clock.RealClock{}
-	}
-	if notify == nil {
-		notify = func(AccessEvent) {}
-	}
-	return &AccessGrantREST{store: st, policy: accessPolicy{config}, clock: clk, notify: notify}
+	return &AccessGrantREST{newAccessDeps(st, config, clk, notify)}
 }
 
 // New implements rest.Storage.

@@ -28,10 +28,7 @@ import (
 // authenticated may ask for themselves; they see their own requests, and
 // approvers see those of the clusters they approve for.
 type AccessRequestREST struct {
-	store  AccessStore
-	policy accessPolicy
-	clock  clock.PassiveClock
-	notify func(AccessEvent)
+	accessDeps
 }
 
 var (
@@ -45,13 +42,7 @@ var (
 
 // NewAccessRequestREST returns the storage of accessrequests.
 func NewAccessRequestREST(st AccessStore, config func() *configv1alpha1.PortcullisConfiguration, clk clock.PassiveClock, notify func(AccessEvent)) *AccessRequestREST {
-	if clk == nil {
-		clk = clock.RealClock{}
-	}
-	if notify == nil {
-		notify = func(AccessEvent) {}
-	}
-	return &AccessRequestREST{store: st, policy: accessPolicy{config}, clock: clk, notify: notify}
+	return &AccessRequestREST{newAccessDeps(st, config, clk, notify)}
 }
 
 // New implements rest.Storage.

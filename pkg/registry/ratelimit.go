@@ -3,10 +3,8 @@ package registry
 import (
 	"context"
 	"math"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
@@ -25,67 +23,21 @@ type RateLimit struct {
 // for a CI job's burst; beyond that, 429 Too Many Requests.
 var DefaultRateLimit = RateLimit{QPS: 5, Burst: 20}
 
-const (
-	// limiterIdle is how long an unused client bucket is kept. A bucket
-	// idle that long is full again anyway, so forgetting it changes nothing.
-	limiterIdle = 10 * time.Minute
-	// maxLimiters bounds memory when many clients (or a spoofing one)
-	// appear at once; beyond it, unknown clients share one bucket.
-	maxLimiters = 100_000
-)
-
-// clientLimiter is a token bucket per client key.
-type clientLimiter struct {
-	limit    rate.Limit
-	burst    int
-	mu       sync.Mutex
-	buckets  map[string]*bucket
-	overflow *rate.Limiter
-	sweptAt  time.Time
-}
-
-type bucket struct {
-	lim  *rate.Limiter
-	used time.Time
-}
-
-func newClientLimiter(rl RateLimit) *clientLimiter {
+// newClientLimiter is rl as a clientlimit.Limiter: a bucket per client,
+// no global one (the exchange is authenticated work, not anonymous state).
+func newClientLimiter(rl RateLimit) *clientlimit.Limiter {
 	if rl == (RateLimit{}) {
 		rl = DefaultRateLimit
 	}
-	l := &clientLimiter{limit: rate.Limit(rl.QPS), burst: rl.Burst, buckets: map[string]*bucket{}}
-	if math.IsInf(rl.QPS, 1) {
-		l.limit = rate.Inf
+	var every time.Duration // zero: unlimited
+	switch {
+	case math.IsInf(rl.QPS, 1):
+	case rl.QPS <= 0: // the burst alone, never refilled
+		every = math.MaxInt64
+	default:
+		every = time.Duration(float64(time.Second) / rl.QPS)
 	}
-	l.overflow = rate.NewLimiter(l.limit, l.burst)
-	return l
-}
-
-// allow takes a token from key's bucket at now.
-func (l *clientLimiter) allow(key string, now time.Time) bool {
-	if l.limit == rate.Inf {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.sweptAt) > limiterIdle {
-		for k, b := range l.buckets {
-			if now.Sub(b.used) > limiterIdle {
-				delete(l.buckets, k)
-			}
-		}
-		l.sweptAt = now
-	}
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= maxLimiters {
-			return l.overflow.AllowN(now, 1)
-		}
-		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
-		l.buckets[key] = b
-	}
-	b.used = now
-	return b.lim.AllowN(now, 1)
+	return clientlimit.New(clientlimit.Limits{PerClient: clientlimit.Rate{Every: every, Burst: rl.Burst}})
 }
 
 // clientKey is who a request counts against: an authenticated caller by

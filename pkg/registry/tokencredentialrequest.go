@@ -24,6 +24,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/login/v1alpha1"
 	"portcullis.dev/portcullis/pkg/apis/login/validation"
 	"portcullis.dev/portcullis/pkg/authn"
+	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/jwtpeek"
 	"portcullis.dev/portcullis/pkg/token"
 )
@@ -45,7 +46,7 @@ type TokenCredentialRequestREST struct {
 	grants  Store
 	config  func() *configv1alpha1.PortcullisConfiguration
 	clock   clock.PassiveClock
-	limiter *clientLimiter
+	limiter *clientlimit.Limiter
 	metrics *exchangeMetrics
 }
 
@@ -111,7 +112,7 @@ func (r *TokenCredentialRequestREST) Create(ctx context.Context, obj runtime.Obj
 			return nil, err
 		}
 	}
-	if !r.limiter.allow(clientKey(ctx), start) {
+	if !r.limiter.Allow(clientKey(ctx), start) {
 		r.metrics.observe("throttled", 0)
 		audit.AddAuditAnnotation(ctx, AnnotationResult, "throttled")
 		return nil, apierrors.NewTooManyRequests("too many TokenCredentialRequests from this client: slow down and retry", 1)
