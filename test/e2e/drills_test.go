@@ -463,6 +463,17 @@ type loadResult struct {
 	byCode  map[int]int
 	wrong   []string // answers that are neither 200 nor a 503 Status
 	lastErr string
+	cut     int // requests in flight when the upstream was killed, broken off
+}
+
+// addCut counts a request that was in flight at the instant its upstream
+// was killed and broke off: the proxy had already passed the upstream's
+// response headers on, so all it can do when the body stops is abort the
+// stream, as kube-apiserver itself would.
+func (r *loadResult) addCut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut++
 }
 
 func (r *loadResult) add(code int, body []byte, err error) {
@@ -498,6 +509,16 @@ func (r *loadResult) snapshot() (ok int, byCode map[int]int, wrong []string, las
 	}
 	return r.ok, byCode, append([]string(nil), r.wrong...), r.lastErr
 }
+
+func (r *loadResult) cutCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cut
+}
+
+// inFlightAtKill is the grace given to requests started just before the
+// upstream was killed: their connection may break mid-answer.
+const inFlightAtKill = 100 * time.Millisecond
 
 func truncateString(s string, n int) string {
 	if len(s) > n {
@@ -540,6 +561,13 @@ func TestDrill_UpstreamDownUnderLoad(t *testing.T) {
 	}
 	// load runs HTTP clients and kubectl until stop is closed, tallying
 	// their answers in the results cur points to at the time.
+	// killedAt is when the upstream was killed (zero before): a request
+	// started before it, or within inFlightAtKill after, may break off.
+	var killedAt atomic.Pointer[time.Time]
+	cutAtKill := func(started time.Time) bool {
+		k := killedAt.Load()
+		return k != nil && started.Before(k.Add(inFlightAtKill)) && time.Since(*k) < 30*time.Second
+	}
 	load := func(stop <-chan struct{}, cur *atomic.Pointer[[2]*loadResult]) *sync.WaitGroup {
 		var wg sync.WaitGroup
 		for range 6 {
@@ -554,7 +582,12 @@ func TestDrill_UpstreamDownUnderLoad(t *testing.T) {
 						return
 					default:
 					}
+					started := time.Now()
 					code, body, err := get(context.Background(), hc, path)
+					if err != nil && cutAtKill(started) {
+						cur.Load()[0].addCut()
+						continue
+					}
 					cur.Load()[0].add(code, body, err)
 				}
 			}()
@@ -569,9 +602,12 @@ func TestDrill_UpstreamDownUnderLoad(t *testing.T) {
 						return
 					default:
 					}
+					started := time.Now()
 					_, stderr, err := framework.Kubectl(t, s.kubeconfig["alice@c1"], "get", "configmaps", "--request-timeout=20s")
 					kubectlRes := cur.Load()[1]
 					switch {
+					case err != nil && cutAtKill(started) && !strings.Contains(stderr, "ServiceUnavailable") && !strings.Contains(stderr, "503"):
+						kubectlRes.addCut()
 					case err == nil:
 						kubectlRes.add(http.StatusOK, nil, nil)
 					case strings.Contains(stderr, "ServiceUnavailable") || strings.Contains(stderr, "503"):
@@ -642,6 +678,7 @@ func TestDrill_UpstreamDownUnderLoad(t *testing.T) {
 
 	cur.Store(&[2]*loadResult{&during, &kduring})
 	killed := time.Now()
+	killedAt.Store(&killed)
 	upstream.Process.Kill()
 	t.Logf("kube-apiserver of c1 killed")
 	for range 2 {
@@ -710,6 +747,9 @@ func TestDrill_UpstreamDownUnderLoad(t *testing.T) {
 		ok, codes, wrong, lastErr := ph.r.snapshot()
 		kok, kcodes, kwrong, klast := ph.k.snapshot()
 		t.Logf("%s: HTTP clients %v, kubectl %v; last 503 message: %q; kubectl said: %q", ph.name, codes, kcodes, lastErr, truncateString(klast, 200))
+		if cut, kcut := ph.r.cutCount(), ph.k.cutCount(); cut+kcut > 0 {
+			t.Logf("%s: %d HTTP and %d kubectl requests in flight at the kill broke off", ph.name, cut, kcut)
+		}
 		if ph.name == "after recovery" {
 			// While kube-apiserver starts, before its RBAC caches are
 			// filled, it answers impersonated requests itself (a 403 for
