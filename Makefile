@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench bench-scale fuzz clean release image manifests release-test cross
+.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook fuzz clean release image manifests release-test cross
 
 all: build
 
@@ -43,17 +43,20 @@ demo: tools
 bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/token/ ./pkg/store/bolt/ ./pkg/webhook/ ./pkg/portal/ ./pkg/registry/ ./pkg/proxy/ | tee _output/bench.txt
 
-# Cost curves (docs/benchmarks.md, "Cost curves"): for now the webhook's, as
-# distinct live tokens grow. Loopback only, about 3 minutes; not part of
-# `make test`. Writes docs/img/webhook-tokens.csv and .svg (rendered by
-# hack/benchplot, a module of its own for the plotting library) and the
-# markdown table to _output/webhook-tokens.md.
+# Cost curves (docs/benchmarks.md, "Cost curves"): each bench-scale-<curve>
+# target measures one curve on loopback, writes its CSV into docs/img and
+# renders it to SVG there with hack/benchplot (a module of its own for the
+# plotting library), and its markdown table into _output. Not part of
+# `make test`. bench-scale runs them all.
+bench-scale: bench-scale-webhook
+
+# The webhook's, as distinct live tokens grow: about 2 minutes.
 SCALE_TOKENS ?= 1k,5k,10k,20k,50k,100k,1M
 SCALE_DURATION ?= 8s
-bench-scale:
+bench-scale-webhook:
 	mkdir -p _output docs/img
 	$(GO) run ./hack/bench/tokenreview -scale $(SCALE_TOKENS) -duration $(SCALE_DURATION) -csv docs/img/webhook-tokens.csv | tee _output/webhook-tokens.md
-	cd hack/benchplot && $(GO) run . -in $(CURDIR)/docs/img/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
+	cd hack/benchplot && $(GO) run . -kind webhook-tokens -in $(CURDIR)/docs/img/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
 
 # Every Go fuzz target in the repository, each for FUZZTIME (their seed
 # corpora already run as ordinary tests in `make unit`). A failure leaves the

@@ -3,7 +3,10 @@
 // module of its own so that the plotting library stays out of Portcullis's
 // dependencies.
 //
-//	go run . -in webhook-tokens.csv -out ../../docs/img/webhook-tokens.svg
+//	go run . -kind webhook-tokens -in webhook-tokens.csv -out ../../docs/img/webhook-tokens.svg
+//
+// Each kind of chart (its x column, its panels) is declared in a file of its
+// own, chart_<kind>.go, and registered in charts.
 package main
 
 import (
@@ -12,7 +15,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -22,24 +27,74 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
+// chart is one SVG: a grid of panels sharing the x column.
+type chart struct {
+	title  string
+	x      string // column of the x axis
+	xlabel string
+	logX   bool
+	// group, if set, is a column whose distinct values split every series
+	// into one line each (e.g. the store backend).
+	group  string
+	panels []panel
+	// note, if set, is written in an empty tile after the panels.
+	note func(t *table) string
+}
+
+// panel is one chart of the grid.
+type panel struct {
+	title, ylabel string
+	lines         []series
+	percent       bool // y from 0 to 105
+}
+
+// series is one line of a panel: column col times scale.
+type series struct {
+	name, col string
+	scale     float64
+}
+
+// charts are the kinds -kind names, registered by the chart_*.go files.
+var charts = map[string]chart{}
+
 func main() {
-	in := flag.String("in", "", "CSV written by go run ./hack/bench/tokenreview -scale … -csv")
+	kind := flag.String("kind", "webhook-tokens", "which chart: "+strings.Join(kinds(), ", "))
+	in := flag.String("in", "", "CSV written by the benchmark")
 	out := flag.String("out", "", "SVG file to write")
-	title := flag.String("title", "TokenReview webhook: cost as distinct live tokens grow", "chart title")
+	title := flag.String("title", "", "chart title (default: the kind's)")
 	flag.Parse()
+	c, ok := charts[*kind]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "benchplot: -kind %q: unknown; one of %s\n", *kind, strings.Join(kinds(), ", "))
+		os.Exit(2)
+	}
 	if *in == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "benchplot: -in and -out are required")
 		os.Exit(2)
 	}
-	if err := render(*in, *out, *title); err != nil {
+	if *title != "" {
+		c.title = *title
+	}
+	if err := render(c, *in, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchplot:", err)
 		os.Exit(1)
 	}
 }
 
-// table is a CSV file by column name.
+func kinds() []string {
+	var k []string
+	for name := range charts {
+		k = append(k, name)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// table is a CSV file by column name: numbers where they parse, and the
+// raw text of every cell.
 type table struct {
 	cols map[string][]float64
+	text map[string][]string
 	n    int
 }
 
@@ -56,116 +111,138 @@ func readTable(path string) (*table, error) {
 	if len(rows) < 2 {
 		return nil, errors.New(path + ": no data rows")
 	}
-	t := &table{cols: map[string][]float64{}, n: len(rows) - 1}
+	t := &table{cols: map[string][]float64{}, text: map[string][]string{}, n: len(rows) - 1}
 	for _, row := range rows[1:] {
 		for i, name := range rows[0] {
 			v, err := strconv.ParseFloat(row[i], 64)
 			if err != nil {
-				return nil, fmt.Errorf("%s: column %s: %w", path, name, err)
+				v = 0 // a text column (e.g. the group); xy refuses to plot it
 			}
 			t.cols[name] = append(t.cols[name], v)
+			t.text[name] = append(t.text[name], row[i])
 		}
 	}
 	return t, nil
 }
 
-func (t *table) xy(x, y string, scale float64) (plotter.XYs, error) {
+// xy is column y (times scale) against column x, for the rows whose group
+// column is g (all rows if group is "").
+func (t *table) xy(x, y string, scale float64, group, g string) (plotter.XYs, error) {
 	xs, ys := t.cols[x], t.cols[y]
 	if xs == nil || ys == nil {
 		return nil, fmt.Errorf("no column %q or %q", x, y)
 	}
-	pts := make(plotter.XYs, t.n)
-	for i := range pts {
-		pts[i].X, pts[i].Y = xs[i], ys[i]*scale
+	var pts plotter.XYs
+	for i := range t.n {
+		if group != "" && t.text[group][i] != g {
+			continue
+		}
+		if _, err := strconv.ParseFloat(t.text[y][i], 64); err != nil {
+			continue // not measured at this point (e.g. "")
+		}
+		pts = append(pts, plotter.XY{X: xs[i], Y: ys[i] * scale})
 	}
 	return pts, nil
 }
 
-// series is one line of a panel.
-type series struct {
-	name, col string
-	scale     float64
+// groups are the distinct values of the group column, in order of appearance.
+func (t *table) groups(group string) []string {
+	if group == "" {
+		return []string{""}
+	}
+	var gs []string
+	seen := map[string]bool{}
+	for _, g := range t.text[group] {
+		if !seen[g] {
+			seen[g] = true
+			gs = append(gs, g)
+		}
+	}
+	return gs
 }
 
-// panel is one chart of the grid, against the number of tokens.
-type panel struct {
-	title, ylabel string
-	lines         []series
-}
-
-var panels = []panel{
-	{"Throughput", "reviews/s", []series{{"reviews/s", "reviews_per_s", 1}}},
-	{"Latency", "ms", []series{{"p50", "p50_ms", 1}, {"p99", "p99_ms", 1}}},
-	{"Server CPU per review", "µs", []series{{"CPU/review", "server_cpu_us_per_review", 1}}},
-	{"Verification cache hits", "%", []series{{"hit ratio", "cache_hit_ratio", 100}}},
-	{"Server resident memory", "MiB", []series{{"RSS after the run", "rss_mib", 1}, {"peak RSS", "peak_rss_mib", 1}}},
-}
-
-func render(in, out, title string) error {
+func render(c chart, in, out string) error {
 	t, err := readTable(in)
 	if err != nil {
 		return err
 	}
-	const rows, cols = 3, 2
+	const cols = 2
+	tiles := len(c.panels)
+	if c.note != nil {
+		tiles++
+	}
+	rows := (tiles + cols - 1) / cols
 	plots := make([][]*plot.Plot, rows)
 	for r := range plots {
 		plots[r] = make([]*plot.Plot, cols)
 	}
-	for i, pn := range panels {
+	groups := t.groups(c.group)
+	for i, pn := range c.panels {
 		p := plot.New()
 		p.Title.Text = pn.title
-		p.X.Label.Text = "distinct live tokens (log)"
+		p.X.Label.Text = c.xlabel
 		p.Y.Label.Text = pn.ylabel
-		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		if c.logX {
+			p.X.Scale = plot.LogScale{}
+			p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		}
 		p.Y.Min = 0
 		p.Add(plotter.NewGrid())
-		for j, s := range pn.lines {
-			pts, err := t.xy("tokens", s.col, s.scale)
-			if err != nil {
-				return err
-			}
-			l, sc, err := plotter.NewLinePoints(pts)
-			if err != nil {
-				return err
-			}
-			l.Color = plotutil.Color(j)
-			sc.Color = plotutil.Color(j)
-			sc.Shape = plotutil.Shape(j)
-			p.Add(l, sc)
-			if len(pn.lines) > 1 {
-				p.Legend.Add(s.name, l, sc)
+		var all plotter.XYs
+		j := 0
+		for _, g := range groups {
+			for _, s := range pn.lines {
+				pts, err := t.xy(c.x, s.col, s.scale, c.group, g)
+				if err != nil {
+					return err
+				}
+				if len(pts) == 0 {
+					continue
+				}
+				all = append(all, pts...)
+				l, sc, err := plotter.NewLinePoints(pts)
+				if err != nil {
+					return err
+				}
+				l.Color = plotutil.Color(j)
+				sc.Color = plotutil.Color(j)
+				sc.Shape = plotutil.Shape(j)
+				p.Add(l, sc)
+				name := strings.TrimSpace(g + " " + s.name)
+				if len(pn.lines)*len(groups) > 1 {
+					p.Legend.Add(name, l, sc)
+				}
+				j++
 			}
 		}
 		p.Legend.Top = true
 		p.Legend.Left = true
-		if pn.ylabel == "%" {
+		if pn.percent {
 			p.Y.Max = 105
-		} else {
+		} else if len(all) > 0 {
 			// Room at the top for the legend.
-			_, _, _, ymax := plotter.XYRange(mustXY(t, pn))
+			_, _, _, ymax := plotter.XYRange(all)
 			p.Y.Max = max(p.Y.Max, ymax*1.25)
 		}
 		plots[i/cols][i%cols] = p
 	}
-	// The empty sixth tile holds the cache size, for reading the x axis.
-	note := plot.New()
-	note.HideAxes()
-	if cs := t.cols["cache_size"]; len(cs) > 0 {
-		note.Title.Text = fmt.Sprintf("verification cache: %.0f tokens (tokens.cacheSize)", cs[0])
+	if c.note != nil {
+		note := plot.New()
+		note.HideAxes()
+		note.Title.Text = c.note(t)
+		plots[len(c.panels)/cols][len(c.panels)%cols] = note
 	}
-	plots[2][1] = note
 
-	const w, h = 26 * vg.Centimeter, 30 * vg.Centimeter
-	c := vgsvg.New(w, h)
-	dc := draw.New(c)
+	w, h := 26*vg.Centimeter, vg.Length(rows)*10*vg.Centimeter
+	cv := vgsvg.New(w, h)
+	dc := draw.New(cv)
 	ts := plot.New().Title.TextStyle
 	ts.Font.Size = vg.Points(14)
 	ts.XAlign, ts.YAlign = draw.XCenter, draw.YTop
-	dc.FillText(ts, vg.Point{X: w / 2, Y: h - 0.2*vg.Centimeter}, title)
+	dc.FillText(ts, vg.Point{X: w / 2, Y: h - 0.2*vg.Centimeter}, c.title)
 	body := draw.Crop(dc, 0, 0, 0, -1*vg.Centimeter)
-	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Centimeter, PadY: vg.Centimeter, PadTop: 0.2 * vg.Centimeter, PadBottom: 0.2 * vg.Centimeter, PadLeft: 0.2 * vg.Centimeter, PadRight: 0.4 * vg.Centimeter}
-	canvases := plot.Align(plots, tiles, body)
+	grid := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Centimeter, PadY: vg.Centimeter, PadTop: 0.2 * vg.Centimeter, PadBottom: 0.2 * vg.Centimeter, PadLeft: 0.2 * vg.Centimeter, PadRight: 0.4 * vg.Centimeter}
+	canvases := plot.Align(plots, grid, body)
 	for r := range plots {
 		for col := range plots[r] {
 			if plots[r][col] != nil {
@@ -177,19 +254,9 @@ func render(in, out, title string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.WriteTo(f); err != nil {
+	if _, err := cv.WriteTo(f); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
-}
-
-// mustXY is every point of a panel (its columns were checked when added).
-func mustXY(t *table, pn panel) plotter.XYs {
-	var all plotter.XYs
-	for _, s := range pn.lines {
-		pts, _ := t.xy("tokens", s.col, s.scale)
-		all = append(all, pts...)
-	}
-	return all
 }
