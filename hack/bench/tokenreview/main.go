@@ -85,7 +85,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 16, "requests in flight (goroutines), spread over the connections")
 	flag.StringVar(&o.proto, "proto", "h2", "h2 (as kube-apiserver's webhook client) or h1 (HTTP/1.1: one request per connection at a time)")
 	flag.IntVar(&o.warm, "warm", 10000, "distinct valid tokens in the warm set of (a)")
-	flag.IntVar(&o.cold, "cold-tokens", 0, "tokens pre-minted for (b), each used once (0: enough for -rounds × -duration at one review per 4 ES256 verifications' time per server core; a phase that runs out stops early and says so)")
+	flag.IntVar(&o.cold, "cold-tokens", 0, "tokens pre-minted for (b), each used once (0: enough for -rounds × -duration at one review per ES256 verification's time per server core, with half as much again to spare, at most 500,000; a phase that runs out stops early and says so)")
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of each server child")
 	flag.IntVar(&o.clientProcs, "client-procs", 1, "GOMAXPROCS of the load generator (this process)")
 	flag.IntVar(&o.cacheSize, "cache-size", 0, "tokens.cacheSize of the Portcullis configuration (0: the default)")

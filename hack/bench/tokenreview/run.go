@@ -183,11 +183,13 @@ func run(ctx context.Context, o *options) error {
 
 	cold := o.cold
 	if cold == 0 {
-		// A cold review costs well over two ES256 verifications (the token's
-		// and the client certificate's) plus the handler chain: budget for
-		// at most one review per 4 verifications' time per server core.
-		perCore := float64(time.Second) / float64(4*es256)
-		cold = int(perCore*float64(o.serverProcs)*o.duration.Seconds()*float64(o.rounds)) + 2*o.concurrency
+		// A cold review cannot cost less than the one ES256 verification of
+		// its token, so no server core reviews more than one per
+		// verification's time: budget for that rate over every round's
+		// phase, half as much again for a verification timed under more load
+		// here than in the server, and each round's warm-up.
+		perCore := float64(time.Second) / float64(es256)
+		cold = int(1.5*perCore*float64(o.serverProcs)*o.duration.Seconds()*float64(o.rounds)) + 2*o.concurrency*o.rounds
 		cold = min(cold, 500000)
 	}
 	if !strings.Contains(o.phases, "b") {
