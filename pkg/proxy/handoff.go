@@ -59,8 +59,9 @@ func (s *streamHandoff) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if body := slot.body; body != nil {
 		// The reverse proxy has copied the upstream's response headers and
 		// written them; the upstream transport keeps the response for as long
-		// as the stream lasts, but reads its headers no more.
-		slot.res.Header = nil
+		// as the stream lasts, but reads neither its headers nor its Request
+		// (the outgoing request, with the headers it cloned) any more.
+		slot.res.Header, slot.res.Request = nil, nil
 		slot.res, slot.body = nil, nil
 		copyStream(w, body)
 	}

@@ -105,7 +105,13 @@ func BenchmarkProxyMode(b *testing.B) {
 	// sides, nothing else) in this process: what any proxy costs here.
 	relay := startRelay(b, s.c1.URL, s.c1.CAFile)
 	withRelay := append(slices.Clone(targets), getTarget{name: "relay", cl: newBenchClient(b, relay.url, relay.caFile, directToken)})
-	b.Run("get", func(b *testing.B) { benchGetSideBySide(b, withRelay, getPath, procs()) })
+	b.Run("get", func(b *testing.B) {
+		if *getProfile != "" {
+			done := profilePortcullis(b, s, *getProfile, "get")
+			defer func() { <-done }()
+		}
+		benchGetSideBySide(b, withRelay, getPath, procs())
+	})
 	// Once, whatever b.N: a second round would start from the first's RSS.
 	b.Run("idle-watches", func(b *testing.B) { benchIdleWatches(b, s, proxied, 1000) })
 
@@ -146,6 +152,8 @@ func BenchmarkProxyMode(b *testing.B) {
 }
 
 var watchDump = flag.String("watch-dump", "", "BenchmarkProxyMode: write Portcullis's goroutine dump, heap profile and binary to this directory while the idle watches are open")
+
+var getProfile = flag.String("get-profile", "", "BenchmarkProxyMode: write a CPU profile of Portcullis over the GET comparison, and its binary, to this directory (go tool pprof DIR/portcullis-server DIR/get.cpu.pb.gz)")
 
 var benchPlacement = flag.String("placement", "shared", "BenchmarkProxyMode: shared (all processes on all CPUs) or separate (control plane on CPU 0, Portcullis and clients on CPU 1)")
 
@@ -396,6 +404,9 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 //
 //	go tool pprof -traces dir/portcullis-server dir/heap.pb.gz
 func dumpPortcullis(b *testing.B, s *proxyStack, pid int, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	for name, path := range map[string]string{"goroutines.txt": "/debug/pprof/goroutine?debug=2", "heap.pb.gz": "/debug/pprof/heap"} {
 		resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + path)
 		if err != nil {
@@ -418,6 +429,44 @@ func dumpPortcullis(b *testing.B, s *proxyStack, pid int, dir string) {
 
 // forceGC makes Portcullis run a garbage collection (pprof's heap profile
 // with gc=1).
+// profilePortcullis saves a CPU profile of Portcullis, taken over what the
+// GET comparison lasts (the proxied slices are a third of it, and all of
+// Portcullis's CPU), into dir/<name>.cpu.pb.gz with its binary; the channel
+// closes when it is written.
+func profilePortcullis(b *testing.B, s *proxyStack, dir, name string) <-chan struct{} {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	seconds := int((3 * *getDuration).Seconds())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hc := s.portcullis.HTTPClient()
+		hc.Timeout = time.Duration(seconds+30) * time.Second
+		resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.portcullis.URL, seconds))
+		if err != nil {
+			b.Errorf("CPU profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Errorf("CPU profile: %s %v", resp.Status, err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".cpu.pb.gz"), data, 0o644); err != nil {
+			b.Error(err)
+		}
+		bin, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.portcullis.Process.Pid()))
+		if err == nil {
+			if data, err := os.ReadFile(bin); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, "portcullis-server"), data, 0o755)
+			}
+		}
+	}()
+	return done
+}
+
 func forceGC(t testing.TB, s *proxyStack) {
 	resp, err := s.portcullis.HTTPClient().Get(s.portcullis.URL + "/debug/pprof/heap?gc=1")
 	if err != nil {
