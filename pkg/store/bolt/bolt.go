@@ -30,6 +30,8 @@ type Store struct {
 	mu      sync.RWMutex
 	revoked map[string]struct{}
 	closed  bool
+
+	grants grantCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -329,23 +331,6 @@ func (s *Store) ListRevocations(ctx context.Context) ([]store.Revocation, error)
 	return list[store.Revocation](s, ctx, bucketRevocations, "revocation")
 }
 
-// CreateGrant stores g; it fails with store.ErrAlreadyExists if a grant with
-// the same ID exists.
-func (s *Store) CreateGrant(ctx context.Context, g store.Grant) error {
-	return create(s, ctx, bucketGrants, "grant", g.ID, g)
-}
-
-// ListGrants returns all grants, sorted by ID.
-func (s *Store) ListGrants(ctx context.Context) ([]store.Grant, error) {
-	return list[store.Grant](s, ctx, bucketGrants, "grant")
-}
-
-// DeleteGrant deletes the grant with the given ID, or fails with
-// store.ErrNotFound.
-func (s *Store) DeleteGrant(ctx context.Context, id string) error {
-	return remove(s, ctx, bucketGrants, "grant", id)
-}
-
 // CreateAccessRequest stores r; it fails with store.ErrAlreadyExists if a
 // request with the same ID exists.
 func (s *Store) CreateAccessRequest(ctx context.Context, r store.AccessRequest) error {
@@ -438,10 +423,10 @@ func collect[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired 
 func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) {
 	s.revMu.Lock()
 	defer s.revMu.Unlock()
-	var n int
+	var n, nGrants int
 	var revs []string
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		n, revs = 0, nil
+		n, nGrants, revs = 0, 0, nil
 		keys, err := collect(s, tx, bucketSigningKeys, "signing key", func(k *store.SigningKey) bool { return !now.Before(k.ExpireAt) })
 		if err != nil {
 			return err
@@ -462,11 +447,15 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) 
 		if err != nil {
 			return err
 		}
+		nGrants = len(grants)
 		n = len(keys) + len(sessions) + len(revs) + len(grants) + len(requests)
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if nGrants > 0 {
+		s.grants.invalidate()
 	}
 	if len(revs) > 0 {
 		s.mu.Lock()

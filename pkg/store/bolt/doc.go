@@ -23,7 +23,10 @@
 // other process writes the file while it is open, the set cannot go stale,
 // and IsRevoked is a map lookup under a read lock: no transaction, no JSON
 // decoding and no allocation. The set costs memory proportional to the
-// number of revocations, which garbage collection keeps bounded.
+// number of revocations, which garbage collection keeps bounded. The policy
+// lists grants at every decision, likewise on every review and proxied
+// request: ListGrants answers from a copy in memory, read at the first list
+// after a change and dropped by every write that changes the grants.
 //
 // A write the file system refuses (full, read-only, over quota, failing) is
 // rolled back by bbolt, so the file keeps what it held, and is returned as
