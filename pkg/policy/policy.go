@@ -43,6 +43,7 @@ type Policy struct {
 
 type clusterAccess struct {
 	name         string
+	shown        string // show(name), for reasons
 	allUsers     bool
 	users        sets.Set[string]
 	groups       sets.Set[string]
@@ -58,6 +59,7 @@ func New(cfg *v1alpha1.PortcullisConfiguration) *Policy {
 	for _, c := range cfg.Clusters {
 		a := &clusterAccess{
 			name:         c.Name,
+			shown:        show(c.Name),
 			allUsers:     c.Access.AllUsers,
 			users:        sets.New(c.Access.Users...),
 			groups:       sets.New(c.Access.Groups...),
@@ -121,24 +123,26 @@ func (p *Policy) lookup(cluster string, id *identity.Identity) (*clusterAccess, 
 }
 
 func (a *clusterAccess) admit(id *identity.Identity) Decision {
-	user, cluster := show(id.Username), show(a.name)
+	// Reasons are joined rather than formatted: admit runs at every review
+	// and proxied request.
+	cluster := a.shown
 	if a.allUsers {
-		return allow(fmt.Sprintf("cluster %s admits all authenticated users", cluster))
+		return allow("cluster " + cluster + " admits all authenticated users")
 	}
 	if a.users.Has(id.Username) {
-		return allow(fmt.Sprintf("user %s is admitted to cluster %s by name", user, cluster))
+		return allow("user " + show(id.Username) + " is admitted to cluster " + cluster + " by name")
 	}
 	for _, g := range id.Groups {
 		if a.groups.Has(g) {
-			return allow(fmt.Sprintf("user %s is admitted to cluster %s as a member of group %s", user, cluster, show(g)))
+			return allow("user " + show(id.Username) + " is admitted to cluster " + cluster + " as a member of group " + show(g))
 		}
 	}
 	if at := strings.LastIndexByte(id.Email, '@'); at > 0 {
 		if domain := strings.ToLower(id.Email[at+1:]); a.emailDomains.Has(domain) {
-			return allow(fmt.Sprintf("user %s is admitted to cluster %s by email domain %s", user, cluster, show(domain)))
+			return allow("user " + show(id.Username) + " is admitted to cluster " + cluster + " by email domain " + show(domain))
 		}
 	}
-	return deny(fmt.Sprintf("user %s is not admitted to cluster %s by policy", user, cluster))
+	return deny("user " + show(id.Username) + " is not admitted to cluster " + cluster + " by policy")
 }
 
 // Evaluate decides whether id may reach cluster at now, by the static policy
@@ -187,7 +191,7 @@ func (p *Policy) Decide(ctx context.Context, cluster string, id *identity.Identi
 	}
 	var (
 		extra []string
-		seen  = sets.New(id.Groups...)
+		seen  sets.Set[string] // made at the first active grant
 		by    *store.Grant
 		end   time.Time
 	)
@@ -201,6 +205,9 @@ func (p *Policy) Decide(ctx context.Context, cluster string, id *identity.Identi
 		}
 		if end.IsZero() || g.ExpiresAt.Before(end) {
 			end = g.ExpiresAt
+		}
+		if seen == nil {
+			seen = sets.New(id.Groups...)
 		}
 		for _, group := range g.Groups {
 			if group != "" && !seen.Has(group) {
