@@ -9,10 +9,14 @@
 //	(b) the same endpoint with a token never seen before on every review
 //	    (cold verification: one ES256 signature check each);
 //	(c) a bare Go TLS server that reads the request and answers the very
-//	    bytes (a) answers, with the same certificate: the floor.
+//	    bytes (a) answers, with the same certificate: the floor;
+//	(d) the same bare server with Portcullis's TokenReview handler (wired as
+//	    pkg/server wires it, from a copy of the same store) instead of the
+//	    fixed answer: the review's own work without the generic apiserver's
+//	    handler chain (handler.go).
 //
-// (a) and (c) run in alternating slices of a second, so that both see the
-// same background load; (b) runs after them (its one-off tokens fill the
+// (a), (c) and (d) run in alternating slices of a second, so that all see
+// the same background load; (b) runs after them (its one-off tokens fill the
 // verification cache), and each round starts a fresh portcullis-server.
 //
 // Both servers run as child processes (this program re-executed; the
@@ -76,6 +80,12 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "handler":
+		if err := runHandler(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	}
 
 	var o options
@@ -91,7 +101,7 @@ func main() {
 	flag.IntVar(&o.cacheSize, "cache-size", 0, "tokens.cacheSize of the Portcullis configuration (0: the default)")
 	flag.BoolVar(&o.audit, "audit", false, "run Portcullis with a Metadata-level audit log (--audit-log-path), as in production")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (configuration, store, logs) and print its path")
-	flag.StringVar(&o.phases, "phases", "a,b,c", "phases to run: (a) and (c) run interleaved in slices, then (b)")
+	flag.StringVar(&o.phases, "phases", "a,b,c,d", "phases to run: (a), (c) and (d) run interleaved in slices, then (b)")
 	flag.DurationVar(&o.slice, "slice", time.Second, "length of the alternating (a) and (c) slices")
 	flag.StringVar(&o.profile, "profile", "", "folder to write CPU profiles of portcullis-server during (a) and (b) into (from its /debug/pprof)")
 	flag.StringVar(&o.scale, "scale", "", "cost-curve mode: comma-separated numbers of distinct live tokens (e.g. 1k,10k,100k); for each, a fresh portcullis-server is measured for -duration while the clients pick tokens uniformly among them (phases a, b and c are not run)")
@@ -106,8 +116,8 @@ func main() {
 		os.Exit(2)
 	}
 	for _, p := range strings.Split(o.phases, ",") {
-		if p != "a" && p != "b" && p != "c" {
-			fmt.Fprintf(os.Stderr, "-phases: unknown phase %q (a, b or c)\n", p)
+		if p != "a" && p != "b" && p != "c" && p != "d" {
+			fmt.Fprintf(os.Stderr, "-phases: unknown phase %q (a, b, c or d)\n", p)
 			os.Exit(2)
 		}
 	}

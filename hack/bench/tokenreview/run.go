@@ -47,7 +47,7 @@ var authenticated = []byte(`"authenticated":true`)
 
 // phase is one measured run against one server.
 type phase struct {
-	id        string // a, b or c
+	id        string // a, b, c or d
 	res       *loadResult
 	serverCPU time.Duration
 	clientCPU time.Duration
@@ -203,6 +203,11 @@ func run(ctx context.Context, o *options) error {
 	}
 	logf("minted %d warm and %d cold tokens in %s", len(warmBodies), len(coldBodies), time.Since(start).Round(time.Millisecond))
 	runtime.GOMAXPROCS(o.clientProcs)
+	// (d) reads a copy of the store: portcullis-server locks the file.
+	handlerStore := filepath.Join(dir, "state-d.db")
+	if err := copyFile(filepath.Join(dir, "state.db"), handlerStore); err != nil {
+		return err
+	}
 
 	// (a) and (b): portcullis-server, as cmd/portcullis-server runs it.
 	certDir, args, base, reviewPath := env.certDir, env.args, env.base, env.reviewPath
@@ -233,6 +238,24 @@ func run(ctx context.Context, o *options) error {
 	}
 	defer ec.stop()
 	echoBase := fmt.Sprintf("https://127.0.0.1:%d", echoPort)
+
+	// (d): Portcullis's handler on the bare server.
+	handlerPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	hc, err := startChild(dir, "handler", "handler", o.serverProcs,
+		fmt.Sprintf("-addr=127.0.0.1:%d", handlerPort),
+		"-cert="+filepath.Join(certDir, "portcullis.crt"), "-key="+filepath.Join(certDir, "portcullis.key"),
+		"-client-ca="+pki.caFile, "-config="+cfgPath, "-store="+handlerStore)
+	if err != nil {
+		return err
+	}
+	defer hc.stop()
+	handlerBase := fmt.Sprintf("https://127.0.0.1:%d", handlerPort)
+	if err := waitEcho(hc, handlerBase, reviewPath, tlsConfig, o.proto, warmBodies[0]); err != nil {
+		return fmt.Errorf("(d): %w", err)
+	}
 	if err := waitEcho(ec, echoBase, reviewPath, tlsConfig, o.proto, warmBodies[0]); err != nil {
 		return err
 	}
@@ -284,6 +307,15 @@ func run(ctx context.Context, o *options) error {
 			t := &target{phase: newPhase("c"), c: newClient(echoBase, reviewPath, tlsConfig, o.proto, o.conns), srv: ec, next: nextWarm}
 			if err := t.c.sendAll(o.concurrency, warmBodies[:min(len(warmBodies), 2000)], authenticated); err != nil {
 				return fmt.Errorf("warming up (c): %w", err)
+			}
+			interleaved = append(interleaved, t)
+		}
+		if has("d") {
+			t := &target{phase: newPhase("d"), c: newClient(handlerBase, reviewPath, tlsConfig, o.proto, o.conns), srv: hc, next: nextWarm}
+			// Its verification cache lives as long as the process: one pass
+			// fills it in the first round.
+			if err := t.c.sendAll(o.concurrency, warmBodies, authenticated); err != nil {
+				return fmt.Errorf("warming up (d): %w", err)
 			}
 			interleaved = append(interleaved, t)
 		}
@@ -559,7 +591,7 @@ func waitEcho(ec *child, base, path string, cfg *tls.Config, proto string, body 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("the echo server did not answer: %v (log: %s)", last, ec.log)
+	return fmt.Errorf("%s did not answer: %v (log: %s)", ec.name, last, ec.log)
 }
 
 // fetchProfile writes a CPU profile of the server over most of d.
@@ -694,6 +726,7 @@ func report(o *options, results map[string][]*phase, es256 time.Duration, load0,
 		"a": fmt.Sprintf("(a) Portcullis, warm set of %d tokens", o.warm),
 		"b": "(b) Portcullis, always-new tokens",
 		"c": "(c) bare Go TLS server, same answer",
+		"d": "(d) bare Go TLS server + Portcullis's TokenReview handler",
 	}
 	med := func(id string, f func(*phase) float64) float64 {
 		var xs []float64
@@ -711,7 +744,7 @@ func report(o *options, results map[string][]*phase, es256 time.Duration, load0,
 	fmt.Printf("TokenReview load benchmark, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Printf("- machine: %s, %d CPUs visible, load average %s before, %s after\n", cpuModel(), numCPU(), load0, load1)
 	fmt.Printf("- %s; servers GOMAXPROCS=%d each, load generator GOMAXPROCS=%d\n", runtime.Version(), o.serverProcs, o.clientProcs)
-	fmt.Printf("- %s, %d keep-alive connections, %d reviews in flight, %s per phase ((a) and (c) interleaved in %s slices), %d round(s) (figures: median over rounds)\n",
+	fmt.Printf("- %s, %d keep-alive connections, %d reviews in flight, %s per phase ((a), (c) and (d) interleaved in %s slices), %d round(s) (figures: median over rounds)\n",
 		map[string]string{"h2": "HTTP/2", "h1": "HTTP/1.1"}[o.proto], o.conns, o.concurrency, o.duration, o.slice, o.rounds)
 	audit := "off"
 	if o.audit {
@@ -725,12 +758,12 @@ func report(o *options, results map[string][]*phase, es256 time.Duration, load0,
 
 	fmt.Println("| target | reviews/s | p50 | p99 | server CPU / review | client CPU / review | cache hit rate |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, id := range []string{"a", "b", "c"} {
+	for _, id := range []string{"a", "b", "c", "d"} {
 		if len(results[id]) == 0 {
 			continue
 		}
 		hitRate := "n/a"
-		if id != "c" {
+		if id == "a" || id == "b" {
 			hitRate = fmt.Sprintf("%.1f %%", 100*med(id, func(p *phase) float64 {
 				if p.hits+p.misses == 0 {
 					return 0
@@ -743,12 +776,19 @@ func report(o *options, results map[string][]*phase, es256 time.Duration, load0,
 			us(time.Duration(med(id, srvCPU))), us(time.Duration(med(id, cliCPU))), hitRate)
 	}
 	fmt.Println()
-	if len(results["a"]) > 0 && len(results["c"]) > 0 {
-		var ratios []float64
-		for i := range min(len(results["a"]), len(results["c"])) {
-			ratios = append(ratios, results["a"][i].res.rate()/results["c"][i].res.rate())
+	for _, r := range []struct{ x, y, what string }{
+		{"a", "c", " (target ≥ 0.85)"},
+		{"d", "c", ": what the handler's own work leaves of the bare server's rate"},
+		{"a", "d", ": what the generic handler chain leaves of the handler's"},
+	} {
+		if len(results[r.x]) == 0 || len(results[r.y]) == 0 {
+			continue
 		}
-		fmt.Printf("- a/c = **%.2f** (target ≥ 0.7)", median(ratios))
+		var ratios []float64
+		for i := range min(len(results[r.x]), len(results[r.y])) {
+			ratios = append(ratios, results[r.x][i].res.rate()/results[r.y][i].res.rate())
+		}
+		fmt.Printf("- %s/%s = **%.2f**%s", r.x, r.y, median(ratios), r.what)
 		if len(ratios) > 1 {
 			fmt.Printf("; per round: %s", formatFloats(ratios))
 		}
@@ -776,4 +816,13 @@ func formatFloats(xs []float64) string {
 		s[i] = fmt.Sprintf("%.2f", x)
 	}
 	return strings.Join(s, ", ")
+}
+
+// copyFile copies src to dst (created, mode 0600).
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o600)
 }

@@ -136,38 +136,20 @@ func runEcho(args []string) error {
 	if err != nil {
 		return err
 	}
-	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-	if err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(*clientCA)
-	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return errors.New("no CA certificate in " + *clientCA)
-	}
 	length := strconv.Itoa(len(resp))
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, 128<<10+1)); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			h := w.Header()
-			h["Content-Type"] = []string{"application/json"}
-			h["Content-Length"] = []string{length}
-			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write(resp)
-		}),
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			ClientAuth:   tls.VerifyClientCertIfGiven,
-			ClientCAs:    pool,
-			MinVersion:   tls.VersionTLS12,
-		},
-		ReadHeaderTimeout: 10 * time.Second,
+	srv, err := bareTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, 128<<10+1)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h := w.Header()
+		h["Content-Type"] = []string{"application/json"}
+		h["Content-Length"] = []string{length}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(resp)
+	}), *certFile, *keyFile, *clientCA)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -185,6 +167,34 @@ func runEcho(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// bareTLSServer is the standard library's HTTPS server (HTTP/2 offered)
+// with h, the serving certificate, and client certificates from clientCA
+// verified at the handshake: what (c) and (d) share.
+func bareTLSServer(h http.Handler, certFile, keyFile, clientCA string) (*http.Server, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(clientCA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no CA certificate in " + clientCA)
+	}
+	return &http.Server{
+		Handler: h,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+			ClientCAs:    pool,
+			MinVersion:   tls.VersionTLS12,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+	}, nil
 }
 
 // freePort returns a loopback port nothing listens on (for a moment).
