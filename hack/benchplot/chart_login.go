@@ -18,7 +18,8 @@ func init() {
 		panels: []panel{
 			{title: "Throughput", ylabel: "logins/s", lines: []series{{"logins/s", "logins_per_s", 1}}},
 			{title: "Latency of a login", ylabel: "ms", lines: []series{{"p50", "p50_ms", 1}, {"p99", "p99_ms", 1}}},
-			{title: "CPU per login", ylabel: "ms", lines: []series{{"portcullis-server", "portcullis_cpu_ms_per_login", 1}, {"Dex", "dex_cpu_ms_per_login", 1}}},
+			{title: "portcullis-server CPU per login", ylabel: "ms", lines: []series{{"", "portcullis_cpu_ms_per_login", 1}}},
+			{title: "Dex CPU per login", ylabel: "ms", lines: []series{{"", "dex_cpu_ms_per_login", 1}}},
 			{title: "CPU used", ylabel: "cores", lines: []series{{"portcullis-server", "portcullis_cores", 1}, {"Dex", "dex_cores", 1}}},
 			{title: "Resident memory after each point", ylabel: "MiB", lines: []series{{"portcullis-server", "portcullis_rss_mib", 1}, {"Dex", "dex_rss_mib", 1}}},
 		},
