@@ -62,7 +62,18 @@ const loginCurveRedirect = "http://127.0.0.1:1/callback"
 // for -login-duration. It reports logins/s, p50/p99 of a login, the CPU per
 // login of portcullis-server, of Dex and of the load generator (from
 // /proc/<pid>/stat), each one's resident memory after the point, and checks
-// the last token of every point with a TokenReview at the webhook.
+// the last token of every point with a TokenReview at the webhook. It
+// counts the connections the load generator opens to portcullis-server: the
+// browser's are kept and its TLS sessions resumed, but the portal closes an
+// anonymous client's HTTP/2 connection after each request, and the CLI's
+// token request is a new process's, so a new connection with a full TLS
+// handshake.
+//
+// The series (-login-series) are bcrypt-<cost>, Dex's static password
+// hashed at that cost (Dex refuses, at login, a hash below cost 10), and
+// no-password, Dex's mockCallback connector; a suffix +ecdsa serves
+// portcullis-server with an ECDSA P-256 key instead of its self-signed RSA
+// 2048 one.
 //
 // Every login comes from 127.0.0.1, so the portal's login-start limits
 // (20 at once per client, then one every 6 s; 500 at once for everyone,
@@ -520,7 +531,7 @@ func firstErrText(err error) string {
 
 var loginCSVHeader = []string{"series", "inflight", "logins", "errors", "seconds", "logins_per_s", "p50_ms", "p99_ms",
 	"portcullis_cpu_ms_per_login", "dex_cpu_ms_per_login", "client_cpu_ms_per_login", "portcullis_cores", "dex_cores",
-	"portcullis_rss_mib", "dex_rss_mib", "load1_start", "load1_end"}
+	"portcullis_rss_mib", "dex_rss_mib", "portcullis_conns_per_login", "load1_start", "load1_end"}
 
 func writeLoginCSV(path string, points []*loginPoint) error {
 	f, err := os.Create(path)
@@ -547,6 +558,7 @@ func writeLoginCSV(path string, points []*loginPoint) error {
 			fmt.Sprintf("%.2f", p.dexCPU.Seconds()/p.elapsed.Seconds()),
 			fmt.Sprintf("%.1f", mib(p.portcullisRSS)),
 			fmt.Sprintf("%.1f", mib(p.dexRSS)),
+			fmt.Sprintf("%.2f", float64(p.portalDials)/float64(max(p.logins, 1))),
 			p.load0,
 			p.load1,
 		})
