@@ -414,6 +414,7 @@ func (d *loginDriver) login(ctx context.Context) (string, error) {
 			return nil
 		},
 	}}
+	var last *framework.Page
 	if d.mock {
 		page, err := br.Get(ctx, start)
 		if err != nil {
@@ -427,14 +428,16 @@ func (d *loginDriver) login(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if _, err := br.Get(ctx, next.String()); err != nil {
+		if last, err = br.Get(ctx, next.String()); err != nil {
 			return "", err
 		}
-	} else if _, err := br.DexLogin(ctx, nil, start, d.email, d.password); err != nil {
+	} else if last, err = br.DexLogin(ctx, nil, start, d.email, d.password); err != nil {
 		return "", err
 	}
 	if back == nil {
-		return "", errors.New("the portal did not redirect to the CLI's loopback address")
+		// The page's path and status, not its query (codes, states).
+		return "", fmt.Errorf("the portal did not redirect to the CLI's loopback address: the login ended at %s%s with %d",
+			last.URL.Host, last.URL.Path, last.Status)
 	}
 	q := back.Query()
 	if e := q.Get("error"); e != "" {
