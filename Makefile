@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook fuzz clean release image manifests release-test cross
+.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook bench-scale-login fuzz clean release image manifests release-test cross
 
 all: build
 
@@ -48,7 +48,7 @@ bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 # renders it to SVG there with hack/benchplot (a module of its own for the
 # plotting library), and its markdown table into _output. Not part of
 # `make test`. bench-scale runs them all.
-bench-scale: bench-scale-webhook
+bench-scale: bench-scale-webhook bench-scale-login
 
 # The webhook's, as distinct live tokens grow: about 2 minutes.
 SCALE_TOKENS ?= 1k,5k,10k,20k,50k,100k,1M
@@ -57,6 +57,19 @@ bench-scale-webhook:
 	mkdir -p _output docs/img
 	$(GO) run ./hack/bench/tokenreview -scale $(SCALE_TOKENS) -duration $(SCALE_DURATION) -csv docs/img/webhook-tokens.csv | tee _output/webhook-tokens.md
 	cd hack/benchplot && $(GO) run . -kind webhook-tokens -in $(CURDIR)/docs/img/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
+
+# The login portal's, as logins in flight grow, with Dex's password check
+# (bcrypt cost 10) and without one, the last also with an ECDSA serving
+# key: about 3.5 minutes.
+LOGIN_INFLIGHT ?= 1,2,4,8,16,32
+LOGIN_DURATION ?= 8s
+LOGIN_SERIES ?= bcrypt-10,no-password,no-password+ecdsa
+bench-scale-login:
+	mkdir -p _output docs/img
+	$(GO) test ./test/e2e -run '^$$' -bench '^BenchmarkLoginCurve$$' -benchtime 1x -timeout 20m -v \
+		-login-inflight $(LOGIN_INFLIGHT) -login-duration $(LOGIN_DURATION) -login-series $(LOGIN_SERIES) \
+		-login-csv $(CURDIR)/docs/img/login.csv | tee _output/login.md
+	cd hack/benchplot && $(GO) run . -kind login -in $(CURDIR)/docs/img/login.csv -out $(CURDIR)/docs/img/login.svg
 
 # Every Go fuzz target in the repository, each for FUZZTIME (their seed
 # corpora already run as ordinary tests in `make unit`). A failure leaves the

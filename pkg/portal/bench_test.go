@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis.dev/portcullis/internal/testkit/portaltest"
+	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 )
@@ -31,13 +32,19 @@ func reportLatency(b *testing.B, samples []time.Duration) {
 	b.ReportMetric(q(0.99), "p99-ms")
 }
 
-func boltEnv(b *testing.B) *portaltest.Env {
+// boltEnv is a portal on a bolt store, with opts (their Store is set here).
+func boltEnv(b *testing.B, opts ...portaltest.Options) *portaltest.Env {
 	st, err := bolt.Open(filepath.Join(b.TempDir(), "state.db"), bolt.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	return portaltest.New(b, portaltest.Options{Store: st})
+	var o portaltest.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.Store = st
+	return portaltest.New(b, o)
 }
 
 func benchRefresh(b *testing.B, e *portaltest.Env, rt string) {
@@ -116,7 +123,9 @@ func BenchmarkRefreshWithIdP(b *testing.B) {
 // /callback (code exchange, ID token verification, policy), and the CLI's
 // /portal/api/token (session creation, minting).
 func BenchmarkLoginToToken(b *testing.B) {
-	e := boltEnv(b)
+	// Every login comes from 127.0.0.1: with the default login-start
+	// limits, the 21st would be refused.
+	e := boltEnv(b, portaltest.Options{StartLimits: &clientlimit.Limits{PerClient: clientlimit.Rate{Every: time.Millisecond, Burst: 1_000_000}}})
 	br := e.Browser()
 	var back *url.URL
 	br.CheckRedirect = func(req *http.Request, via []*http.Request) error {
@@ -133,11 +142,15 @@ func BenchmarkLoginToToken(b *testing.B) {
 		start := time.Now()
 		verifier := oauth2.GenerateVerifier()
 		q := url.Values{"cli_redirect": {"http://127.0.0.1:1/cb"}, "cli_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "cli_state": {"s"}, "cluster": {"c1"}}
+		back = nil
 		resp, err := br.Get(e.URL + "/login/fake?" + q.Encode())
 		if err != nil {
 			b.Fatal(err)
 		}
 		resp.Body.Close()
+		if back == nil {
+			b.Fatalf("login %d: no redirect to the CLI (%s)", len(samples)+1, resp.Status)
+		}
 		resp, err = c.PostForm(e.URL+"/portal/api/token", url.Values{"code": {back.Query().Get("code")}, "code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:1/cb"}})
 		if err != nil || resp.StatusCode != http.StatusOK {
 			b.Fatalf("token: %v %v", err, resp.Status)

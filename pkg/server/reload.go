@@ -228,11 +228,12 @@ func (s *Server) watchConfig(ctx context.Context, path string, interval time.Dur
 func (s *Server) applyConfig(cfg *v1alpha1.PortcullisConfiguration) {
 	old := s.state.config()
 	for field, changed := range map[string]bool{
-		"issuerURL":         old.IssuerURL != cfg.IssuerURL,
-		"store":             old.Store != cfg.Store,
-		"tokens":            old.Tokens != cfg.Tokens,
-		"identityProviders": !reflect.DeepEqual(old.IdentityProviders, cfg.IdentityProviders),
-		"webhook":           !reflect.DeepEqual(old.Webhook, cfg.Webhook),
+		"issuerURL":               old.IssuerURL != cfg.IssuerURL,
+		"store":                   old.Store != cfg.Store,
+		"tokens":                  old.Tokens != cfg.Tokens,
+		"identityProviders":       !reflect.DeepEqual(old.IdentityProviders, cfg.IdentityProviders),
+		"webhook":                 !reflect.DeepEqual(old.Webhook, cfg.Webhook),
+		"portal.loginStartLimits": !reflect.DeepEqual(old.Portal.LoginStartLimits, cfg.Portal.LoginStartLimits),
 	} {
 		if changed {
 			klog.InfoS("Configuration change needs a restart to take effect", "field", field)

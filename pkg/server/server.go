@@ -25,6 +25,7 @@ import (
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 	"portcullis.dev/portcullis/pkg/authn"
 	"portcullis.dev/portcullis/pkg/breakglass"
+	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/ldap"
 	"portcullis.dev/portcullis/pkg/notify"
@@ -256,6 +257,7 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 		Sessions:    s.Sessions,
 		Minter:      s.Minter,
 		IssuerURL:   cfg.IssuerURL,
+		StartLimits: startLimits(cfg.Portal.LoginStartLimits),
 		Access:      registry.NewAccessService(s.Store, s.state.config, nil, s.Notifier.Notify),
 		ServingCA: func() []byte {
 			b, _ := os.ReadFile(servingCert)
@@ -267,6 +269,19 @@ func (s *Server) installHandlers(extra *ExtraConfig, unaudited bool) error {
 	}
 	loginPortal.Install(mux)
 	return nil
+}
+
+// startLimits are the portal's login-start limits as configured, or nil
+// for its defaults (portal.DefaultStartLimits).
+func startLimits(l *v1alpha1.ClientRateLimits) *clientlimit.Limits {
+	if l == nil {
+		return nil
+	}
+	out := &clientlimit.Limits{PerClient: clientlimit.Rate{Every: l.PerClient.Every.Duration, Burst: l.PerClient.Burst}}
+	if l.Global != nil {
+		out.Global = clientlimit.Rate{Every: l.Global.Every.Duration, Burst: l.Global.Burst}
+	}
+	return out
 }
 
 // addHooks runs key rotation and configuration reload while the server

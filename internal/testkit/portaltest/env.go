@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
+	"portcullis.dev/portcullis/pkg/clientlimit"
 	"portcullis.dev/portcullis/pkg/identity"
 	"portcullis.dev/portcullis/pkg/ldap"
 	"portcullis.dev/portcullis/pkg/policy"
@@ -50,6 +51,9 @@ type Options struct {
 	Clock clock.Clock
 	// DeviceInterval is the device flow's interval; 1s when zero.
 	DeviceInterval time.Duration
+	// StartLimits are the portal's login-start limits;
+	// portal.DefaultStartLimits when nil.
+	StartLimits *clientlimit.Limits
 }
 
 // Env is a portal served over TLS in front of a fake IdP.
@@ -181,6 +185,7 @@ func New(t testing.TB, opts Options) *Env {
 		IssuerURL:      cfg.IssuerURL,
 		Clock:          opts.Clock,
 		DeviceInterval: interval,
+		StartLimits:    opts.StartLimits,
 		ServingCA:      func() []byte { return []byte(caPEM) },
 	})
 	if err != nil {

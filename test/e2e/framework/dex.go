@@ -85,6 +85,12 @@ type DexOptions struct {
 	// connector.
 	AlwaysShowLoginScreen bool
 
+	// BcryptCost hashes the static passwords; bcrypt.DefaultCost (10) when
+	// zero. Dex refuses, at login, a hash cheaper than 10 or dearer than 16.
+	BcryptCost int
+	// LogLevel is Dex's logger.level; "debug" when empty.
+	LogLevel string
+
 	// IDTokenTTL is expiry.idTokens (Dex's default 24h when zero).
 	IDTokenTTL time.Duration
 
@@ -123,19 +129,24 @@ var (
 	bcryptCache = map[string]string{}
 )
 
-// bcryptHash hashes with bcrypt.DefaultCost: Dex refuses static passwords
-// hashed with a lower cost ("does not meet minimum cost requirement").
-func bcryptHash(t testing.TB, password string) string {
+// bcryptHash hashes with cost (bcrypt.DefaultCost when zero): Dex refuses
+// static passwords hashed with a lower cost ("does not meet minimum cost
+// requirement").
+func bcryptHash(t testing.TB, password string, cost int) string {
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
 	bcryptMu.Lock()
 	defer bcryptMu.Unlock()
-	if h, ok := bcryptCache[password]; ok {
+	key := fmt.Sprintf("%d/%s", cost, password)
+	if h, ok := bcryptCache[key]; ok {
 		return h
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bcryptCache[password] = string(h)
+	bcryptCache[key] = string(h)
 	return string(h)
 }
 
@@ -193,7 +204,7 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 		clients = append(clients, co)
 	}
 	for _, u := range d.Users {
-		users = append(users, obj{"email": u.Email, "username": u.Username, "userID": u.UserID, "hash": bcryptHash(t, u.Password)})
+		users = append(users, obj{"email": u.Email, "username": u.Username, "userID": u.UserID, "hash": bcryptHash(t, u.Password, opts.BcryptCost)})
 	}
 	if opts.MockCallbackConnector {
 		connectors = append(connectors, obj{"type": "mockCallback", "id": "mock", "name": "Mock"})
@@ -213,6 +224,10 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 	case opts.PersistentStorage:
 		storage = obj{"type": "sqlite3", "config": obj{"file": filepath.Join(WorkDir(t), "dex", "dex.db")}}
 	}
+	logLevel := opts.LogLevel
+	if logLevel == "" {
+		logLevel = "debug"
+	}
 	cfg := obj{
 		"issuer":  d.IssuerURL,
 		"storage": storage,
@@ -221,7 +236,7 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 			"tlsCert": serving.CertFile,
 			"tlsKey":  serving.KeyFile,
 		},
-		"logger":           obj{"level": "debug"},
+		"logger":           obj{"level": logLevel},
 		"oauth2":           oauth2Cfg,
 		"enablePasswordDB": true,
 		"staticPasswords":  users,

@@ -302,6 +302,33 @@ type PortalConfig struct {
 	// this long after rotation, so concurrent clients don't lock each other
 	// out. Default 30s.
 	RefreshReuseGrace metav1.Duration `json:"refreshReuseGrace,omitempty"`
+	// LoginStartLimits bound how fast clients may start logins (GET
+	// /login/<idp>) and ask for device codes (one counts as three starts).
+	// Left out: each client address (IPv6 by /64) 20 at once, then one
+	// every 6s; all clients together 500 at once, then 5 a second. Every
+	// start keeps an entry in this process's logins in progress (at most
+	// 10,000) for up to 10 minutes, and a CLI login's one-time code one
+	// more for a minute: a global rate much above 15 a second lets a flood
+	// fill it, and then logins fail until entries expire. Read at start.
+	LoginStartLimits *ClientRateLimits `json:"loginStartLimits,omitempty"`
+}
+
+// ClientRateLimits are a token bucket per client address under one that all
+// clients share.
+type ClientRateLimits struct {
+	// PerClient is each client address's bucket.
+	PerClient RateLimit `json:"perClient"`
+	// Global is the bucket all clients share. Left out: no bound but each
+	// client's own.
+	Global *RateLimit `json:"global,omitempty"`
+}
+
+// RateLimit is a token bucket: Burst at once, then one every Every.
+type RateLimit struct {
+	// Burst is how many at once (at least 1).
+	Burst int `json:"burst"`
+	// Every is how long one more takes to come back (more than 0).
+	Every metav1.Duration `json:"every"`
 }
 
 // DeepCopyObject implements runtime.Object. The configuration is read once

@@ -612,6 +612,39 @@ func validatePortal(p *PortalConfig, fld *field.Path) field.ErrorList {
 	if p.SessionIdleTimeout.Duration >= 0 && p.SessionMaxLifetime.Duration >= 0 && p.SessionIdleTimeout.Duration > p.SessionMaxLifetime.Duration {
 		errs = append(errs, field.Invalid(fld.Child("sessionIdleTimeout"), p.SessionIdleTimeout.String(), fmt.Sprintf("must not exceed portal.sessionMaxLifetime (%s)", p.SessionMaxLifetime.Duration)))
 	}
+	if l := p.LoginStartLimits; l != nil {
+		lf := fld.Child("loginStartLimits")
+		errs = append(errs, validateRateLimit(l.PerClient, lf.Child("perClient"))...)
+		if l.Global != nil {
+			errs = append(errs, validateRateLimit(*l.Global, lf.Child("global"))...)
+		}
+		// A client's bucket unused for 15 minutes is forgotten
+		// (pkg/clientlimit): that changes nothing only if it is full again
+		// by then.
+		if l.PerClient.Every.Duration > 0 && l.PerClient.Burst > 0 &&
+			l.PerClient.Every.Duration > maxClientRefill/time.Duration(l.PerClient.Burst) {
+			errs = append(errs, field.Invalid(lf.Child("perClient"), fmt.Sprintf("burst %d, every %s", l.PerClient.Burst, l.PerClient.Every.Duration),
+				fmt.Sprintf("burst × every must be at most %s (a client's bucket must refill within the time an idle one is kept)", maxClientRefill)))
+		}
+	}
+	return errs
+}
+
+// maxClientRefill is how long pkg/clientlimit keeps an idle client's bucket.
+const maxClientRefill = 15 * time.Minute
+
+// maxBurst bounds a rate limit's burst: more would be a typo rather than a
+// limit.
+const maxBurst = 1_000_000
+
+func validateRateLimit(r RateLimit, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if r.Burst < 1 || r.Burst > maxBurst {
+		errs = append(errs, field.Invalid(fld.Child("burst"), r.Burst, fmt.Sprintf("must be between 1 and %d", maxBurst)))
+	}
+	if r.Every.Duration <= 0 {
+		errs = append(errs, field.Invalid(fld.Child("every"), r.Every.String(), "must be more than 0"))
+	}
 	return errs
 }
 

@@ -272,6 +272,17 @@ func TestValidateReportsEveryRuleWithItsFieldPath(t *testing.T) {
 		{"a negative session lifetime is refused", func(c *C) { c.Portal.SessionMaxLifetime.Duration = -1 }, []want{{"portal.sessionMaxLifetime", "must be positive"}}},
 		{"a negative refresh reuse grace is refused", func(c *C) { c.Portal.RefreshReuseGrace.Duration = -1 }, []want{{"portal.refreshReuseGrace", "must be positive"}}},
 		{"a session idle timeout above the session lifetime is refused", func(c *C) { c.Portal.SessionIdleTimeout.Duration = 200 * time.Hour }, []want{{"portal.sessionIdleTimeout", "must not exceed portal.sessionMaxLifetime (168h0m0s)"}}},
+		{"a login start limit needs a burst and a refill time", func(c *C) {
+			c.Portal.LoginStartLimits = &ClientRateLimits{Global: &RateLimit{Burst: 0, Every: metav1.Duration{Duration: -time.Second}}}
+		}, []want{
+			{"portal.loginStartLimits.perClient.burst", "must be between 1 and 1000000"},
+			{"portal.loginStartLimits.perClient.every", "must be more than 0"},
+			{"portal.loginStartLimits.global.burst", "must be between 1 and 1000000"},
+			{"portal.loginStartLimits.global.every", "must be more than 0"},
+		}},
+		{"a client's login start bucket must refill before it is forgotten", func(c *C) {
+			c.Portal.LoginStartLimits = &ClientRateLimits{PerClient: RateLimit{Burst: 20, Every: metav1.Duration{Duration: time.Minute}}}
+		}, []want{{"portal.loginStartLimits.perClient", "burst × every must be at most 15m0s"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
