@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +32,20 @@ var (
 	curveWatches     = flag.String("proxy-watches", "1k,10k,20k", "BenchmarkProxyWatches: numbers of watches held open, in increasing order (the watches of one point stay open for the next)")
 	curveWatchesCSV  = flag.String("proxy-watches-csv", "", "BenchmarkProxyWatches: write the curve to this CSV file")
 	curveIdle        = flag.Duration("proxy-watches-idle", 10*time.Second, "BenchmarkProxyWatches: how long Portcullis's CPU is read while the watches are idle")
+	curveDump        = flag.String("proxy-curve-dump", "", "BenchmarkProxyClusters, BenchmarkProxyWatches: write Portcullis's goroutine dump, heap profile and binary at each point into DIR/clusters-N or DIR/watches-N")
 )
+
+// curveDumpAt writes dumpPortcullis's files for one point, with -proxy-curve-dump.
+func curveDumpAt(b *testing.B, s *proxyStack, point string) {
+	if *curveDump == "" {
+		return
+	}
+	dir := filepath.Join(*curveDump, point)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	dumpPortcullis(b, s, s.portcullis.Process.Pid(), dir)
+}
 
 // BenchmarkProxyClusters measures Portcullis's proxy as the clusters it
 // serves grow: for each N of -proxy-clusters, a fresh etcd, kube-apiserver
@@ -54,9 +68,9 @@ func BenchmarkProxyClusters(b *testing.B) {
 	}
 	var rows [][]string
 	header := []string{"clusters", "requests", "seconds", "req_per_s", "p50_ms", "p99_ms", "portcullis_cpu_us_per_req", "apiserver_cpu_us_per_req",
-		"rss_mib", "heap_mib", "goroutines", "upstream_conns", "upstream_conns_per_cluster", "load1_start", "load1_end"}
-	fmt.Printf("\n| clusters | req/s | p50 | p99 | Portcullis CPU / req | kube-apiserver CPU / req | Portcullis RSS | Go heap | goroutines | upstream connections (per cluster) |\n")
-	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		"rss_mib", "heap_mib", "goroutines", "upstream_conns", "upstream_conns_per_cluster", "fds", "inotify_instances", "load1_start", "load1_end"}
+	fmt.Printf("\n| clusters | req/s | p50 | p99 | Portcullis CPU / req | kube-apiserver CPU / req | Portcullis RSS | Go heap | goroutines | upstream connections (per cluster) | open files (inotify instances) |\n")
+	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, n := range points {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
 			row := benchClustersPoint(b, n)
@@ -111,9 +125,11 @@ func benchClustersPoint(b *testing.B, n int) []string {
 		b.FailNow()
 	}
 	conns := tcpConnsTo(b, pid, s.c1.Port)
+	fds, inotify := openFiles(b, pid)
 	rss := processRSS(b, pid)
 	forceGC(b, s)
 	mem := goMemory(b, s)
+	curveDumpAt(b, s, fmt.Sprintf("clusters-%d", n))
 	slices.Sort(lat)
 	req := len(lat)
 	rps := float64(req) / elapsed.Seconds()
@@ -123,10 +139,10 @@ func benchClustersPoint(b *testing.B, n int) []string {
 	b.ReportMetric(rps, "req/s")
 	b.ReportMetric(cpuPer, "portcullis-cpu-µs/req")
 	b.ReportMetric(float64(conns), "upstream-conns")
-	fmt.Printf("| %d | %.0f | %.2f ms | %.2f ms | %.0f µs | %.0f µs | %.1f MiB | %.1f MiB | %.0f | %d (%.2f) |\n",
-		n, rps, p50, p99, cpuPer, apiPer, curveMiB(rss), mem.heap/(1<<20), mem.goroutines, conns, float64(conns)/float64(n))
+	fmt.Printf("| %d | %.0f | %.2f ms | %.2f ms | %.0f µs | %.0f µs | %.1f MiB | %.1f MiB | %.0f | %d (%.2f) | %d (%d) |\n",
+		n, rps, p50, p99, cpuPer, apiPer, curveMiB(rss), mem.heap/(1<<20), mem.goroutines, conns, float64(conns)/float64(n), fds, inotify)
 	return []string{strconv.Itoa(n), strconv.Itoa(req), curveF2(elapsed.Seconds()), curveF1(rps), curveF3(p50), curveF3(p99), curveF1(cpuPer), curveF1(apiPer),
-		curveF1(curveMiB(rss)), curveF1(mem.heap / (1 << 20)), strconv.Itoa(int(mem.goroutines)), strconv.Itoa(conns), curveF2(float64(conns) / float64(n)), load0, load1}
+		curveF1(curveMiB(rss)), curveF1(mem.heap / (1 << 20)), strconv.Itoa(int(mem.goroutines)), strconv.Itoa(conns), curveF2(float64(conns) / float64(n)), strconv.Itoa(fds), strconv.Itoa(inotify), load0, load1}
 }
 
 // BenchmarkProxyWatches measures Portcullis's proxy as idle watches held
@@ -219,10 +235,11 @@ func BenchmarkProxyWatches(b *testing.B) {
 		}
 	}
 	// fanOut sends one change that every open watch sees and returns the
-	// time until all n have it, and Portcullis's CPU meanwhile.
-	fanOut := func(n int, method, path string, body []byte) (time.Duration, time.Duration) {
+	// time until all n have it, and the CPU Portcullis, kube-apiserver and
+	// this process (the watches' client) used meanwhile.
+	fanOut := func(n int, method, path string, body []byte) (took, cpu, apiCPU, clientCPU time.Duration) {
 		target := events.Load() + int64(n)
-		cpu0 := processCPU(b, pid)
+		cpu0, apiCPU0, clientCPU0 := processCPU(b, pid), processCPU(b, apiPid), processCPU(b, os.Getpid())
 		t0 := time.Now()
 		if code, err := admin.do(ctx, method, path, body); err != nil || code/100 != 2 {
 			b.Fatalf("%s %s: %d %v", method, path, code, err)
@@ -234,15 +251,15 @@ func BenchmarkProxyWatches(b *testing.B) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		took := time.Since(t0)
-		return took, processCPU(b, pid) - cpu0
+		took = time.Since(t0)
+		return took, processCPU(b, pid) - cpu0, processCPU(b, apiPid) - apiCPU0, processCPU(b, os.Getpid()) - clientCPU0
 	}
 
 	header := []string{"watches", "open_s", "open_cpu_us_per_watch", "rss_mib", "rss_kib_per_watch", "heap_mib", "stack_mib", "go_kib_per_watch",
 		"goroutines", "goroutines_per_watch", "client_conns", "upstream_conns", "idle_cpu_ms_per_s", "apiserver_rss_mib",
-		"fanout_ms", "fanout_cpu_ms", "load1_start", "load1_end"}
+		"fanout_ms", "fanout_cpu_ms", "fanout_apiserver_cpu_ms", "fanout_client_cpu_ms", "client_rss_mib", "load1_start", "load1_end"}
 	var rows [][]string
-	fmt.Printf("\n| watches | time to open (Portcullis CPU / watch) | Portcullis RSS (per watch) | Go heap + stacks (per watch) | goroutines (per watch) | client / upstream connections | idle CPU | kube-apiserver RSS | fan-out to all |\n")
+	fmt.Printf("\n| watches | time to open (Portcullis CPU / watch) | Portcullis RSS (per watch) | Go heap + stacks (per watch) | goroutines (per watch) | client / upstream connections | idle CPU | kube-apiserver RSS | fan-out to all (CPU: Portcullis, kube-apiserver, client) |\n")
 	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	have := 0
 	for i, n := range points {
@@ -270,6 +287,7 @@ func BenchmarkProxyWatches(b *testing.B) {
 		apiRSS := processRSS(b, apiPid)
 		clientConns := tcpConnsTo(b, os.Getpid(), s.portcullis.Port)
 		upstream := tcpConnsTo(b, pid, s.c1.Port)
+		curveDumpAt(b, s, fmt.Sprintf("watches-%d", n))
 		idle0 := processCPU(b, pid)
 		time.Sleep(*curveIdle)
 		idle := processCPU(b, pid) - idle0
@@ -277,8 +295,9 @@ func BenchmarkProxyWatches(b *testing.B) {
 
 		name := fmt.Sprintf("fanout-%d", n)
 		manifest := fmt.Appendf(nil, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"labels":{"portcullis-fanout":"yes"}},"data":{"k":"v"}}`, name)
-		fan, fanCPU := fanOut(n, http.MethodPost, "/api/v1/namespaces/default/configmaps", manifest)
-		del, _ := fanOut(n, http.MethodDelete, "/api/v1/namespaces/default/configmaps/"+name, nil)
+		clientRSS := processRSS(b, os.Getpid())
+		fan, fanCPU, fanAPICPU, fanClientCPU := fanOut(n, http.MethodPost, "/api/v1/namespaces/default/configmaps", manifest)
+		del, _, _, _ := fanOut(n, http.MethodDelete, "/api/v1/namespaces/default/configmaps/"+name, nil)
 		b.Logf("%d watches: fan-out of a creation %v, of its deletion %v", n, fan.Round(time.Millisecond), del.Round(time.Millisecond))
 		load1 := curveLoad1()
 
@@ -287,13 +306,13 @@ func BenchmarkProxyWatches(b *testing.B) {
 		goPer := (mem.heap + mem.stack - mem0.heap - mem0.stack) / d / 1024
 		grPer := (mem.goroutines - mem0.goroutines) / d
 		openPer := float64(openCPU.Microseconds()) / float64(opened)
-		fmt.Printf("| %d | %.1f s (%.0f µs) | %.1f MiB (%.1f KiB) | %.1f + %.1f MiB (%.1f KiB) | %d (%.2f) | %d / %d | %.1f ms/s | %.0f MiB | %.0f ms |\n",
+		fmt.Printf("| %d | %.1f s (%.0f µs) | %.1f MiB (%.1f KiB) | %.1f + %.1f MiB (%.1f KiB) | %d (%.2f) | %d / %d | %.1f ms/s | %.0f MiB | %.0f ms (%.0f, %.0f, %.0f ms) |\n",
 			n, openTook.Seconds(), openPer, curveMiB(rss), rssPer, mem.heap/(1<<20), mem.stack/(1<<20), goPer, int(mem.goroutines), grPer,
-			clientConns, upstream, idlePerS, curveMiB(apiRSS), curveMs(fan))
+			clientConns, upstream, idlePerS, curveMiB(apiRSS), curveMs(fan), curveMs(fanCPU), curveMs(fanAPICPU), curveMs(fanClientCPU))
 		b.ReportMetric(rssPer, fmt.Sprintf("KiB-RSS/watch@%d", n))
 		rows = append(rows, []string{strconv.Itoa(n), curveF2(openTook.Seconds()), curveF1(openPer), curveF1(curveMiB(rss)), curveF2(rssPer), curveF1(mem.heap / (1 << 20)), curveF1(mem.stack / (1 << 20)), curveF2(goPer),
 			strconv.Itoa(int(mem.goroutines)), curveF3(grPer), strconv.Itoa(clientConns), strconv.Itoa(upstream), curveF2(idlePerS), curveF1(curveMiB(apiRSS)),
-			curveF1(curveMs(fan)), curveF1(curveMs(fanCPU)), pointLoad0, load1})
+			curveF1(curveMs(fan)), curveF1(curveMs(fanCPU)), curveF1(curveMs(fanAPICPU)), curveF1(curveMs(fanClientCPU)), curveF1(curveMiB(clientRSS)), pointLoad0, load1})
 	}
 	writeCurveCSV(b, *curveWatchesCSV, header, rows)
 }
@@ -314,6 +333,23 @@ func (c *benchClient) do(ctx context.Context, method, path string, body []byte) 
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// openFiles counts pid's open file descriptors, and those that are inotify
+// instances (each cluster's CA file is watched with one: the kernel's
+// fs.inotify.max_user_instances, 128 by default, bounds them per user).
+func openFiles(t testing.TB, pid int) (fds, inotify int) {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fds++
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && link == "anon_inode:inotify" {
+			inotify++
+		}
+	}
+	return fds, inotify
 }
 
 // parseCurveCounts reads "1k,10k,20k" (k for thousands).
