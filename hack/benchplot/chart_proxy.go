@@ -11,9 +11,10 @@ func init() {
 		xlabel: "clusters in the configuration (log)",
 		logX:   true,
 		panels: []panel{
-			{title: "Throughput (16 GETs in flight)", ylabel: "req/s", lines: []series{{"req/s", "req_per_s", 1}}},
-			{title: "Latency", ylabel: "ms", lines: []series{{"p50", "p50_ms", 1}, {"p99", "p99_ms", 1}}},
-			{title: "CPU per request", ylabel: "µs", lines: []series{{"Portcullis", "portcullis_cpu_us_per_req", 1}, {"kube-apiserver", "apiserver_cpu_us_per_req", 1}}},
+			{title: "Throughput (16 GETs in flight)", ylabel: "req/s", lines: []series{{"own run", "req_per_s", 1}, {"interleaved", "interleaved_req_per_s", 1}}},
+			{title: "Latency", ylabel: "ms", lines: []series{{"p50", "p50_ms", 1}, {"p99", "p99_ms", 1}, {"p50 interleaved", "interleaved_p50_ms", 1}, {"p99 interleaved", "interleaved_p99_ms", 1}}},
+			{title: "CPU per request", ylabel: "µs", lines: []series{{"Portcullis", "portcullis_cpu_us_per_req", 1}, {"kube-apiserver", "apiserver_cpu_us_per_req", 1},
+				{"Portcullis interleaved", "interleaved_portcullis_cpu_us_per_req", 1}, {"kube-apiserver interleaved", "interleaved_apiserver_cpu_us_per_req", 1}}},
 			{title: "Portcullis memory", ylabel: "MiB", lines: []series{{"RSS after the load", "rss_mib", 1}, {"Go heap after a GC", "heap_mib", 1}}},
 			{title: "Connections to kube-apiserver", ylabel: "TCP connections", lines: []series{{"total", "upstream_conns", 1}}},
 			{title: "Portcullis goroutines", ylabel: "goroutines", lines: []series{{"goroutines", "goroutines", 1}}},

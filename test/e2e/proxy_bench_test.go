@@ -195,8 +195,11 @@ func (c *benchClient) get(ctx context.Context, path string) (int, error) {
 
 // getTarget is one side of the GET comparison, and what was measured of it.
 type getTarget struct {
-	name      string
-	cl        *benchClient
+	name string
+	cl   *benchClient
+	// pick, if set, chooses each request's client instead of cl (cl still
+	// makes the first request).
+	pick      func(i int) *benchClient
 	n         int
 	elapsed   time.Duration
 	latencies []time.Duration
@@ -226,7 +229,11 @@ func benchGetSideBySide(b *testing.B, targets []getTarget, path string, procs ma
 				cpu0[name] = processCPU(b, pid)
 			}
 			start := time.Now()
-			lat := loadSlice(b, t.cl, path, *getSlice)
+			pick := t.pick
+			if pick == nil {
+				pick = func(int) *benchClient { return t.cl }
+			}
+			lat := loadSlice(b, pick, path, *getSlice)
 			t.elapsed += time.Since(start)
 			for name, pid := range procs {
 				t.cpu[name] += processCPU(b, pid) - cpu0[name]
@@ -296,15 +303,9 @@ func startRelay(b *testing.B, upstream, caFile string) relayServer {
 const getConcurrency = 16
 
 // loadSlice keeps getConcurrency GETs of path in flight for d and returns
-// their latencies.
-func loadSlice(b *testing.B, c *benchClient, path string, d time.Duration) []time.Duration {
-	return loadSliceOver(b, func(int) *benchClient { return c }, path, d)
-}
-
-// loadSliceOver is loadSlice with each request's client (e.g. its
-// cluster) chosen by pick, from the request's sequence number within its
-// worker.
-func loadSliceOver(b *testing.B, pick func(i int) *benchClient, path string, d time.Duration) []time.Duration {
+// their latencies; pick chooses each request's client (e.g. its cluster)
+// from the request's sequence number within its worker.
+func loadSlice(b *testing.B, pick func(i int) *benchClient, path string, d time.Duration) []time.Duration {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup

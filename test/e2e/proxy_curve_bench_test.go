@@ -58,7 +58,12 @@ func curveDumpAt(b *testing.B, s *proxyStack, point string) {
 // kubeconfig contexts), for -proxy-clusters-duration after a 2 s warm-up.
 // Per point: req/s, p50/p99, Portcullis's and kube-apiserver's CPU per
 // request, Portcullis's RSS after the load and Go heap after a collection,
-// and the TCP connections Portcullis holds to kube-apiserver.
+// and the TCP connections Portcullis holds to kube-apiserver. The machine
+// is shared, so these sequential points see different background load;
+// the largest point's stack then also runs the load spread over 1, 10, …
+// of its clusters interleaved in 1 s slices (-get-duration each, as
+// BenchmarkProxyMode's get), which compares the CPU per request of the
+// points under the same load.
 //
 //	go test ./test/e2e -run '^$' -bench ProxyClusters -benchtime 1x -timeout 20m -proxy-clusters-csv docs/img/proxy-clusters.csv
 func BenchmarkProxyClusters(b *testing.B) {
@@ -71,16 +76,32 @@ func BenchmarkProxyClusters(b *testing.B) {
 		"rss_mib", "heap_mib", "goroutines", "upstream_conns", "upstream_conns_per_cluster", "fds", "inotify_instances", "load1_start", "load1_end"}
 	fmt.Printf("\n| clusters | req/s | p50 | p99 | Portcullis CPU / req | kube-apiserver CPU / req | Portcullis RSS | Go heap | goroutines | upstream connections (per cluster) | open files (inotify instances) |\n")
 	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-	for _, n := range points {
+	var spread map[int][]string
+	for i, n := range points {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
-			row := benchClustersPoint(b, n)
+			var row []string
+			// The largest point also compares, interleaved, the load
+			// spread over each point's number of its clusters.
+			row, spread = benchClustersPoint(b, n, points[:i+1], i == len(points)-1)
 			rows = append(rows, row)
 		})
+	}
+	header = append(header, "interleaved_req_per_s", "interleaved_p50_ms", "interleaved_p99_ms", "interleaved_portcullis_cpu_us_per_req", "interleaved_apiserver_cpu_us_per_req")
+	fmt.Printf("\n| load spread over (of %d clusters, interleaved) | req/s | p50 | p99 | Portcullis CPU / req | kube-apiserver CPU / req |\n", points[len(points)-1])
+	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for i, n := range points {
+		cells := spread[n]
+		if cells == nil {
+			cells = make([]string, 5) // not measured
+		} else {
+			fmt.Printf("| %d | %s | %s ms | %s ms | %s µs | %s µs |\n", n, cells[0], cells[1], cells[2], cells[3], cells[4])
+		}
+		rows[i] = append(rows[i], cells...)
 	}
 	writeCurveCSV(b, *curveClustersCSV, header, rows)
 }
 
-func benchClustersPoint(b *testing.B, n int) []string {
+func benchClustersPoint(b *testing.B, n int, spreads []int, interleave bool) (row []string, spread map[int][]string) {
 	load0 := curveLoad1()
 	names := []string{"c1"}
 	for i := 2; i <= n; i++ {
@@ -114,11 +135,11 @@ func benchClustersPoint(b *testing.B, n int) []string {
 		}
 	}
 	pick := func(i int) *benchClient { return clients[i%n] }
-	loadSliceOver(b, pick, getPath, 2*time.Second) // warm-up
+	loadSlice(b, pick, getPath, 2*time.Second) // warm-up
 	pid, apiPid := s.portcullis.Process.Pid(), s.c1.Process.Pid()
 	cpu0, apiCPU0 := processCPU(b, pid), processCPU(b, apiPid)
 	t0 := time.Now()
-	lat := loadSliceOver(b, pick, getPath, *curveGetDuration)
+	lat := loadSlice(b, pick, getPath, *curveGetDuration)
 	elapsed := time.Since(t0)
 	cpu, apiCPU := processCPU(b, pid)-cpu0, processCPU(b, apiPid)-apiCPU0
 	if b.Failed() || len(lat) == 0 {
@@ -141,8 +162,35 @@ func benchClustersPoint(b *testing.B, n int) []string {
 	b.ReportMetric(float64(conns), "upstream-conns")
 	fmt.Printf("| %d | %.0f | %.2f ms | %.2f ms | %.0f µs | %.0f µs | %.1f MiB | %.1f MiB | %.0f | %d (%.2f) | %d (%d) |\n",
 		n, rps, p50, p99, cpuPer, apiPer, curveMiB(rss), mem.heap/(1<<20), mem.goroutines, conns, float64(conns)/float64(n), fds, inotify)
+	if interleave {
+		spread = benchClustersSpread(b, s, clients, spreads, getPath)
+	}
 	return []string{strconv.Itoa(n), strconv.Itoa(req), curveF2(elapsed.Seconds()), curveF1(rps), curveF3(p50), curveF3(p99), curveF1(cpuPer), curveF1(apiPer),
-		curveF1(curveMiB(rss)), curveF1(mem.heap / (1 << 20)), strconv.Itoa(int(mem.goroutines)), strconv.Itoa(conns), curveF2(float64(conns) / float64(n)), strconv.Itoa(fds), strconv.Itoa(inotify), load0, load1}
+		curveF1(curveMiB(rss)), curveF1(mem.heap / (1 << 20)), strconv.Itoa(int(mem.goroutines)), strconv.Itoa(conns), curveF2(float64(conns) / float64(n)), strconv.Itoa(fds), strconv.Itoa(inotify), load0, load1}, spread
+}
+
+// benchClustersSpread runs the GET load spread round-robin over the first
+// k of clients for each k of spreads, interleaved in -get-slice slices for
+// -get-duration each (benchGetSideBySide), so that every k sees the same
+// background load: what the number of upstreams in use, alone, costs per
+// request. It returns, per k: req/s, p50 and p99 (ms), Portcullis's and
+// kube-apiserver's CPU per request (µs).
+func benchClustersSpread(b *testing.B, s *proxyStack, clients []*benchClient, spreads []int, path string) map[int][]string {
+	var targets []getTarget
+	for _, k := range spreads {
+		targets = append(targets, getTarget{name: fmt.Sprintf("spread-%d", k), cl: clients[0], pick: func(i int) *benchClient { return clients[i%k] }})
+	}
+	procs := map[string]int{"portcullis": s.portcullis.Process.Pid(), "apiserver": s.c1.Process.Pid()}
+	load0 := curveLoad1()
+	benchGetSideBySide(b, targets, path, procs)
+	b.Logf("interleaved spreads: load average %s → %s", load0, curveLoad1())
+	out := map[int][]string{}
+	for i, k := range spreads {
+		t := targets[i]
+		per := func(proc string) string { return curveF1(float64(t.cpu[proc].Microseconds()) / float64(t.n)) }
+		out[k] = []string{curveF1(float64(t.n) / t.elapsed.Seconds()), curveF3(curveMs(t.latencies[t.n/2])), curveF3(curveMs(t.latencies[t.n*99/100])), per("portcullis"), per("apiserver")}
+	}
+	return out
 }
 
 // BenchmarkProxyWatches measures Portcullis's proxy as idle watches held
