@@ -73,9 +73,9 @@ func BenchmarkProxyClusters(b *testing.B) {
 	}
 	var rows [][]string
 	header := []string{"clusters", "requests", "seconds", "req_per_s", "p50_ms", "p99_ms", "portcullis_cpu_us_per_req", "apiserver_cpu_us_per_req",
-		"rss_mib", "heap_mib", "goroutines", "upstream_conns", "upstream_conns_per_cluster", "fds", "inotify_instances", "load1_start", "load1_end"}
-	fmt.Printf("\n| clusters | req/s | p50 | p99 | Portcullis CPU / req | kube-apiserver CPU / req | Portcullis RSS | Go heap | goroutines | upstream connections (per cluster) | open files (inotify instances) |\n")
-	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		"portcullis_rw_syscalls_per_req", "rss_mib", "heap_mib", "goroutines", "upstream_conns", "upstream_conns_per_cluster", "fds", "inotify_instances", "load1_start", "load1_end"}
+	fmt.Printf("\n| clusters | req/s | p50 | p99 | Portcullis CPU / req | kube-apiserver CPU / req | Portcullis read+write syscalls / req | Portcullis RSS | Go heap | goroutines | upstream connections (per cluster) | open files (inotify instances) |\n")
+	fmt.Printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	var spread map[int][]string
 	for i, n := range points {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
@@ -138,10 +138,12 @@ func benchClustersPoint(b *testing.B, n int, spreads []int, interleave bool) (ro
 	loadSlice(b, pick, getPath, 2*time.Second) // warm-up
 	pid, apiPid := s.portcullis.Process.Pid(), s.c1.Process.Pid()
 	cpu0, apiCPU0 := processCPU(b, pid), processCPU(b, apiPid)
+	sys0 := processSyscalls(b, pid)
 	t0 := time.Now()
 	lat := loadSlice(b, pick, getPath, *curveGetDuration)
 	elapsed := time.Since(t0)
 	cpu, apiCPU := processCPU(b, pid)-cpu0, processCPU(b, apiPid)-apiCPU0
+	syscalls := processSyscalls(b, pid) - sys0
 	if b.Failed() || len(lat) == 0 {
 		b.FailNow()
 	}
@@ -160,13 +162,13 @@ func benchClustersPoint(b *testing.B, n int, spreads []int, interleave bool) (ro
 	b.ReportMetric(rps, "req/s")
 	b.ReportMetric(cpuPer, "portcullis-cpu-µs/req")
 	b.ReportMetric(float64(conns), "upstream-conns")
-	fmt.Printf("| %d | %.0f | %.2f ms | %.2f ms | %.0f µs | %.0f µs | %.1f MiB | %.1f MiB | %.0f | %d (%.2f) | %d (%d) |\n",
-		n, rps, p50, p99, cpuPer, apiPer, curveMiB(rss), mem.heap/(1<<20), mem.goroutines, conns, float64(conns)/float64(n), fds, inotify)
+	fmt.Printf("| %d | %.0f | %.2f ms | %.2f ms | %.0f µs | %.0f µs | %.1f | %.1f MiB | %.1f MiB | %.0f | %d (%.2f) | %d (%d) |\n",
+		n, rps, p50, p99, cpuPer, apiPer, float64(syscalls)/float64(req), curveMiB(rss), mem.heap/(1<<20), mem.goroutines, conns, float64(conns)/float64(n), fds, inotify)
 	if interleave {
 		spread = benchClustersSpread(b, s, clients, spreads, getPath)
 	}
 	return []string{strconv.Itoa(n), strconv.Itoa(req), curveF2(elapsed.Seconds()), curveF1(rps), curveF3(p50), curveF3(p99), curveF1(cpuPer), curveF1(apiPer),
-		curveF1(curveMiB(rss)), curveF1(mem.heap / (1 << 20)), strconv.Itoa(int(mem.goroutines)), strconv.Itoa(conns), curveF2(float64(conns) / float64(n)), strconv.Itoa(fds), strconv.Itoa(inotify), load0, load1}, spread
+		curveF1(float64(syscalls) / float64(req)), curveF1(curveMiB(rss)), curveF1(mem.heap / (1 << 20)), strconv.Itoa(int(mem.goroutines)), strconv.Itoa(conns), curveF2(float64(conns) / float64(n)), strconv.Itoa(fds), strconv.Itoa(inotify), load0, load1}, spread
 }
 
 // benchClustersSpread runs the GET load spread round-robin over the first
@@ -398,6 +400,28 @@ func openFiles(t testing.TB, pid int) (fds, inotify int) {
 		}
 	}
 	return fds, inotify
+}
+
+// processSyscalls is the number of read and write system calls pid has
+// made (syscr + syscw of /proc/<pid>/io; every socket read and write
+// counts).
+func processSyscalls(t testing.TB, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(string(data), "\n") {
+		name, v, _ := strings.Cut(line, ": ")
+		if name == "syscr" || name == "syscw" {
+			c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/%d/io: %q: %v", pid, line, err)
+			}
+			n += c
+		}
+	}
+	return n
 }
 
 // parseCurveCounts reads "1k,10k,20k" (k for thousands).
