@@ -59,7 +59,7 @@ bench-scale-webhook:
 	cd hack/benchplot && $(GO) run . -kind webhook-tokens -in $(CURDIR)/docs/img/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
 
 # The impersonating proxy's, as clusters and idle watches grow, against a
-# real etcd and kube-apiserver (test/e2e): about 4 minutes.
+# real etcd and kube-apiserver (test/e2e): 3 to 5 minutes.
 PROXY_CLUSTERS ?= 1,10,100
 PROXY_WATCHES ?= 1k,10k,20k
 bench-scale-proxy:
