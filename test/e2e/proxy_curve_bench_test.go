@@ -129,6 +129,7 @@ func benchClustersPoint(b *testing.B, n int, spreads []int, interleave bool) (ro
 		clients[i] = &benchClient{base: s.portcullis.URL + "/clusters/" + name, token: s.tokens["alice@"+name], hc: shared.hc}
 	}
 	const getPath = "/api/v1/namespaces/default/configmaps/small"
+	b.Logf("%d clusters: %d connections to kube-apiserver before any request through them", n, tcpConnsTo(b, s.portcullis.Process.Pid(), s.c1.Port))
 	for _, c := range clients {
 		if code, err := c.get(context.Background(), getPath); err != nil || code != http.StatusOK {
 			b.Fatalf("GET %s%s: %d %v", c.base, getPath, code, err)
