@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook bench-scale-login fuzz clean release image manifests release-test cross
+.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook bench-scale-login bench-scale-proxy fuzz clean release image manifests release-test cross
 
 all: build
 
@@ -48,7 +48,7 @@ bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 # renders it to SVG there with hack/benchplot (a module of its own for the
 # plotting library), and its markdown table into _output. Not part of
 # `make test`. bench-scale runs them all.
-bench-scale: bench-scale-webhook bench-scale-login
+bench-scale: bench-scale-webhook bench-scale-login bench-scale-proxy
 
 # The webhook's, as distinct live tokens grow: about 2 minutes.
 SCALE_TOKENS ?= 1k,5k,10k,20k,50k,100k,1M
@@ -70,6 +70,19 @@ bench-scale-login:
 		-login-inflight $(LOGIN_INFLIGHT) -login-duration $(LOGIN_DURATION) -login-series $(LOGIN_SERIES) \
 		-login-csv $(CURDIR)/docs/img/login.csv | tee _output/login.md
 	cd hack/benchplot && $(GO) run . -kind login -in $(CURDIR)/docs/img/login.csv -out $(CURDIR)/docs/img/login.svg
+
+# The impersonating proxy's, as clusters and idle watches grow, against a
+# real etcd and kube-apiserver (test/e2e): 3 to 5 minutes.
+PROXY_CLUSTERS ?= 1,10,100
+PROXY_WATCHES ?= 1k,10k,20k
+bench-scale-proxy:
+	mkdir -p _output docs/img
+	$(GO) test ./test/e2e -run '^$$' -bench '^BenchmarkProxy(Clusters|Watches)$$' -benchtime 1x -timeout 20m \
+		-proxy-clusters $(PROXY_CLUSTERS) -proxy-clusters-csv $(CURDIR)/docs/img/proxy-clusters.csv \
+		-proxy-watches $(PROXY_WATCHES) -proxy-watches-csv $(CURDIR)/docs/img/proxy-watches.csv \
+		> _output/proxy-curves.log 2>&1; status=$$?; grep '^|' _output/proxy-curves.log | tee _output/proxy-curves.md; exit $$status
+	cd hack/benchplot && $(GO) run . -kind proxy-clusters -in $(CURDIR)/docs/img/proxy-clusters.csv -out $(CURDIR)/docs/img/proxy-clusters.svg
+	cd hack/benchplot && $(GO) run . -kind proxy-watches -in $(CURDIR)/docs/img/proxy-watches.csv -out $(CURDIR)/docs/img/proxy-watches.svg
 
 # Every Go fuzz target in the repository, each for FUZZTIME (their seed
 # corpora already run as ordinary tests in `make unit`). A failure leaves the

@@ -421,7 +421,7 @@ func drillMetrics(t *testing.T, pki *framework.PKI, p *framework.Portcullis) map
 // tcpConnsTo counts the TCP connections process pid holds open to a
 // remote port on loopback: its socket file descriptors matched with the
 // kernel's connection tables of its network namespace.
-func tcpConnsTo(t *testing.T, pid, remotePort int) int {
+func tcpConnsTo(t testing.TB, pid, remotePort int) int {
 	t.Helper()
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {

@@ -203,8 +203,11 @@ func (c *benchClient) get(ctx context.Context, path string) (int, error) {
 
 // getTarget is one side of the GET comparison, and what was measured of it.
 type getTarget struct {
-	name      string
-	cl        *benchClient
+	name string
+	cl   *benchClient
+	// pick, if set, chooses each request's client instead of cl (cl still
+	// makes the first request).
+	pick      func(i int) *benchClient
 	n         int
 	elapsed   time.Duration
 	latencies []time.Duration
@@ -234,7 +237,11 @@ func benchGetSideBySide(b *testing.B, targets []getTarget, path string, procs ma
 				cpu0[name] = processCPU(b, pid)
 			}
 			start := time.Now()
-			lat := loadSlice(b, t.cl, path, *getSlice)
+			pick := t.pick
+			if pick == nil {
+				pick = func(int) *benchClient { return t.cl }
+			}
+			lat := loadSlice(b, pick, path, *getSlice)
 			t.elapsed += time.Since(start)
 			for name, pid := range procs {
 				t.cpu[name] += processCPU(b, pid) - cpu0[name]
@@ -304,20 +311,23 @@ func startRelay(b *testing.B, upstream, caFile string) relayServer {
 const getConcurrency = 16
 
 // loadSlice keeps getConcurrency GETs of path in flight for d and returns
-// their latencies.
-func loadSlice(b *testing.B, c *benchClient, path string, d time.Duration) []time.Duration {
+// their latencies; pick chooses each request's client (e.g. its cluster)
+// from the request's sequence number within its worker.
+func loadSlice(b *testing.B, pick func(i int) *benchClient, path string, d time.Duration) []time.Duration {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(d)
-	for range getConcurrency {
+	for w := range getConcurrency {
 		wg.Go(func() {
 			var mine []time.Duration
-			for time.Now().Before(deadline) {
+			// Workers start at different points of pick's sequence.
+			for i := w; time.Now().Before(deadline); i += getConcurrency {
+				c := pick(i)
 				t0 := time.Now()
 				code, err := c.get(context.Background(), path)
 				if err != nil || code != http.StatusOK {
-					b.Errorf("GET %s: %d %v", path, code, err)
+					b.Errorf("GET %s%s: %d %v", c.base, path, code, err)
 					return
 				}
 				mine = append(mine, time.Since(t0))
@@ -364,20 +374,11 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 		}
 	}()
 	for i := range n {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=900&fieldSelector=metadata.name%3Dno-such-"+strconv.Itoa(i), nil)
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		// The watch must outlive the client's request timeout.
-		hc := *c.hc
-		hc.Timeout = 0
-		resp, err := hc.Do(req)
+		body, err := openWatch(ctx, c, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=900&fieldSelector=metadata.name%3Dno-such-"+strconv.Itoa(i))
 		if err != nil {
 			b.Fatalf("watch %d: %v", i, err)
 		}
-		if resp.StatusCode != http.StatusOK {
-			body, _ := io.ReadAll(resp.Body)
-			b.Fatalf("watch %d: %d %s", i, resp.StatusCode, body)
-		}
-		bodies = append(bodies, resp.Body)
+		bodies = append(bodies, body)
 	}
 	time.Sleep(3 * time.Second)
 	// A watch lives for minutes, through many collections; each collection
@@ -397,6 +398,30 @@ func benchIdleWatches(b *testing.B, s *proxyStack, c *benchClient, n int) {
 	b.ReportMetric((mem1.goroutines-mem0.goroutines)/float64(n), "goroutines/watch")
 	b.Logf("Portcullis with %d idle watches: RSS %d → %d MiB, Go heap %.0f → %.0f MiB, stacks %.0f → %.0f MiB",
 		n, rss0>>20, rss1>>20, mem0.heap/(1<<20), mem1.heap/(1<<20), mem0.stack/(1<<20), mem1.stack/(1<<20))
+}
+
+// openWatch starts the watch at path (with its query) through c and
+// returns its body once the response headers are in: the watch is
+// established. It lives until ctx ends or the body is closed.
+func openWatch(ctx context.Context, c *benchClient, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	// The watch must outlive the client's request timeout.
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return nil, fmt.Errorf("%d %s", resp.StatusCode, body)
+	}
+	return resp.Body, nil
 }
 
 // dumpPortcullis writes Portcullis's goroutines, heap profile and binary to

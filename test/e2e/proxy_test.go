@@ -113,6 +113,11 @@ type proxyStackOptions struct {
 	// dex adds a Dex identity provider whose ID tokens Portcullis accepts
 	// as bearer tokens, mapping alice@example.com to group devs.
 	dex bool
+	// c1Aliases are more clusters in Portcullis's configuration whose
+	// upstream is c1's kube-apiserver, with c1's credential: each is an
+	// upstream of its own in the proxy (its own transport and
+	// connections), without another kube-apiserver.
+	c1Aliases []string
 }
 
 func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
@@ -180,13 +185,19 @@ func startProxyStack(t testing.TB, o proxyStackOptions) *proxyStack {
 		if out, stderr, err := framework.KubectlWith(t, framework.KubectlOptions{Kubeconfig: admin, Stdin: strings.NewReader(clusterRBAC)}, "apply", "-f", "-"); err != nil {
 			t.Fatalf("%s: applying the users' RBAC: %v\n%s%s", name, err, out, stderr)
 		}
-		fmt.Fprintf(&clusters, `- name: %s
+		names := []string{name}
+		if name == "c1" {
+			names = append(names, o.c1Aliases...)
+		}
+		for _, n := range names {
+			fmt.Fprintf(&clusters, `- name: %s
   access: {allUsers: true}
   upstream:
     server: %s
     certificateAuthorityFile: %s
     tokenFile: %s
-`, name, api.URL, api.CAFile, tokenFile)
+`, n, api.URL, api.CAFile, tokenFile)
+		}
 	}
 
 	port := framework.FreePort(t)
