@@ -3,11 +3,17 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
-	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
 
 	"portcullis.dev/portcullis/internal/testkit"
 )
@@ -15,7 +21,7 @@ import (
 func TestVerifyAgainstChecksTheChainAndTheUpstreamsName(t *testing.T) {
 	ca := testkit.NewCA(t, "upstream CA")
 	serving := ca.IssueServing("127.0.0.1", "api.example")
-	dynamic, err := dynamiccertificates.NewDynamicCAContentFromFile("test", ca.CertFile)
+	dynamic, err := newCAFile("test", ca.CertFile, time.Minute, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +42,7 @@ func TestVerifyAgainstChecksTheChainAndTheUpstreamsName(t *testing.T) {
 		t.Error("a client-only certificate was accepted as a server's")
 	}
 	other := testkit.NewCA(t, "another CA")
-	otherCA, err := dynamiccertificates.NewDynamicCAContentFromFile("other", other.CertFile)
+	otherCA, err := newCAFile("other", other.CertFile, time.Minute, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,5 +79,68 @@ func TestUpstreamCAFileIsReloadedWhenItChanges(t *testing.T) {
 			t.Fatal("the rotated CA was not loaded within 10s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A cluster's CA file costs no goroutine and no file watch (inotify
+// instances are limited to 128 per user by default): it is read again at
+// the handshakes that need it.
+func TestClustersCAFilesHoldNoGoroutines(t *testing.T) {
+	ca := testkit.NewCA(t, "upstream CA")
+	token := writeToken(t, "sa-token\n")
+	var clusters []v1alpha1.Cluster
+	for i := range 50 {
+		clusters = append(clusters, cluster(fmt.Sprintf("c%d", i), "https://127.0.0.1:1", ca.CertFile, token))
+	}
+	before := runtime.NumGoroutine()
+	p, err := New(clusters, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	time.Sleep(100 * time.Millisecond) // what New starts has started
+	if grew := runtime.NumGoroutine() - before; grew > 10 {
+		t.Errorf("50 clusters started %d goroutines, want none per cluster", grew)
+	}
+}
+
+// A CA file read at most every recheck: a handshake after that reads it
+// again, so a CA added to the bundle is trusted without a failure first.
+func TestUpstreamCAFileIsReadAgainAfterTheRecheckInterval(t *testing.T) {
+	first := testkit.NewCA(t, "first CA")
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(path, first.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk := testingclock.NewFakeClock(time.Now())
+	c, err := newCAFile("test", path, 2*time.Second, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := testkit.NewCA(t, "next CA")
+	if err := os.WriteFile(path, append(append([]byte{}, first.CertPEM...), next.CertPEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots := func(force bool) int {
+		opts := c.verifyOptions(force)
+		cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{next.IssueServing("127.0.0.1").Cert}}
+		if verifyChain(cs, opts, "127.0.0.1") == nil {
+			return 2
+		}
+		return 1
+	}
+	if roots(false) != 1 {
+		t.Fatal("the file was read again before its recheck interval")
+	}
+	clk.Step(2 * time.Second)
+	if roots(false) != 2 {
+		t.Fatal("the file was not read again after its recheck interval")
+	}
+	// A file that becomes unreadable keeps the CA read before.
+	if err := os.WriteFile(path, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if roots(true) != 2 {
+		t.Fatal("a broken CA file replaced the CA read before")
 	}
 }

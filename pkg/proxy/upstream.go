@@ -20,7 +20,6 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	"k8s.io/apiserver/pkg/endpoints/filters/impersonation"
-	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -36,11 +35,10 @@ type upstream struct {
 	name   string
 	server *url.URL
 	spec   v1alpha1.Upstream
-	// ca, when the upstream names a CA file, is that file's content,
-	// reloaded when it changes (apiserver's dynamiccertificates), so a
-	// rotated CA is trusted for new connections without a restart.
-	ca     *dynamiccertificates.DynamicFileCAContent
-	stopCA context.CancelFunc
+	// ca, when the upstream names a CA file, is that file's content, read
+	// again at handshakes when it may have changed (caFile), so a rotated
+	// CA is trusted for new connections without a restart.
+	ca *caFile
 	// cred is Portcullis's credential upstream: a *tokenFile (tokenFile,
 	// inCluster) or a *kubeconfigCredential (kubeconfig).
 	cred credential
@@ -133,7 +131,7 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if caFile != "" {
-			if u.ca, err = dynamiccertificates.NewDynamicCAContentFromFile("upstream-ca-"+c.Name, caFile); err != nil {
+			if u.ca, err = newCAFile("upstream-ca-"+c.Name, caFile, opts.TokenRecheckInterval, opts.Clock); err != nil {
 				return nil, fmt.Errorf("cluster %q: upstream CA %s: %w", c.Name, caFile, err)
 			}
 			// The standard verification, against the CA file's current
@@ -201,26 +199,7 @@ func newUpstream(c *v1alpha1.Cluster, opts *Options) (*upstream, error) {
 		return nil, fmt.Errorf("cluster %q: impersonation authorizer: %w", c.Name, err)
 	}
 	u.nested = impersonation.WithConstrainedImpersonation(http.HandlerFunc(nestedAllowed), authz, codecs)
-	if u.ca != nil {
-		var ctx context.Context
-		ctx, u.stopCA = context.WithCancel(context.Background())
-		go u.ca.Run(ctx, 1)
-	}
 	return u, nil
-}
-
-// verifyAgainst verifies an upstream's certificate chain and its name, host
-// (the upstream server's), as crypto/tls does, with ca's current roots. The
-// name is the upstream's own, not the connection's ServerName: the upgrade
-// dialer leaves that empty when InsecureSkipVerify is set.
-func verifyAgainst(ca *dynamiccertificates.DynamicFileCAContent, host string) func(tls.ConnectionState) error {
-	return func(cs tls.ConnectionState) error {
-		opts, ok := ca.VerifyOptions()
-		if !ok {
-			return fmt.Errorf("no CA loaded from %s", ca.Name())
-		}
-		return verifyChain(cs, opts, host)
-	}
 }
 
 // reverseProxy returns the stdlib reverse proxy (what the upgrade-aware
@@ -308,9 +287,6 @@ func (u *upstream) sameAs(spec *v1alpha1.Upstream) bool {
 }
 
 func (u *upstream) close() {
-	if u.stopCA != nil {
-		u.stopCA()
-	}
 	u.base.CloseIdleConnections()
 	u.upgradeBase.CloseIdleConnections()
 }
