@@ -406,12 +406,16 @@ func (s *Store) ListAccessRequests(ctx context.Context) ([]store.AccessRequest, 
 	return list[store.AccessRequest](s, ctx, bucketRequests, "access request")
 }
 
-// collect deletes, from bucket, every record for which expired returns true
-// and returns the deleted IDs.
-func collect[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired func(*T) bool) ([]string, error) {
-	b := tx.Bucket(bucket)
+// testHookCollectScanned, if set (by tests only), is called by
+// GarbageCollect at the end of the read transaction that finds what has
+// expired, before the write transaction that deletes it.
+var testHookCollectScanned func()
+
+// expiredIDs returns the IDs of the records of bucket for which expired
+// returns true.
+func expiredIDs[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired func(*T) bool) ([]string, error) {
 	var ids []string
-	err := b.ForEach(func(k, v []byte) error {
+	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 		var obj T
 		if err := decode(s.path, kind, k, v, &obj); err != nil {
 			return err
@@ -421,56 +425,116 @@ func collect[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired 
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
+	return ids, err
+}
+
+// deleteExpired deletes, from bucket, those of ids whose record is still
+// there and still expired, and returns the IDs it deleted.
+func deleteExpired[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, ids []string, expired func(*T) bool) ([]string, error) {
+	b := tx.Bucket(bucket)
+	var deleted []string
 	for _, id := range ids {
+		v := b.Get([]byte(id))
+		if v == nil {
+			continue
+		}
+		var obj T
+		if err := decode(s.path, kind, []byte(id), v, &obj); err != nil {
+			return nil, err
+		}
+		if !expired(&obj) {
+			continue // e.g. a session used again since the scan
+		}
 		if err := b.Delete([]byte(id)); err != nil {
 			return nil, err
 		}
+		deleted = append(deleted, id)
 	}
-	return ids, nil
+	return deleted, nil
 }
 
 // GarbageCollect deletes sessions that have Expired at now, revocations and
 // grants whose ExpiresAt is not after now, and signing keys whose ExpireAt is
-// not after now, in one transaction. It returns how many it deleted.
+// not after now. It returns how many it deleted.
+//
+// It finds them in a read transaction, which decodes every record, and only
+// then deletes them in a write transaction, checking each again: bbolt has
+// one writer at a time, and a scan of every session inside the write
+// transaction made every refresh, login and revocation wait for it (about a
+// second with 100,000 sessions). The deletions are one transaction, and
+// there is none when nothing has expired.
 func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) {
+	// Held throughout, so that no revocation changes between the scan and
+	// the deletion and the revoked set changes in commit order.
 	s.revMu.Lock()
 	defer s.revMu.Unlock()
-	var n int
-	var revs []string
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		n, revs = 0, nil
-		keys, err := collect(s, tx, bucketSigningKeys, "signing key", func(k *store.SigningKey) bool { return !now.Before(k.ExpireAt) })
-		if err != nil {
+	sessionExpired := func(sess *store.Session) bool { return sess.Expired(now) }
+	keyExpired := func(k *store.SigningKey) bool { return !now.Before(k.ExpireAt) }
+	revocationExpired := func(r *store.Revocation) bool { return !now.Before(r.ExpiresAt) }
+	grantExpired := func(g *store.Grant) bool { return !now.Before(g.ExpiresAt) }
+	requestExpired := func(r *store.AccessRequest) bool { return !now.Before(r.ExpiresAt) }
+
+	var keys, sessions, revs, grants, requests []string
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		if keys, err = expiredIDs(s, tx, bucketSigningKeys, "signing key", keyExpired); err != nil {
 			return err
 		}
-		sessions, err := collect(s, tx, bucketSessions, "session", func(sess *store.Session) bool { return sess.Expired(now) })
-		if err != nil {
+		if sessions, err = expiredIDs(s, tx, bucketSessions, "session", sessionExpired); err != nil {
 			return err
 		}
-		revs, err = collect(s, tx, bucketRevocations, "revocation", func(r *store.Revocation) bool { return !now.Before(r.ExpiresAt) })
-		if err != nil {
+		if revs, err = expiredIDs(s, tx, bucketRevocations, "revocation", revocationExpired); err != nil {
 			return err
 		}
-		grants, err := collect(s, tx, bucketGrants, "grant", func(g *store.Grant) bool { return !now.Before(g.ExpiresAt) })
-		if err != nil {
+		if grants, err = expiredIDs(s, tx, bucketGrants, "grant", grantExpired); err != nil {
 			return err
 		}
-		requests, err := collect(s, tx, bucketRequests, "access request", func(r *store.AccessRequest) bool { return !now.Before(r.ExpiresAt) })
-		if err != nil {
+		if requests, err = expiredIDs(s, tx, bucketRequests, "access request", requestExpired); err != nil {
 			return err
 		}
-		n = len(keys) + len(sessions) + len(revs) + len(grants) + len(requests)
+		if testHookCollectScanned != nil {
+			testHookCollectScanned()
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
 	}
-	if len(revs) > 0 {
+	if len(keys)+len(sessions)+len(revs)+len(grants)+len(requests) == 0 {
+		return 0, nil
+	}
+	var n int
+	var deletedRevs []string
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
+		n, deletedRevs = 0, nil
+		k, err := deleteExpired(s, tx, bucketSigningKeys, "signing key", keys, keyExpired)
+		if err != nil {
+			return err
+		}
+		ss, err := deleteExpired(s, tx, bucketSessions, "session", sessions, sessionExpired)
+		if err != nil {
+			return err
+		}
+		if deletedRevs, err = deleteExpired(s, tx, bucketRevocations, "revocation", revs, revocationExpired); err != nil {
+			return err
+		}
+		g, err := deleteExpired(s, tx, bucketGrants, "grant", grants, grantExpired)
+		if err != nil {
+			return err
+		}
+		r, err := deleteExpired(s, tx, bucketRequests, "access request", requests, requestExpired)
+		if err != nil {
+			return err
+		}
+		n = len(k) + len(ss) + len(deletedRevs) + len(g) + len(r)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if len(deletedRevs) > 0 {
 		s.mu.Lock()
-		for _, id := range revs {
+		for _, id := range deletedRevs {
 			delete(s.revoked, id)
 		}
 		s.mu.Unlock()
