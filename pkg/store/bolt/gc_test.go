@@ -47,7 +47,10 @@ func gcStore(t *testing.T, now time.Time) *Store {
 // write waits for the collection.
 func touchDuringScan(t *testing.T, s *Store, id string, now time.Time) {
 	t.Helper()
-	testHookCollectScanned = func() {
+	testHookCollectScanned = func(kind string) {
+		if kind != "session" {
+			return
+		}
 		done := make(chan error, 1)
 		go func() {
 			_, err := s.UpdateSession(context.Background(), id, func(sess *store.Session) error {
@@ -101,5 +104,56 @@ func TestGarbageCollectDoesNotHoldTheWriterWhileScanning(t *testing.T) {
 	}
 	if _, err := s.GetSession(ctx, "ended"); err == nil {
 		t.Error("the ended session is still there")
+	}
+}
+
+func TestGarbageCollectScansInChunks(t *testing.T) {
+	defer func(n int) { collectChunk = n }(collectChunk)
+	collectChunk = 3
+	now := time.Now()
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	// Ended: the first, either side of a chunk's end, and the last.
+	ended := map[int]bool{0: true, 2: true, 3: true, 7: true, 10: true}
+	for i := range 11 {
+		used := now
+		if ended[i] {
+			used = now.Add(-2 * time.Hour)
+		}
+		if err := s.CreateSession(ctx, store.Session{ID: fmt.Sprintf("s-%02d", i), CreatedAt: used, LastUsedAt: used,
+			IdleTimeout: time.Hour, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunks := 0
+	testHookCollectScanned = func(kind string) {
+		if kind == "session" {
+			chunks++
+		}
+	}
+	defer func() { testHookCollectScanned = nil }()
+	n, err := s.GarbageCollect(ctx, now)
+	if err != nil || n != len(ended) {
+		t.Fatalf("GarbageCollect = %d, %v; want %d", n, err, len(ended))
+	}
+	if chunks != 4 {
+		t.Errorf("the 11 sessions were read in %d transactions, want 4 of at most 3", chunks)
+	}
+	left, err := s.ListSessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 11-len(ended) {
+		t.Errorf("%d sessions left, want %d", len(left), 11-len(ended))
+	}
+	for _, sess := range left {
+		var i int
+		if _, err := fmt.Sscanf(sess.ID, "s-%d", &i); err != nil || ended[i] {
+			t.Errorf("session %s was kept", sess.ID)
+		}
 	}
 }
