@@ -43,6 +43,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	bbolt "go.etcd.io/bbolt"
 )
 
 // roleEnv selects what a child process does.
@@ -194,6 +196,9 @@ func point(o *options, self string, n int) (*result, error) {
 	if err := child(self, "measure", r, args...); err != nil {
 		return nil, err
 	}
+	if err := freelistStats(path, r); err != nil {
+		return nil, err
+	}
 	r.Sessions, r.FillSeconds, r.FileBytes, r.Fillers, r.Concurrency = n, fill.Seconds, fill.FileBytes, o.fillers, o.concurrency
 	r.LoadStart, r.LoadEnd = load0, loadAverage()
 	logf("%d sessions: refresh p50 %.2f ms, p99 %.2f ms; %.0f refreshes/s at %d; heap %.1f MiB, RSS %.1f MiB (anon %.1f, file %.1f); GC %.0f ms (%d ended), %.0f ms (none); open %.0f ms (cold %.0f ms); list %.2f s; load %s -> %s",
@@ -253,4 +258,16 @@ func loadAverage() string {
 		return "?"
 	}
 	return f[0]
+}
+
+// freelistStats reads bbolt's free-page figures of the file (closed by
+// then) at path into r: bbolt writes the whole freelist at every commit.
+func freelistStats(path string, r *result) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	st := db.Stats()
+	r.FreePages, r.FreelistBytes = st.FreePageN, st.FreelistInuse
+	return db.Close()
 }
