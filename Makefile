@@ -59,11 +59,12 @@ bench-scale-webhook:
 	cd hack/benchplot && $(GO) run . -kind webhook-tokens -in $(CURDIR)/docs/img/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
 
 # The session store's, as sessions grow: the bolt store at STORE_SESSIONS
-# (hack/bench/store, about 4 minutes for 10k,100k,1M), then the kubernetes
-# store against a real kube-apiserver and etcd at each of
-# STORE_KUBERNETES_SESSIONS (BenchmarkKubernetesSessionScale: about 1 minute
-# for 10000; add 100000 for about 3 more minutes and 2.5 GiB more memory in
-# kube-apiserver), each appending its row to the same CSV.
+# (hack/bench/store: 3 to 7 minutes for 10k,100k,1M, 2.7 GiB of peak memory
+# and 1 GiB in /dev/shm and in /tmp at 1M), then the kubernetes store against
+# a real kube-apiserver and etcd at each of STORE_KUBERNETES_SESSIONS
+# (BenchmarkKubernetesSessionScale: about 1 minute for 10000; add 100000 for
+# 3 to 5 more minutes and 2 GiB more memory in kube-apiserver), each
+# appending its row to the same CSV. 1M is out of reach for kubernetes here.
 STORE_SESSIONS ?= 10k,100k,1M
 STORE_KUBERNETES_SESSIONS ?= 10000
 bench-scale-store: tools
