@@ -47,7 +47,7 @@ var storeCurveColumns = []string{
 	"refresh_p50_ms", "refresh_p99_ms", "refreshes_per_s", "refreshes_per_s_unlimited",
 	"heap_mib", "rss_mib", "rss_anon_mib", "rss_file_mib", "peak_rss_mib", "file_mib",
 	"create_ms", "gc_ended_ms", "gc_nothing_ms", "refresh_during_gc_max_ms", "refreshes_during_gc",
-	"open_ms", "open_cold_ms", "list_all_s", "free_pages", "freelist_kib",
+	"open_ms", "open_cold_ms", "list_all_s", "free_pages",
 	"apiserver_heap_mib", "apiserver_rss_mib", "etcd_rss_mib", "etcd_db_mib",
 }
 

@@ -260,14 +260,14 @@ func loadAverage() string {
 	return f[0]
 }
 
-// freelistStats reads bbolt's free-page figures of the file (closed by
-// then) at path into r: bbolt writes the whole freelist at every commit.
+// freelistStats reads how many free pages bbolt has in the file at path
+// (closed by then) into r: it writes the whole freelist at every commit.
 func freelistStats(path string, r *result) error {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		return err
 	}
 	st := db.Stats()
-	r.FreePages, r.FreelistBytes = st.FreePageN, st.FreelistInuse
+	r.FreePages = st.FreePageN
 	return db.Close()
 }

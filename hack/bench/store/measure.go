@@ -156,8 +156,8 @@ type result struct {
 	// how long it took, how many refreshes completed, the slowest.
 	GCConcurrentms, DuringGCMaxms float64
 	RefreshesDuringGC             int
-	// bbolt's freelist at the end (read by the parent).
-	FreePages, FreelistBytes int
+	// bbolt's free pages at the end (read by the parent).
+	FreePages int
 }
 
 // runMeasure (child): path n warmup refreshes throughput concurrency ended.
@@ -406,7 +406,7 @@ var csvHeader = []string{
 	"backend", "sessions", "load_start", "load_end", "fill_per_s",
 	"refresh_p50_ms", "refresh_p99_ms", "refreshes_per_s", "refreshes_per_s_unlimited",
 	"heap_mib", "rss_mib", "rss_anon_mib", "rss_file_mib", "peak_rss_mib", "file_mib",
-	"create_ms", "gc_ended_ms", "gc_nothing_ms", "refresh_during_gc_max_ms", "refreshes_during_gc", "open_ms", "open_cold_ms", "list_all_s", "free_pages", "freelist_kib",
+	"create_ms", "gc_ended_ms", "gc_nothing_ms", "refresh_during_gc_max_ms", "refreshes_during_gc", "open_ms", "open_cold_ms", "list_all_s", "free_pages",
 	"apiserver_heap_mib", "apiserver_rss_mib", "etcd_rss_mib", "etcd_db_mib",
 }
 
@@ -424,7 +424,7 @@ func writeCSV(path string, rows []*result) error {
 			"bolt", strconv.Itoa(r.Sessions), r.LoadStart, r.LoadEnd, fmt.Sprintf("%.0f", float64(r.Sessions)/r.FillSeconds),
 			f3(r.P50ms), f3(r.P99ms), fmt.Sprintf("%.0f", r.PerSecond), "",
 			f1(mib(r.HeapBytes)), f1(mib(r.RSSBytes)), f1(mib(r.RSSAnonBytes)), f1(mib(r.RSSFileBytes)), f1(mib(r.PeakRSSBytes)), f1(mib(r.FileBytes)),
-			f3(r.Createms), f1(r.GCms), f1(r.GCNothingms), f1(r.DuringGCMaxms), strconv.Itoa(r.RefreshesDuringGC), f1(r.Openms), f1(r.OpenColdms), f3(r.ListSeconds), strconv.Itoa(r.FreePages), f1(float64(r.FreelistBytes) / 1024),
+			f3(r.Createms), f1(r.GCms), f1(r.GCNothingms), f1(r.DuringGCMaxms), strconv.Itoa(r.RefreshesDuringGC), f1(r.Openms), f1(r.OpenColdms), f3(r.ListSeconds), strconv.Itoa(r.FreePages),
 			"", "", "", "",
 		})
 	}
@@ -440,12 +440,12 @@ func writeCSV(path string, rows []*result) error {
 func report(o *options, rows []*result, load0, load1 string) {
 	fmt.Printf("Bolt store cost curve: %d cores; %d refreshes measured one at a time after %d, %d at %d in flight; %d ended sessions; load average %s → %s\n\n",
 		runtime.NumCPU(), o.refreshes, o.warmup, o.throughput, o.concurrency, o.ended, load0, load1)
-	fmt.Println("| sessions | fill (tmpfs) | file | refresh p50 / p99 / max | refreshes/s | Go heap | RSS (anon + file) | peak RSS | GarbageCollect ended / none | refreshes during one (slowest) | open warm / cold | ListSessions | file-backed RSS after it | free pages (freelist) |")
+	fmt.Println("| sessions | fill (tmpfs) | file | refresh p50 / p99 / max | refreshes/s | Go heap | RSS (anon + file) | peak RSS | GarbageCollect ended / none | refreshes during one (slowest) | open warm / cold | ListSessions | file-backed RSS after it | free pages |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Printf("| %d | %.0f /s | %.1f MiB | %.2f / %.2f / %.2f ms | %.0f | %.1f MiB | %.1f (%.1f + %.1f) MiB | %.1f MiB | %.0f / %.0f ms | %d in %.0f ms (%.1f ms) | %.0f / %.0f ms | %.2f s | %.1f MiB | %d (%.0f KiB) |\n",
+		fmt.Printf("| %d | %.0f /s | %.1f MiB | %.2f / %.2f / %.2f ms | %.0f | %.1f MiB | %.1f (%.1f + %.1f) MiB | %.1f MiB | %.0f / %.0f ms | %d in %.0f ms (%.1f ms) | %.0f / %.0f ms | %.2f s | %.1f MiB | %d |\n",
 			r.Sessions, float64(r.Sessions)/r.FillSeconds, mib(r.FileBytes), r.P50ms, r.P99ms, r.Maxms, r.PerSecond,
 			mib(r.HeapBytes), mib(r.RSSBytes), mib(r.RSSAnonBytes), mib(r.RSSFileBytes), mib(r.PeakRSSBytes),
-			r.GCms, r.GCNothingms, r.RefreshesDuringGC, r.GCConcurrentms, r.DuringGCMaxms, r.Openms, r.OpenColdms, r.ListSeconds, mib(r.ListRSSFileBytes), r.FreePages, float64(r.FreelistBytes)/1024)
+			r.GCms, r.GCNothingms, r.RefreshesDuringGC, r.GCConcurrentms, r.DuringGCMaxms, r.Openms, r.OpenColdms, r.ListSeconds, mib(r.ListRSSFileBytes), r.FreePages)
 	}
 }
