@@ -69,7 +69,7 @@ STORE_SESSIONS ?= 10k,100k,1M
 STORE_KUBERNETES_SESSIONS ?= 10000
 bench-scale-store: tools
 	mkdir -p _output docs/img
-	$(GO) run ./hack/bench/store -sessions $(STORE_SESSIONS) -csv docs/img/store-sessions.csv | tee _output/store-sessions.md
+	set -o pipefail; $(GO) run ./hack/bench/store -sessions $(STORE_SESSIONS) -csv docs/img/store-sessions.csv | tee _output/store-sessions.md
 	set -o pipefail; for n in $(STORE_KUBERNETES_SESSIONS); do \
 		PORTCULLIS_BENCH_SESSIONS=$$n PORTCULLIS_BENCH_CSV=$(CURDIR)/docs/img/store-sessions.csv \
 		$(GO) test -count=1 ./test/e2e -run '^$$' -bench '^BenchmarkKubernetesSessionScale$$' -benchtime 1x -v -timeout 30m \
