@@ -8,7 +8,7 @@ BIN := _output/bin
 # e2e tests start real kube-apiservers; 2 cores cope with 2 at a time.
 E2E_PARALLEL ?= 2
 
-.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook bench-scale-login bench-scale-proxy fuzz clean release image manifests release-test cross
+.PHONY: all build test unit e2e demo lint tools bench bench-scale bench-scale-webhook bench-scale-login bench-scale-proxy bench-scale-store fuzz clean release image manifests release-test cross
 
 all: build
 
@@ -48,7 +48,7 @@ bench: ## Go benchmarks of the hot paths; see docs/benchmarks.md
 # renders it to SVG there with hack/benchplot (a module of its own for the
 # plotting library), and its markdown table into _output. Not part of
 # `make test`. bench-scale runs them all.
-bench-scale: bench-scale-webhook bench-scale-login bench-scale-proxy
+bench-scale: bench-scale-webhook bench-scale-store bench-scale-login bench-scale-proxy
 
 # The webhook's, as distinct live tokens grow: about 2 minutes.
 SCALE_TOKENS ?= 1k,5k,10k,20k,50k,100k,1M
@@ -57,6 +57,25 @@ bench-scale-webhook:
 	mkdir -p _output docs/img
 	$(GO) run ./hack/bench/tokenreview -scale $(SCALE_TOKENS) -duration $(SCALE_DURATION) -csv docs/img/webhook-tokens.csv | tee _output/webhook-tokens.md
 	cd hack/benchplot && $(GO) run . -kind webhook-tokens -in $(CURDIR)/docs/img/webhook-tokens.csv -out $(CURDIR)/docs/img/webhook-tokens.svg
+
+# The session store's, as sessions grow: the bolt store at STORE_SESSIONS
+# (hack/bench/store: 3 to 7 minutes for 10k,100k,1M, 2.7 GiB of peak memory
+# and 1 GiB in /dev/shm and in /tmp at 1M), then the kubernetes store against
+# a real kube-apiserver and etcd at each of STORE_KUBERNETES_SESSIONS
+# (BenchmarkKubernetesSessionScale: about 1 minute for 10000; add 100000 for
+# 3 to 5 more minutes and 2 GiB more memory in kube-apiserver), each
+# appending its row to the same CSV. 1M is out of reach for kubernetes here.
+STORE_SESSIONS ?= 10k,100k,1M
+STORE_KUBERNETES_SESSIONS ?= 10000
+bench-scale-store: tools
+	mkdir -p _output docs/img
+	set -o pipefail; $(GO) run ./hack/bench/store -sessions $(STORE_SESSIONS) -csv docs/img/store-sessions.csv | tee _output/store-sessions.md
+	set -o pipefail; for n in $(STORE_KUBERNETES_SESSIONS); do \
+		PORTCULLIS_BENCH_SESSIONS=$$n PORTCULLIS_BENCH_CSV=$(CURDIR)/docs/img/store-sessions.csv \
+		$(GO) test -count=1 ./test/e2e -run '^$$' -bench '^BenchmarkKubernetesSessionScale$$' -benchtime 1x -v -timeout 30m \
+		| tee -a _output/store-sessions-kubernetes.log; \
+	done
+	cd hack/benchplot && $(GO) run . -kind store-sessions -in $(CURDIR)/docs/img/store-sessions.csv -out $(CURDIR)/docs/img/store-sessions.svg
 
 # The login portal's, as logins in flight grow, with Dex's password check
 # (bcrypt cost 10) and without one, the last also with an ECDSA serving

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +33,65 @@ import (
 // fills the namespace with (10,000 when unset).
 const benchSessionsEnv = "PORTCULLIS_BENCH_SESSIONS"
 
+// benchCSVEnv, if set, is a CSV file BenchmarkKubernetesSessionScale appends
+// its figures to as a row of the store cost curve (backend "kubernetes"),
+// after the bolt store's rows that hack/bench/store writes there (make
+// bench-scale-store).
+const benchCSVEnv = "PORTCULLIS_BENCH_CSV"
+
+// storeCurveColumns are the store cost curve's columns, as hack/bench/store
+// (measure.go, csvHeader) writes them; a row fills those that mean the same
+// thing for its backend and leaves the others empty.
+var storeCurveColumns = []string{
+	"backend", "sessions", "load_start", "load_end", "fill_per_s",
+	"refresh_p50_ms", "refresh_p99_ms", "refreshes_per_s", "refreshes_per_s_unlimited",
+	"heap_mib", "rss_mib", "rss_anon_mib", "rss_file_mib", "peak_rss_mib", "file_mib",
+	"create_ms", "gc_ended_ms", "gc_nothing_ms", "refresh_during_gc_max_ms", "refreshes_during_gc",
+	"open_ms", "open_cold_ms", "list_all_s", "free_pages",
+	"apiserver_heap_mib", "apiserver_rss_mib", "etcd_rss_mib", "etcd_db_mib",
+}
+
+// appendCurveRow appends row (values by column) to the CSV file at path,
+// in the order of the header it already has, or writes storeCurveColumns as
+// its header first if it is missing or empty.
+func appendCurveRow(path string, row map[string]string) error {
+	header, writeHeader := storeCurveColumns, true
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		first, _, _ := strings.Cut(string(data), "\n")
+		if header, err = csv.NewReader(strings.NewReader(first)).Read(); err != nil {
+			return fmt.Errorf("reading the header of %s: %w", path, err)
+		}
+		if !strings.HasSuffix(string(data), "\n") {
+			return fmt.Errorf("%s does not end with a new line", path)
+		}
+		writeHeader = false
+	}
+	for col := range row {
+		if !slices.Contains(header, col) {
+			return fmt.Errorf("%s has no column %q: its header is older than this benchmark; remove the file and run again", path, col)
+		}
+	}
+	record := make([]string, len(header))
+	for i, col := range header {
+		record[i] = row[col]
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	if writeHeader {
+		_ = w.Write(header)
+	}
+	_ = w.Write(record)
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // BenchmarkKubernetesSessionScale fills one namespace of a real
 // kube-apiserver (and etcd) with N sessions and measures what a replica on
 // the kubernetes store pays for them: refresh latency through
@@ -46,6 +107,9 @@ const benchSessionsEnv = "PORTCULLIS_BENCH_SESSIONS"
 //
 //	go test ./test/e2e -run '^$' -bench KubernetesSessionScale -benchtime 1x -v
 //	PORTCULLIS_BENCH_SESSIONS=100000 go test ./test/e2e -run '^$' -bench KubernetesSessionScale -benchtime 1x -v -timeout 30m
+//
+// With PORTCULLIS_BENCH_CSV=file it also appends its figures to file as a
+// row of the store cost curve (make bench-scale-store).
 func BenchmarkKubernetesSessionScale(b *testing.B) {
 	n := 10000
 	if v := os.Getenv(benchSessionsEnv); v != "" {
@@ -274,7 +338,8 @@ func BenchmarkKubernetesSessionScale(b *testing.B) {
 		return string(data[:min(len(data), 14)])
 	}
 
-	b.Logf("load average at start: %s", load())
+	load0 := load()
+	b.Logf("load average at start: %s", load0)
 	fill(0, base, newSession)
 	refresh(200, base) // warm up: connections, and kube-apiserver just started
 	baseLat := refresh(refreshes, base)
@@ -388,4 +453,35 @@ func BenchmarkKubernetesSessionScale(b *testing.B) {
 	b.ReportMetric(ms(gcNothing), "gc-nothing-ms")
 	b.ReportMetric(ms(openTime), "open-ms")
 	b.ReportMetric(listTime.Seconds(), "list-all-s")
+
+	if path := os.Getenv(benchCSVEnv); path != "" {
+		f1 := func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+		f3 := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+		firstField := func(s string) string { f, _, _ := strings.Cut(s, " "); return f }
+		err := appendCurveRow(path, map[string]string{
+			"backend":                   "kubernetes",
+			"sessions":                  strconv.Itoa(n),
+			"load_start":                firstField(load0),
+			"load_end":                  firstField(load()),
+			"fill_per_s":                fmt.Sprintf("%.0f", float64(n-base)/fillTime.Seconds()),
+			"refresh_p50_ms":            f3(ms(percentile(lat, .5))),
+			"refresh_p99_ms":            f3(ms(percentile(lat, .99))),
+			"refreshes_per_s":           fmt.Sprintf("%.0f", throughput),
+			"refreshes_per_s_unlimited": fmt.Sprintf("%.0f", throughputUnlimited),
+			"heap_mib":                  f1(mib(after.heap)),
+			"rss_mib":                   f1(mib(after.rss)),
+			"gc_ended_ms":               f1(ms(gcTime)),
+			"gc_nothing_ms":             f1(ms(gcNothing)),
+			"open_ms":                   f1(ms(openTime)),
+			"list_all_s":                f3(listTime.Seconds()),
+			"apiserver_heap_mib":        f1(mib(after.apiserverHeap)),
+			"apiserver_rss_mib":         f1(mib(after.apiserver)),
+			"etcd_rss_mib":              f1(mib(after.etcd)),
+			"etcd_db_mib":               f1(mib(after.etcdDB)),
+		})
+		if err != nil {
+			b.Fatalf("%s: %v", benchCSVEnv, err)
+		}
+		b.Logf("appended the kubernetes row for %d sessions to %s", n, path)
+	}
 }

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -391,64 +392,156 @@ func (s *Store) ListAccessRequests(ctx context.Context) ([]store.AccessRequest, 
 	return list[store.AccessRequest](s, ctx, bucketRequests, "access request")
 }
 
-// collect deletes, from bucket, every record for which expired returns true
-// and returns the deleted IDs.
-func collect[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, expired func(*T) bool) ([]string, error) {
-	b := tx.Bucket(bucket)
+// testHookCollectScanned, if set (by tests only), is called by
+// GarbageCollect at the end of each read transaction that finds what has
+// expired in the bucket of kind, before the write transaction that deletes
+// it.
+var testHookCollectScanned func(kind string)
+
+// collectChunk is how many records GarbageCollect reads in one read
+// transaction. A long-lived reader keeps bbolt from reusing the pages that
+// writes free meanwhile, so the file grows, and a write that has to grow
+// the file's mapping waits for every reader: with one transaction for a
+// million sessions, refreshes waited for the whole scan (21 s) all the same.
+// A variable for tests.
+var collectChunk = 1000
+
+// expiredIDs returns the IDs of the records of bucket for which expired
+// returns true, reading collectChunk records per read transaction. A record
+// written behind the scan is left for the next collection.
+func expiredIDs[T any](s *Store, ctx context.Context, bucket []byte, kind string, expired func(*T) bool) ([]string, error) {
 	var ids []string
-	err := b.ForEach(func(k, v []byte) error {
-		var obj T
-		if err := decode(s.path, kind, k, v, &obj); err != nil {
-			return err
-		}
-		if expired(&obj) {
-			ids = append(ids, string(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range ids {
-		if err := b.Delete([]byte(id)); err != nil {
+	var last []byte
+	for done := false; !done; {
+		err := s.view(ctx, func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
+			if last != nil {
+				if k, v = c.Seek(last); k != nil && bytes.Equal(k, last) {
+					k, v = c.Next()
+				}
+			}
+			for i := 0; ; i++ {
+				if k == nil {
+					done = true
+					break
+				}
+				if i == collectChunk {
+					break
+				}
+				var obj T
+				if err := decode(s.path, kind, k, v, &obj); err != nil {
+					return err
+				}
+				if expired(&obj) {
+					ids = append(ids, string(k))
+				}
+				last = append(last[:0], k...) // k is only valid in tx
+				k, v = c.Next()
+			}
+			if testHookCollectScanned != nil {
+				testHookCollectScanned(kind)
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
 }
 
+// deleteExpired deletes, from bucket, those of ids whose record is still
+// there and still expired, and returns the IDs it deleted.
+func deleteExpired[T any](s *Store, tx *bbolt.Tx, bucket []byte, kind string, ids []string, expired func(*T) bool) ([]string, error) {
+	b := tx.Bucket(bucket)
+	var deleted []string
+	for _, id := range ids {
+		v := b.Get([]byte(id))
+		if v == nil {
+			continue
+		}
+		var obj T
+		if err := decode(s.path, kind, []byte(id), v, &obj); err != nil {
+			return nil, err
+		}
+		if !expired(&obj) {
+			continue // e.g. a session used again since the scan
+		}
+		if err := b.Delete([]byte(id)); err != nil {
+			return nil, err
+		}
+		deleted = append(deleted, id)
+	}
+	return deleted, nil
+}
+
 // GarbageCollect deletes sessions that have Expired at now, revocations and
 // grants whose ExpiresAt is not after now, and signing keys whose ExpireAt is
-// not after now, in one transaction. It returns how many it deleted.
+// not after now. It returns how many it deleted.
+//
+// It finds them in short read transactions, which decode every record, and
+// only then deletes them in a write transaction, checking each again: bbolt
+// has one writer at a time, and a scan of every session inside the write
+// transaction made every refresh, login and revocation wait for it (a
+// second with 100,000 sessions, 20 s with a million). The deletions are one
+// transaction, and there is none when nothing has expired.
 func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) {
+	// Held throughout, so that no revocation changes between the scan and
+	// the deletion and the revoked set changes in commit order.
 	s.revMu.Lock()
 	defer s.revMu.Unlock()
+	sessionExpired := func(sess *store.Session) bool { return sess.Expired(now) }
+	keyExpired := func(k *store.SigningKey) bool { return !now.Before(k.ExpireAt) }
+	revocationExpired := func(r *store.Revocation) bool { return !now.Before(r.ExpiresAt) }
+	grantExpired := func(g *store.Grant) bool { return !now.Before(g.ExpiresAt) }
+	requestExpired := func(r *store.AccessRequest) bool { return !now.Before(r.ExpiresAt) }
+
+	var keys, sessions, revs, grants, requests []string
+	var err error
+	if keys, err = expiredIDs(s, ctx, bucketSigningKeys, "signing key", keyExpired); err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if sessions, err = expiredIDs(s, ctx, bucketSessions, "session", sessionExpired); err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if revs, err = expiredIDs(s, ctx, bucketRevocations, "revocation", revocationExpired); err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if grants, err = expiredIDs(s, ctx, bucketGrants, "grant", grantExpired); err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if requests, err = expiredIDs(s, ctx, bucketRequests, "access request", requestExpired); err != nil {
+		return 0, fmt.Errorf("collecting garbage in %s: %w", s.path, err)
+	}
+	if len(keys)+len(sessions)+len(revs)+len(grants)+len(requests) == 0 {
+		return 0, nil
+	}
 	var n, nGrants int
-	var revs []string
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		n, nGrants, revs = 0, 0, nil
-		keys, err := collect(s, tx, bucketSigningKeys, "signing key", func(k *store.SigningKey) bool { return !now.Before(k.ExpireAt) })
+	var deletedRevs []string
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
+		n, nGrants, deletedRevs = 0, 0, nil
+		k, err := deleteExpired(s, tx, bucketSigningKeys, "signing key", keys, keyExpired)
 		if err != nil {
 			return err
 		}
-		sessions, err := collect(s, tx, bucketSessions, "session", func(sess *store.Session) bool { return sess.Expired(now) })
+		ss, err := deleteExpired(s, tx, bucketSessions, "session", sessions, sessionExpired)
 		if err != nil {
 			return err
 		}
-		revs, err = collect(s, tx, bucketRevocations, "revocation", func(r *store.Revocation) bool { return !now.Before(r.ExpiresAt) })
+		if deletedRevs, err = deleteExpired(s, tx, bucketRevocations, "revocation", revs, revocationExpired); err != nil {
+			return err
+		}
+		g, err := deleteExpired(s, tx, bucketGrants, "grant", grants, grantExpired)
 		if err != nil {
 			return err
 		}
-		grants, err := collect(s, tx, bucketGrants, "grant", func(g *store.Grant) bool { return !now.Before(g.ExpiresAt) })
+		r, err := deleteExpired(s, tx, bucketRequests, "access request", requests, requestExpired)
 		if err != nil {
 			return err
 		}
-		requests, err := collect(s, tx, bucketRequests, "access request", func(r *store.AccessRequest) bool { return !now.Before(r.ExpiresAt) })
-		if err != nil {
-			return err
-		}
-		nGrants = len(grants)
-		n = len(keys) + len(sessions) + len(revs) + len(grants) + len(requests)
+		nGrants = len(g)
+		n = len(k) + len(ss) + len(deletedRevs) + len(g) + len(r)
 		return nil
 	})
 	if err != nil {
@@ -457,9 +550,9 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (int, error) 
 	if nGrants > 0 {
 		s.grants.invalidate()
 	}
-	if len(revs) > 0 {
+	if len(deletedRevs) > 0 {
 		s.mu.Lock()
-		for _, id := range revs {
+		for _, id := range deletedRevs {
 			delete(s.revoked, id)
 		}
 		s.mu.Unlock()

@@ -13,9 +13,11 @@
 // Open validates an existing file before using it: bbolt's own consistency
 // check, a check that the file is not shorter than its header says, the
 // schema version, and that every record decodes. This costs a scan of the
-// file at start-up, which is cheap for the sizes Portcullis keeps, and means
-// a damaged file is reported when the operator is looking rather than as an
-// odd failure (or a crash on a truncated memory map) hours later.
+// file at start-up (about 0.1 s with 10,000 sessions, 1–1.4 s with 100,000
+// and 10–43 s with a million, measured in docs/benchmarks.md, "Store:
+// sessions"), and means a damaged file is reported when the operator is
+// looking rather than as an odd failure (or a crash on a truncated memory
+// map) hours later.
 //
 // IsRevoked runs on every token verification, so the store keeps the set of
 // revoked IDs in memory: it is loaded when the file is opened and updated
