@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"portcullis.dev/portcullis/internal/testkit/benchsession"
 	"portcullis.dev/portcullis/pkg/session"
 	"portcullis.dev/portcullis/pkg/store"
 	kstore "portcullis.dev/portcullis/pkg/store/kubernetes"
@@ -154,45 +153,14 @@ func BenchmarkKubernetesSessionScale(b *testing.B) {
 	replica := openStore(shipped)
 	defer replica.Close()
 
-	settings := session.Settings{
-		IdleTimeout:      12 * time.Hour,
-		MaxLifetime:      7 * 24 * time.Hour,
-		ReuseGrace:       30 * time.Second,
-		MaxTokenLifetime: time.Hour,
-	}
+	settings := benchsession.Settings
 	m := session.NewManager(replica, func() session.Settings { return settings }, nil)
 	created := time.Now()
 
-	// Session i has an ID and a first refresh secret derived from i, so
-	// that the test holds nothing per session; tokens rotated by a refresh
-	// are kept in rotated.
-	derive := func(what string, i int) []byte {
-		sum := sha256.Sum256(fmt.Appendf(nil, "portcullis-bench/%s/%d", what, i))
-		return sum[:]
-	}
-	b64 := base64.RawURLEncoding
-	sessionID := func(i int) string { return b64.EncodeToString(derive("sid", i)[:16]) }
-	firstSecret := func(i int) string { return b64.EncodeToString(derive("secret", i)) }
-	newSession := func(i int) store.Session {
-		secret := firstSecret(i)
-		h := sha256.Sum256([]byte(secret))
-		user := fmt.Sprintf("user-%d@example.com", i)
-		return store.Session{
-			ID:                   sessionID(i),
-			Username:             user,
-			UID:                  fmt.Sprintf("CiQ%08d-0000-4000-8000-bench", i),
-			Groups:               []string{"devs", "platform", "oncall", "readers", "team-" + strconv.Itoa(i%50)},
-			Email:                user,
-			IdentityProvider:     "dex",
-			UpstreamRefreshToken: b64.EncodeToString(derive("upstream", i)) + b64.EncodeToString(derive("upstream2", i)),
-			RefreshTokenHash:     h[:],
-			ClientAddress:        "10.1.2.3",
-			CreatedAt:            created,
-			LastUsedAt:           created,
-			IdleTimeout:          settings.IdleTimeout,
-			ExpiresAt:            created.Add(settings.MaxLifetime),
-		}
-	}
+	// Session i has an ID and a first refresh secret derived from i
+	// (benchsession), so that the test holds nothing per session; tokens
+	// rotated by a refresh are kept in rotated.
+	newSession := func(i int) store.Session { return benchsession.New(i, created) }
 	// fill creates sessions from..to-1 with fillers goroutines, through a
 	// store of its own, closed before it returns.
 	fill := func(from, to int, mk func(int) store.Session) time.Duration {
@@ -237,7 +205,7 @@ func BenchmarkKubernetesSessionScale(b *testing.B) {
 		tok, ok := rotated[i]
 		rotatedMu.Unlock()
 		if !ok {
-			tok = sessionID(i) + "." + firstSecret(i)
+			tok = benchsession.RefreshToken(i)
 		}
 		start := time.Now()
 		res, err := m.Refresh(ctx, tok, nil, nil)

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -22,53 +20,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"portcullis.dev/portcullis/internal/testkit/benchsession"
 	"portcullis.dev/portcullis/pkg/session"
-	"portcullis.dev/portcullis/pkg/store"
 	"portcullis.dev/portcullis/pkg/store/bolt"
 )
 
-// settings are a typical deployment's session settings.
-var settings = session.Settings{
-	IdleTimeout:      12 * time.Hour,
-	MaxLifetime:      7 * 24 * time.Hour,
-	ReuseGrace:       30 * time.Second,
-	MaxTokenLifetime: time.Hour,
-}
-
-// Session i has an ID and a first refresh secret derived from i, so that
-// neither child holds anything per session.
-func derive(what string, i int) []byte {
-	sum := sha256.Sum256(fmt.Appendf(nil, "portcullis-store-bench/%s/%d", what, i))
-	return sum[:]
-}
-
-var b64 = base64.RawURLEncoding
-
-func sessionID(i int) string   { return b64.EncodeToString(derive("sid", i)[:16]) }
-func firstSecret(i int) string { return b64.EncodeToString(derive("secret", i)) }
-
-// newSession is session i as a login makes it: five groups, an upstream
-// refresh token, the hash of its first refresh secret.
-func newSession(i int, created time.Time) store.Session {
-	secret := firstSecret(i)
-	h := sha256.Sum256([]byte(secret))
-	user := fmt.Sprintf("user-%d@example.com", i)
-	return store.Session{
-		ID:                   sessionID(i),
-		Username:             user,
-		UID:                  fmt.Sprintf("CiQ%08d-0000-4000-8000-bench", i),
-		Groups:               []string{"devs", "platform", "oncall", "readers", "team-" + strconv.Itoa(i%50)},
-		Email:                user,
-		IdentityProvider:     "dex",
-		UpstreamRefreshToken: b64.EncodeToString(derive("upstream", i)) + b64.EncodeToString(derive("upstream2", i)),
-		RefreshTokenHash:     h[:],
-		ClientAddress:        "10.1.2.3",
-		CreatedAt:            created,
-		LastUsedAt:           created,
-		IdleTimeout:          settings.IdleTimeout,
-		ExpiresAt:            created.Add(settings.MaxLifetime),
-	}
-}
+var settings = benchsession.Settings
 
 type fillResult struct {
 	Seconds   float64
@@ -106,7 +63,7 @@ func runFill(args []string) error {
 				if i >= n {
 					return
 				}
-				if err := st.CreateSession(ctx, newSession(i, created)); err != nil {
+				if err := st.CreateSession(ctx, benchsession.New(i, created)); err != nil {
 					failOnce.Do(func() { failure = err; failed.Store(true) })
 					return
 				}
@@ -208,7 +165,7 @@ func runMeasure(args []string) error {
 		tok, ok := rotated[i]
 		rotatedMu.Unlock()
 		if !ok {
-			tok = sessionID(i) + "." + firstSecret(i)
+			tok = benchsession.RefreshToken(i)
 		}
 		start := time.Now()
 		res, err := m.Refresh(ctx, tok, nil, nil)
@@ -284,7 +241,7 @@ func runMeasure(args []string) error {
 	creates := make([]time.Duration, 0, ended)
 	for i := range ended {
 		start := time.Now()
-		if err := st.CreateSession(ctx, newSession(n+1000000+i, old)); err != nil {
+		if err := st.CreateSession(ctx, benchsession.New(n+1000000+i, old)); err != nil {
 			return err
 		}
 		creates = append(creates, time.Since(start))
