@@ -368,24 +368,6 @@ func BenchmarkProxyWatches(b *testing.B) {
 	writeCurveCSV(b, *curveWatchesCSV, header, rows)
 }
 
-// do sends one request with a JSON body (nil for none) and drains the
-// answer.
-func (c *benchClient) do(ctx context.Context, method, path string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
-
 // openFiles counts pid's open file descriptors, and those that are inotify
 // instances (each cluster's CA file is watched with one: the kernel's
 // fs.inotify.max_user_instances, 128 by default, bounds them per user).

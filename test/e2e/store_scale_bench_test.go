@@ -197,26 +197,13 @@ func BenchmarkKubernetesSessionScale(b *testing.B) {
 		return time.Since(start)
 	}
 
-	var rotatedMu sync.Mutex
-	rotated := map[int]string{}
+	var refresher benchsession.Refresher
 	refreshOne := func(m *session.Manager, i int) time.Duration {
 		b.Helper()
-		rotatedMu.Lock()
-		tok, ok := rotated[i]
-		rotatedMu.Unlock()
-		if !ok {
-			tok = benchsession.RefreshToken(i)
-		}
-		start := time.Now()
-		res, err := m.Refresh(ctx, tok, nil, nil)
-		d := time.Since(start)
+		d, err := refresher.Refresh(ctx, m, i)
 		if err != nil {
-			b.Errorf("refreshing session %d: %v", i, err)
-			return d
+			b.Error(err)
 		}
-		rotatedMu.Lock()
-		rotated[i] = res.RefreshToken
-		rotatedMu.Unlock()
 		return d
 	}
 	rng := rand.New(rand.NewPCG(1, 2))

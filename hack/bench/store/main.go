@@ -45,6 +45,8 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+
+	"portcullis.dev/portcullis/hack/bench/internal/benchflag"
 )
 
 // roleEnv selects what a child process does.
@@ -93,7 +95,7 @@ func main() {
 	flag.StringVar(&o.csv, "csv", "", "write the curve to this CSV file (replacing it)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the state files and print their paths")
 	flag.Parse()
-	sizes, err := parseSizes(o.sessions)
+	sizes, err := benchflag.Counts("sessions", "sessions", o.sessions)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -106,26 +108,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "store bench:", err)
 		os.Exit(1)
 	}
-}
-
-func parseSizes(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		mult := 1
-		switch {
-		case strings.HasSuffix(f, "k"):
-			mult, f = 1000, strings.TrimSuffix(f, "k")
-		case strings.HasSuffix(f, "M"):
-			mult, f = 1000000, strings.TrimSuffix(f, "M")
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-sessions: %q is not a positive number of sessions", f)
-		}
-		out = append(out, n*mult)
-	}
-	return out, nil
 }
 
 // logf reports progress on stderr; the report goes to stdout.

@@ -158,26 +158,8 @@ func runMeasure(args []string) error {
 	logf("%d sessions: opened in %.0f ms (cold page cache: %.0f ms)", n, r.Openms, r.OpenColdms)
 
 	m := session.NewManager(st, func() session.Settings { return settings }, nil)
-	var rotatedMu sync.Mutex
-	rotated := map[int]string{}
-	refreshOne := func(i int) (time.Duration, error) {
-		rotatedMu.Lock()
-		tok, ok := rotated[i]
-		rotatedMu.Unlock()
-		if !ok {
-			tok = benchsession.RefreshToken(i)
-		}
-		start := time.Now()
-		res, err := m.Refresh(ctx, tok, nil, nil)
-		d := time.Since(start)
-		if err != nil {
-			return d, fmt.Errorf("refreshing session %d: %w", i, err)
-		}
-		rotatedMu.Lock()
-		rotated[i] = res.RefreshToken
-		rotatedMu.Unlock()
-		return d, nil
-	}
+	var refresher benchsession.Refresher
+	refreshOne := func(i int) (time.Duration, error) { return refresher.Refresh(ctx, m, i) }
 
 	// Latency: one at a time, random sessions among the n.
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -43,6 +43,7 @@ import (
 
 	"k8s.io/component-base/cli"
 
+	"portcullis.dev/portcullis/hack/bench/internal/benchflag"
 	"portcullis.dev/portcullis/pkg/cmd/app"
 )
 
@@ -122,7 +123,7 @@ func main() {
 		}
 	}
 	if o.scale != "" {
-		sizes, err := parseScale(o.scale)
+		sizes, err := benchflag.Counts("scale", "tokens", o.scale)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"portcullis.dev/portcullis/pkg/apis/config/v1alpha1"
@@ -36,26 +35,6 @@ func (p *scalePoint) hitRatio() float64 {
 		return 0
 	}
 	return p.phase.hits / (p.phase.hits + p.phase.misses)
-}
-
-func parseScale(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		mult := 1
-		switch {
-		case strings.HasSuffix(f, "k"):
-			mult, f = 1000, strings.TrimSuffix(f, "k")
-		case strings.HasSuffix(f, "M"):
-			mult, f = 1000000, strings.TrimSuffix(f, "M")
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-scale: %q is not a positive number of tokens", f)
-		}
-		out = append(out, n*mult)
-	}
-	return out, nil
 }
 
 func runScale(ctx context.Context, o *options, sizes []int) error {

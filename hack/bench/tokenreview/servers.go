@@ -151,11 +151,17 @@ func runEcho(args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	return serveTLS(context.Background(), srv, *addr)
+}
+
+// serveTLS serves srv on addr until ctx ends or the process is told to
+// stop (SIGTERM, SIGINT), then shuts it down.
+func serveTLS(ctx context.Context, srv *http.Server, addr string) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
 		<-ctx.Done()

@@ -5,10 +5,12 @@
 package benchsession
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"portcullis.dev/portcullis/pkg/session"
@@ -59,4 +61,36 @@ func New(i int, created time.Time) store.Session {
 		IdleTimeout:          Settings.IdleTimeout,
 		ExpiresAt:            created.Add(Settings.MaxLifetime),
 	}
+}
+
+// Refresher refreshes benchmark sessions through a session.Manager, as a
+// replica does, keeping the refresh token each refresh rotates to. It is
+// safe for concurrent use.
+type Refresher struct {
+	mu      sync.Mutex
+	rotated map[int]string
+}
+
+// Refresh refreshes session i with its current refresh token and returns
+// how long the refresh took.
+func (r *Refresher) Refresh(ctx context.Context, m *session.Manager, i int) (time.Duration, error) {
+	r.mu.Lock()
+	tok, ok := r.rotated[i]
+	r.mu.Unlock()
+	if !ok {
+		tok = RefreshToken(i)
+	}
+	start := time.Now()
+	res, err := m.Refresh(ctx, tok, nil, nil)
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("refreshing session %d: %w", i, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rotated == nil {
+		r.rotated = map[int]string{}
+	}
+	r.rotated[i] = res.RefreshToken
+	return d, nil
 }
