@@ -144,3 +144,19 @@ func TestUpstreamCAFileIsReadAgainAfterTheRecheckInterval(t *testing.T) {
 		t.Fatal("a broken CA file replaced the CA read before")
 	}
 }
+
+func TestUpstreamCAFileThatHoldsNoCertificateIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"empty": "", "blank": " \n", "garbage": "not a certificate"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newCAFile("test", path, time.Second, clock.RealClock{}); err == nil {
+			t.Errorf("a CA file that is %s was accepted", name)
+		}
+	}
+	if _, err := newCAFile("test", filepath.Join(dir, "missing"), time.Second, clock.RealClock{}); err == nil {
+		t.Error("a missing CA file was accepted")
+	}
+}

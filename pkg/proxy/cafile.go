@@ -56,11 +56,11 @@ func (c *caFile) load() error {
 		return nil
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return fmt.Errorf("%s is empty", c.path)
+		return fmt.Errorf("the file is empty; it must hold the PEM certificates of the CA")
 	}
 	ca, err := dynamiccertificates.NewStaticCAContent(c.name, data)
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.path, err)
+		return err
 	}
 	opts, _ := ca.VerifyOptions()
 	c.pem, c.opts = data, opts
@@ -75,7 +75,7 @@ func (c *caFile) verifyOptions(force bool) x509.VerifyOptions {
 	if now := c.clock.Now(); force || now.Sub(c.read) >= c.recheck {
 		c.read = now
 		if err := c.load(); err != nil {
-			klog.ErrorS(err, "Reading an upstream CA file again failed; the CA read before stays trusted", "name", c.name)
+			klog.ErrorS(err, "Reading an upstream CA file again failed; the CA read before stays trusted", "name", c.name, "path", c.path)
 		}
 	}
 	return c.opts

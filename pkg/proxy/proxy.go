@@ -52,7 +52,8 @@ type Options struct {
 	// so an unreachable cluster is a quick 503, not a hang. Default 5s.
 	DialTimeout time.Duration
 	// TokenRecheckInterval is how often, at most, an upstream token file is
-	// checked for a new token. Default 2s.
+	// checked for a new token, and an upstream CA file read again at a
+	// handshake (caFile). Default 2s.
 	TokenRecheckInterval time.Duration
 	// ImpersonationCacheTTL is how long an upstream SubjectAccessReview
 	// answer about a client's own impersonation is remembered. Default 10s.
